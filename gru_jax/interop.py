@@ -1,0 +1,171 @@
+"""PyTorch <-> gru_jax weight conversion for torch.nn.GRU, LSTM and RNN.
+
+`from_torch(m)` returns `(module, variables)`: a `Stacked` of the matching gru_jax layer (with
+`time_major = not m.batch_first`) whose outputs equal torch's. PyTorch keeps an input and a
+recurrent bias per gate; gru_jax folds each pair into one `bias`, except the GRU's b_hn, which
+sits inside r ⊙ (W_hn h + b_hn) and is kept as `recurrent_bias_n`. `to_torch` goes back.
+
+Carries: torch's h_n is [num_layers * num_directions, ..., H] (and (h_n, c_n) for LSTM);
+gru_jax's is one carry per layer, a (forward, backward) pair when bidirectional, LSTM carries
+(c, h). `carry_from_torch` and `carry_to_torch` convert between the two.
+"""
+
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from gru_jax import layers
+
+_INSTALL = "pip install torch==2.13.0 (the CPU build; any torch with nn.GRU works)"
+
+
+def _torch():
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError(f"gru_jax.interop needs PyTorch: {_INSTALL}") from e
+  return torch
+
+
+def _kind(torch_module) -> str:
+  nn = _torch().nn
+  for kind, cls in (("gru", nn.GRU), ("lstm", nn.LSTM), ("rnn", nn.RNN)):
+    if isinstance(torch_module, cls):
+      return kind
+  raise TypeError(f"from_torch: expected torch.nn.GRU, LSTM or RNN; got {type(torch_module).__name__}")
+
+
+def _directions(bidirectional: bool) -> list[tuple[str, str | None]]:
+  """(torch parameter suffix, gru_jax sub-module name) per direction."""
+  return [("", "forward_rnn"), ("_reverse", "backward_rnn")] if bidirectional else [("", None)]
+
+
+def from_torch(torch_module) -> tuple[layers.Stacked, dict[str, Any]]:
+  """Converts a torch.nn.GRU / LSTM / RNN to `(module, variables)` with equal outputs.
+
+  Any num_layers, bidirectional, batch_first, bias and (RNN) nonlinearity; `dropout` becomes the
+  Stacked dropout between layers. LSTM `proj_size` is not supported.
+  """
+  kind = _kind(torch_module)
+  m = torch_module
+  common = dict(features=m.hidden_size, use_bias=m.bias, time_major=not m.batch_first)
+  if kind == "gru":
+    template = layers.GRU(**common)
+  elif kind == "lstm":
+    if m.proj_size:
+      raise ValueError(f"from_torch: LSTM proj_size={m.proj_size} is not supported; only proj_size=0")
+    template = layers.LSTM(**common, forget_bias=0.0)
+  else:
+    template = layers.SimpleRNN(**common, activation=m.nonlinearity)
+  module = layers.Stacked(template, num_layers=m.num_layers, bidirectional=m.bidirectional, dropout=m.dropout)
+
+  state = {k: v.detach().cpu().double().numpy() for k, v in m.state_dict().items()}
+  hidden = m.hidden_size
+  params: dict[str, Any] = {}
+  for layer in range(m.num_layers):
+    for suffix, sub in _directions(m.bidirectional):
+      get = lambda name: state.get(f"{name}_l{layer}{suffix}")
+      p = {
+        "input_kernel": get("weight_ih").T,
+        "recurrent_kernel": get("weight_hh").T,
+      }
+      if m.bias:
+        b_ih, b_hh = get("bias_ih"), get("bias_hh")
+        if kind == "gru":
+          p["bias"] = b_ih + np.concatenate([b_hh[: 2 * hidden], np.zeros(hidden)])
+          p["recurrent_bias_n"] = b_hh[2 * hidden :]
+        else:
+          p["bias"] = b_ih + b_hh
+      p = {k: jnp.asarray(v, jnp.float32) for k, v in p.items()}
+      if sub is None:
+        params[f"layer_{layer}"] = p
+      else:
+        params.setdefault(f"layer_{layer}", {})[sub] = p
+  return module, {"params": params}
+
+
+def _unpack(module) -> tuple[layers.Recurrent, int, bool, float]:
+  """(template layer, num_layers, bidirectional, dropout) of a module to_torch can convert."""
+  if isinstance(module, layers.Stacked):
+    if module.residual:
+      raise ValueError("to_torch: residual=True has no torch.nn equivalent")
+    return module.layer, module.num_layers, module.bidirectional, module.dropout
+  if isinstance(module, layers.Recurrent):
+    return module, 1, False, 0.0
+  raise TypeError(f"to_torch: expected a gru_jax GRU, LSTM, SimpleRNN or Stacked of one; got {type(module).__name__}")
+
+
+def to_torch(module, variables: dict[str, Any]):
+  """Builds the torch.nn.GRU / LSTM / RNN equal to a gru_jax layer or `Stacked` of layers.
+
+  The GRU must be `reset_after=True` (torch has no other form); learned initial carries have no
+  torch equivalent. Returns a float32 torch module in eval mode.
+  """
+  torch = _torch()
+  template, num_layers, bidirectional, dropout = _unpack(module)
+  if getattr(template, "learn_initial_carry", False):
+    raise ValueError("to_torch: learn_initial_carry=True has no torch.nn equivalent")
+  hidden = template.features
+  stacked = isinstance(module, layers.Stacked)
+  params = variables["params"]
+  first = params["layer_0"] if stacked else params
+  first = first["forward_rnn"] if bidirectional else first
+  input_size = int(first["input_kernel"].shape[0])
+  kwargs = dict(
+    input_size=input_size, hidden_size=hidden, num_layers=num_layers, bias=template.use_bias,
+    batch_first=not template.time_major, dropout=dropout, bidirectional=bidirectional,
+  )
+  if isinstance(template, layers.GRU):
+    if not template.reset_after:
+      raise ValueError("to_torch: torch.nn.GRU has only the reset_after=True form; got reset_after=False")
+    kind, torch_module = "gru", torch.nn.GRU(**kwargs)
+  elif isinstance(template, layers.LSTM):
+    kind, torch_module = "lstm", torch.nn.LSTM(**kwargs)
+  elif isinstance(template, layers.SimpleRNN):
+    kind, torch_module = "rnn", torch.nn.RNN(**kwargs, nonlinearity=template.activation)
+  else:
+    raise TypeError(f"to_torch: no torch.nn equivalent of {type(template).__name__}")
+
+  state = {}
+  for layer in range(num_layers):
+    for suffix, sub in _directions(bidirectional):
+      p = params[f"layer_{layer}"] if stacked else params
+      p = {k: np.asarray(v, np.float64) for k, v in (p[sub] if sub else p).items()}
+      state[f"weight_ih_l{layer}{suffix}"] = p["input_kernel"].T
+      state[f"weight_hh_l{layer}{suffix}"] = p["recurrent_kernel"].T
+      if template.use_bias:
+        state[f"bias_ih_l{layer}{suffix}"] = p["bias"]
+        b_hh = np.zeros_like(p["bias"])
+        if kind == "gru":
+          b_hh[2 * hidden :] = p["recurrent_bias_n"]
+        state[f"bias_hh_l{layer}{suffix}"] = b_hh
+  torch_module.load_state_dict({k: torch.tensor(v, dtype=torch.float32) for k, v in state.items()})
+  return torch_module.eval()
+
+
+def carry_from_torch(torch_module, hx) -> tuple:
+  """torch's h_0 (or (h_0, c_0) for LSTM) -> the per-layer carries `Stacked` takes."""
+  kind = _kind(torch_module)
+  dirs = 2 if torch_module.bidirectional else 1
+  to_np = lambda t: jnp.asarray(t.detach().cpu().numpy())
+  h, c = (hx if kind == "lstm" else (hx, None))
+  carries = []
+  for layer in range(torch_module.num_layers):
+    per_dir = []
+    for d in range(dirs):
+      k = layer * dirs + d
+      per_dir.append((to_np(c[k]), to_np(h[k])) if kind == "lstm" else to_np(h[k]))
+    carries.append(tuple(per_dir) if dirs == 2 else per_dir[0])
+  return tuple(carries)
+
+
+def carry_to_torch(torch_module, carries):
+  """The per-layer carries of `Stacked` -> torch's h_n (or (h_n, c_n) for LSTM)."""
+  torch = _torch()
+  kind = _kind(torch_module)
+  flat = [d for c in carries for d in (c if torch_module.bidirectional else (c,))]
+  tensor = lambda xs: torch.from_numpy(np.stack([np.asarray(x) for x in xs]))
+  if kind == "lstm":
+    return tensor([h for _, h in flat]), tensor([c for c, _ in flat])
+  return tensor(flat)

@@ -1,0 +1,501 @@
+"""Flax linen modules: cells (one step, usable in flax.linen.RNN) and the layers that scan them.
+
+A cell and its layer declare the same parameters (layout in `gru_jax.cells`) and share one step
+function, so `GRUCell` params load into `GRU` and back. Layers are batch-major, xs [..., T, D]
+-> ys [..., T, H] (any number of leading batch axes, including none), or time-major
+[T, ..., D] with `time_major=True`.
+"""
+
+import dataclasses
+import functools
+import math
+from typing import Any, Callable, ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gru_jax import cells
+from gru_jax import scan as scan_lib
+
+Array = jax.Array
+Carry = Any
+Initializer = Callable[..., Array]
+
+
+def per_gate(init: Initializer, num_gates: int) -> Initializer:
+  """Applies `init` to each gate block of a fused [..., G*H] kernel separately.
+
+  An orthogonal init of a fused [H, 3H] matrix is not an orthogonal init of each gate's [H, H]
+  block; this wrapper gives each block its own draw, as unfused cells (flax.linen, Keras) do.
+  Narrow float dtypes (bf16, fp16) are drawn in float32 and cast, since some initialisers
+  (orthogonal: a QR decomposition) have no low-precision kernel.
+  """
+
+  def init_fn(key, shape, dtype=jnp.float32):
+    draw_dtype = jnp.float32 if jnp.finfo(dtype).bits < 32 else dtype
+    block = shape[:-1] + (shape[-1] // num_gates,)
+    keys = jax.random.split(key, num_gates)
+    return jnp.concatenate([init(k, block, draw_dtype) for k in keys], axis=-1).astype(dtype)
+
+  return init_fn
+
+
+def _check_features(owner: str, features: Any) -> None:
+  if not isinstance(features, (int, np.integer)) or isinstance(features, bool) or features <= 0:
+    raise ValueError(f"{owner}: features must be a positive integer; got {features!r}")
+
+
+def _is_concrete(x: Any) -> bool:
+  return not isinstance(x, jax.core.Tracer)
+
+
+class CellOptions(nn.Module):
+  """Options shared by a cell and the layer that scans it.
+
+  Attributes:
+    features: hidden size H.
+    kernel_init: initializer of the input kernel, applied per gate block (LeCun normal).
+    recurrent_kernel_init: initializer of the recurrent kernel, per gate block (orthogonal).
+    bias_init: initializer of the folded biases (zeros).
+    use_bias: whether the cell has biases at all (PyTorch's `bias=False` is `use_bias=False`).
+    dtype: computation dtype (None: inferred from inputs and params).
+    param_dtype: dtype of the parameters.
+  """
+
+  features: int
+  kernel_init: Initializer = nn.initializers.lecun_normal()
+  recurrent_kernel_init: Initializer = nn.initializers.orthogonal()
+  bias_init: Initializer = nn.initializers.zeros_init()
+  use_bias: bool = True
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+
+
+class RecurrentCell(CellOptions, nn.RNNCellBase):
+  """Base of gru_jax cells: params in the layout of `gru_jax.cells`, and a pure step.
+
+  Subclasses set `num_gates` and implement `step_fn` and `zero_carry`.
+  """
+
+  num_gates: ClassVar[int] = 1
+
+  def __post_init__(self):
+    _check_features(type(self).__name__, self.features)
+    super().__post_init__()
+
+  @nn.nowrap
+  def step_fn(self) -> Callable[[dict, Carry, Array], tuple[Carry, Array]]:
+    """The pure step `(params, carry, xp) -> (carry, y)` of this cell."""
+    raise NotImplementedError
+
+  @nn.nowrap
+  def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Carry:
+    return jnp.zeros(batch_shape + (self.features,), dtype)
+
+  @nn.nowrap
+  def bias_initializer(self) -> Initializer:
+    return per_gate(self.bias_init, self.num_gates)
+
+  @nn.nowrap
+  def extra_param_specs(self) -> dict[str, tuple[Initializer, tuple[int, ...]]]:
+    """Parameters beyond the common layout: name -> (initializer, shape)."""
+    return {}
+
+  @nn.compact
+  def declare_params(self, in_features: int) -> dict[str, Array]:
+    """Declares (or fetches) this cell's parameters for inputs of `in_features` features."""
+    owner = type(self).__name__
+    if self.has_variable("params", "input_kernel"):
+      expected = self.get_variable("params", "input_kernel").shape[0]
+      if expected != in_features:
+        raise ValueError(
+          f"{owner}: inputs have {in_features} features (last axis of xs) but the parameters "
+          f"expect {expected} (input_kernel has shape {(expected, self.num_gates * self.features)})"
+        )
+    width = self.num_gates * self.features
+    specs = {
+      "input_kernel": (per_gate(self.kernel_init, self.num_gates), (in_features, width)),
+      "recurrent_kernel": (per_gate(self.recurrent_kernel_init, self.num_gates), (self.features, width)),
+    }
+    if self.use_bias:
+      specs["bias"] = (self.bias_initializer(), (width,))
+    specs.update(self.extra_param_specs())
+    return {name: self.param(name, init, shape, self.param_dtype) for name, (init, shape) in specs.items()}
+
+  def __call__(self, carry: Carry, inputs: Array) -> tuple[Carry, Array]:
+    """One step: carry (leaves [..., H]) and inputs [..., D] -> (new carry, output [..., H])."""
+    if inputs.ndim < 1:
+      raise ValueError(f"{type(self).__name__}: inputs must have shape [..., D]; got {inputs.shape}")
+    params = self.declare_params(inputs.shape[-1])
+    _check_carry(type(self).__name__, carry, self.zero_carry(inputs.shape[:-1], inputs.dtype))
+    inputs, *values = nn.dtypes.promote_dtype(inputs, *params.values(), dtype=self.dtype)
+    params = dict(zip(params, values))
+    carry = jax.tree_util.tree_map(lambda c: c.astype(inputs.dtype), carry)
+    return self.step_fn()(params, carry, cells.project(params, inputs))
+
+  @nn.nowrap
+  def initialize_carry(self, rng: Array, input_shape: tuple[int, ...]) -> Carry:
+    """Zero carry for inputs of `input_shape` ([..., D])."""
+    del rng
+    return self.zero_carry(tuple(input_shape[:-1]), self.param_dtype)
+
+  @property
+  def num_feature_axes(self) -> int:
+    return 1
+
+
+class GRUCell(RecurrentCell):
+  """GRU cell; equations and the two variants in `gru_jax.cells.gru_step`. z is the keep gate.
+
+  Params: input_kernel [D, 3H], recurrent_kernel [H, 3H] (blocks r, z, n), bias [3H] and, when
+  reset_after, recurrent_bias_n [H]. Carry: h [..., H].
+
+  Attributes:
+    reset_after: True for the PyTorch / cuDNN / flax.linen form (default), False for the
+      Cho et al. 2014 v3 / Chung et al. 2014 form.
+  """
+
+  reset_after: bool = True
+  num_gates: ClassVar[int] = 3
+
+  @nn.nowrap
+  def step_fn(self):
+    return functools.partial(cells.gru_step, reset_after=self.reset_after)
+
+  @nn.nowrap
+  def extra_param_specs(self):
+    if self.use_bias and self.reset_after:
+      return {"recurrent_bias_n": (per_gate(self.bias_init, 1), (self.features,))}
+    return {}
+
+
+class LSTMCell(RecurrentCell):
+  """LSTM cell; equations in `gru_jax.cells.lstm_step`. Gate order i, f, g, o (PyTorch).
+
+  Params: input_kernel [D, 4H], recurrent_kernel [H, 4H], bias [4H]. Carry: (c, h), as in
+  flax.linen.
+
+  Attributes:
+    forget_bias: added to the forget-gate block of the bias at initialisation (1.0, as advised by
+      Jozefowicz et al. 2015); 0.0 gives the plain `bias_init`.
+  """
+
+  forget_bias: float = 1.0
+  num_gates: ClassVar[int] = 4
+
+  @nn.nowrap
+  def step_fn(self):
+    return cells.lstm_step
+
+  @nn.nowrap
+  def zero_carry(self, batch_shape, dtype):
+    zeros = jnp.zeros(batch_shape + (self.features,), dtype)
+    return (zeros, zeros)
+
+  @nn.nowrap
+  def bias_initializer(self):
+    base = super().bias_initializer()
+    hidden = self.features
+
+    def init_fn(key, shape, dtype=jnp.float32):
+      return base(key, shape, dtype).at[hidden : 2 * hidden].add(jnp.asarray(self.forget_bias, dtype))
+
+    return init_fn
+
+
+class SimpleRNNCell(RecurrentCell):
+  """Vanilla (Elman) RNN cell: h' = act(W_ih x + b_ih + W_hh h + b_hh) (PyTorch nn.RNN form).
+
+  Params: input_kernel [D, H], recurrent_kernel [H, H], bias [H]. Carry: h [..., H].
+
+  Attributes:
+    activation: "tanh" (default) or "relu".
+  """
+
+  activation: str = "tanh"
+
+  def __post_init__(self):
+    cells.activation_fn(self.activation)
+    super().__post_init__()
+
+  @nn.nowrap
+  def step_fn(self):
+    return functools.partial(cells.rnn_step, activation=self.activation)
+
+
+def _check_carry(owner: str, carry: Carry, expected: Carry) -> None:
+  """Raises a ValueError unless `carry` has the structure and shapes of `expected`."""
+  got_def = jax.tree_util.tree_structure(carry)
+  want_def = jax.tree_util.tree_structure(expected)
+  got_shapes = [tuple(np.shape(c)) for c in jax.tree_util.tree_leaves(carry)]
+  want_shapes = [tuple(c.shape) for c in jax.tree_util.tree_leaves(expected)]
+  if got_def != want_def or got_shapes != want_shapes:
+    got = jax.tree_util.tree_unflatten(got_def, got_shapes) if got_def.num_leaves else carry
+    want = jax.tree_util.tree_unflatten(want_def, want_shapes)
+    raise ValueError(f"{owner}: initial_carry must have shapes {want}; got {got}")
+
+
+class Recurrent(CellOptions):
+  """Base of the scanned layers: a cell run over time with `jax.lax.scan`.
+
+  The input projection of all time steps is one matmul outside the loop; the loop does one fused
+  recurrent matmul per step. Parameters are those of the cell, at the top level of the layer
+  (plus `initial_carry` when `learn_initial_carry`).
+
+  Attributes:
+    unroll: time steps per loop iteration (`jax.lax.scan(unroll=...)`).
+    remat: recompute each step in the backward pass rather than store it (long sequences).
+    learn_initial_carry: learn the initial carry (zeros at init) instead of using zeros.
+    time_major: inputs and outputs are [T, ..., D] / [T, ..., H] instead of [..., T, D].
+  """
+
+  unroll: int = 1
+  remat: bool = False
+  learn_initial_carry: bool = False
+  time_major: bool = False
+
+  cell_class: ClassVar[type[RecurrentCell]] = RecurrentCell
+
+  def __post_init__(self):
+    owner = type(self).__name__
+    _check_features(owner, self.features)
+    if not isinstance(self.unroll, (int, np.integer)) or isinstance(self.unroll, bool) or self.unroll < 1:
+      raise ValueError(f"{owner}: unroll must be a positive integer; got {self.unroll!r}")
+    self.make_cell(parent=None)  # the cell validates its own options now, not at first call
+    super().__post_init__()
+
+  @nn.nowrap
+  def make_cell(self, **kwargs) -> RecurrentCell:
+    """The cell this layer scans, with the layer's cell options."""
+    names = [f.name for f in dataclasses.fields(self.cell_class) if f.name not in ("parent", "name")]
+    return self.cell_class(**{n: getattr(self, n) for n in names}, **kwargs)
+
+  def setup(self):
+    self.cell = self.make_cell()
+    nn.share_scope(self, self.cell)
+    if self.learn_initial_carry:
+      self.learned_carry = self.param(
+        "initial_carry", lambda key: self.cell.zero_carry((), self.param_dtype)
+      )
+
+  def __call__(
+    self,
+    xs: Array,
+    *,
+    seq_lengths: Array | None = None,
+    initial_carry: Carry | None = None,
+    return_carry: bool = False,
+    reverse: bool = False,
+  ) -> Array | tuple[Array, Carry]:
+    """Runs the cell over the time axis of `xs`.
+
+    Args:
+      xs: [..., T, D] (or [T, ..., D] when time_major), floating point.
+      seq_lengths: optional integers with the batch shape of xs (`xs.shape[:-2]`). The carry
+        stops at each sequence's last valid step, outputs past it are zeros, and a length of 0
+        returns the initial carry. Concrete lengths must lie in [0, T]; under jit they cannot be
+        checked, and values above T act as T, negative ones as 0.
+      initial_carry: carry with leaves [..., H] (the batch shape of xs); defaults to zeros, or to
+        the learned carry when `learn_initial_carry`.
+      return_carry: also return the final carry.
+      reverse: run from each sequence's last valid step back to its first (the backward half of a
+        bidirectional layer); outputs stay aligned with the inputs.
+
+    Returns:
+      ys [..., T, H] (or [T, ..., H]), and the final carry if `return_carry`.
+    """
+    owner = type(self).__name__
+    xs_TxBxD, batch_shape = _to_time_major(owner, xs, self.time_major)
+    num_steps, batch = xs_TxBxD.shape[0], math.prod(batch_shape)
+
+    params = self.cell.declare_params(xs_TxBxD.shape[-1])
+    xs_TxBxD, *values = nn.dtypes.promote_dtype(xs_TxBxD, *params.values(), dtype=self.dtype)
+    params = dict(zip(params, values))
+    dtype = xs_TxBxD.dtype
+
+    carry = self._initial_carry(owner, initial_carry, batch_shape, dtype)
+    carry = jax.tree_util.tree_map(lambda c: c.reshape(batch, self.features), carry)
+    lengths = _check_lengths(owner, seq_lengths, batch_shape, num_steps, xs.shape)
+    if lengths is not None:
+      lengths = lengths.reshape(batch)
+
+    step = functools.partial(self.cell.step_fn(), params)
+    xp_TxBxG = cells.project(params, xs_TxBxD)
+    carry, ys_TxBxH = scan_lib.scan(
+      step, carry, xp_TxBxG, seq_lengths=lengths, reverse=reverse, unroll=self.unroll, remat=self.remat
+    )
+
+    ys_TxBxH = ys_TxBxH.reshape((num_steps,) + batch_shape + (self.features,))
+    ys = ys_TxBxH if self.time_major else jnp.moveaxis(ys_TxBxH, 0, -2)
+    if not return_carry:
+      return ys
+    carry = jax.tree_util.tree_map(lambda c: c.reshape(batch_shape + (self.features,)), carry)
+    return ys, carry
+
+  def _initial_carry(self, owner, initial_carry, batch_shape, dtype):
+    zeros = self.cell.zero_carry(batch_shape, dtype)
+    if initial_carry is not None:
+      _check_carry(owner, initial_carry, zeros)
+      return jax.tree_util.tree_map(lambda c: jnp.asarray(c).astype(dtype), initial_carry)
+    if self.learn_initial_carry:
+      return jax.tree_util.tree_map(
+        lambda c, z: jnp.broadcast_to(c.astype(dtype), z.shape), self.learned_carry, zeros
+      )
+    return zeros
+
+
+def _to_time_major(owner: str, xs: Any, time_major: bool) -> tuple[Array, tuple[int, ...]]:
+  """Checks xs and returns it as [T, B, D] with one flat batch axis, plus the batch shape."""
+  if not hasattr(xs, "ndim") or xs.ndim < 2:
+    layout = "[T, ..., D]" if time_major else "[..., T, D]"
+    raise ValueError(f"{owner}: xs must have shape {layout} (at least 2 axes); got {np.shape(xs)}")
+  if not jnp.issubdtype(xs.dtype, jnp.floating):
+    raise TypeError(f"{owner}: xs must be floating point; got dtype {xs.dtype}")
+  if time_major:
+    batch_shape = tuple(xs.shape[1:-1])
+    xs_TxBxD = xs
+  else:
+    batch_shape = tuple(xs.shape[:-2])
+    xs_TxBxD = jnp.moveaxis(xs, -2, 0)
+  num_steps, features = xs_TxBxD.shape[0], xs_TxBxD.shape[-1]
+  return xs_TxBxD.reshape(num_steps, math.prod(batch_shape), features), batch_shape
+
+
+def _check_lengths(owner, seq_lengths, batch_shape, num_steps, xs_shape):
+  """Checks seq_lengths against the batch shape (and, when concrete, against [0, T])."""
+  if seq_lengths is None:
+    return None
+  lengths = jnp.asarray(seq_lengths)
+  if lengths.shape != batch_shape:
+    raise ValueError(
+      f"{owner}: seq_lengths must have the batch shape {batch_shape} of xs {tuple(xs_shape)}; "
+      f"got shape {lengths.shape} (no broadcasting)"
+    )
+  if not jnp.issubdtype(lengths.dtype, jnp.integer):
+    raise TypeError(f"{owner}: seq_lengths must be integers; got dtype {lengths.dtype}")
+  if _is_concrete(seq_lengths) and lengths.size:
+    low, high = int(np.min(np.asarray(lengths))), int(np.max(np.asarray(lengths)))
+    if low < 0 or high > num_steps:
+      raise ValueError(
+        f"{owner}: seq_lengths must lie in [0, T={num_steps}]; got values from {low} to {high}"
+      )
+  return lengths
+
+
+class GRU(Recurrent):
+  """GRU layer: `GRUCell` scanned over time. z is the keep gate; see `gru_jax.cells.gru_step`.
+
+  Attributes:
+    reset_after: True for the PyTorch / cuDNN form (default), False for Cho et al. 2014 v3.
+  """
+
+  reset_after: bool = True
+  cell_class: ClassVar[type[RecurrentCell]] = GRUCell
+
+
+class LSTM(Recurrent):
+  """LSTM layer: `LSTMCell` scanned over time; the carry is (c, h), as in flax.linen.
+
+  Attributes:
+    forget_bias: initial value added to the forget-gate bias (1.0).
+  """
+
+  forget_bias: float = 1.0
+  cell_class: ClassVar[type[RecurrentCell]] = LSTMCell
+
+
+class SimpleRNN(Recurrent):
+  """Vanilla RNN layer: `SimpleRNNCell` scanned over time.
+
+  Attributes:
+    activation: "tanh" (default) or "relu".
+  """
+
+  activation: str = "tanh"
+  cell_class: ClassVar[type[RecurrentCell]] = SimpleRNNCell
+
+
+class Bidirectional(nn.Module):
+  """Runs one layer forward and one backward and merges their outputs.
+
+  The backward layer starts at each sequence's own last valid step when `seq_lengths` is given,
+  so padding never enters its carry. Outputs of both stay aligned with the inputs.
+
+  Attributes:
+    forward_rnn: a gru_jax layer (GRU, LSTM, SimpleRNN, ...).
+    backward_rnn: another such layer, called with `reverse=True`.
+    merge: "concat" (outputs [..., 2H], PyTorch's layout) or "sum".
+  """
+
+  forward_rnn: nn.Module
+  backward_rnn: nn.Module
+  merge: str = "concat"
+
+  def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False):
+    """Like the layers' call; initial_carry and the returned carry are (forward, backward)."""
+    if self.merge not in ("concat", "sum"):
+      raise ValueError(f"Bidirectional: merge={self.merge!r} is not supported; expected 'concat' or 'sum'")
+    carry_f, carry_b = (None, None) if initial_carry is None else initial_carry
+    ys_f, carry_f = self.forward_rnn(xs, seq_lengths=seq_lengths, initial_carry=carry_f, return_carry=True)
+    ys_b, carry_b = self.backward_rnn(
+      xs, seq_lengths=seq_lengths, initial_carry=carry_b, return_carry=True, reverse=True
+    )
+    ys = jnp.concatenate([ys_f, ys_b], axis=-1) if self.merge == "concat" else ys_f + ys_b
+    return (ys, (carry_f, carry_b)) if return_carry else ys
+
+
+class Stacked(nn.Module):
+  """`num_layers` copies of a layer, one on top of the other (PyTorch's `num_layers`).
+
+  Attributes:
+    layer: the template layer (e.g. `GRU(features=64)`), cloned for each layer and direction.
+    num_layers: number of layers.
+    bidirectional: wrap each layer in `Bidirectional` (outputs concatenated).
+    dropout: dropout rate on the outputs of every layer but the last (needs a 'dropout' rng
+      when `deterministic=False`), as in PyTorch.
+    residual: add each layer's input to its output where the widths match (layer 0 is skipped
+      when D differs from the layer's output width).
+  """
+
+  layer: nn.Module
+  num_layers: int = 1
+  bidirectional: bool = False
+  dropout: float = 0.0
+  residual: bool = False
+
+  @nn.compact
+  def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, deterministic=True):
+    """Runs the stack.
+
+    Args:
+      xs, seq_lengths: as for the layers.
+      initial_carry: None, or a sequence of one carry per layer (a (forward, backward) pair per
+        layer when bidirectional).
+      return_carry: also return the final carries, in the same structure.
+      deterministic: disable dropout.
+    """
+    if not isinstance(self.num_layers, int) or self.num_layers < 1:
+      raise ValueError(f"Stacked: num_layers must be a positive integer; got {self.num_layers!r}")
+    if not 0.0 <= self.dropout < 1.0:
+      raise ValueError(f"Stacked: dropout must lie in [0, 1); got {self.dropout!r}")
+    if initial_carry is not None and len(initial_carry) != self.num_layers:
+      raise ValueError(
+        f"Stacked: initial_carry must hold one carry per layer ({self.num_layers}); got {len(initial_carry)}"
+      )
+    carries = []
+    for i in range(self.num_layers):
+      if self.bidirectional:
+        layer = Bidirectional(self.layer.clone(parent=None), self.layer.clone(parent=None), name=f"layer_{i}")
+      else:
+        layer = self.layer.clone(parent=self, name=f"layer_{i}")
+      carry = None if initial_carry is None else initial_carry[i]
+      ys, carry = layer(xs, seq_lengths=seq_lengths, initial_carry=carry, return_carry=True)
+      carries.append(carry)
+      if self.residual and ys.shape == xs.shape:
+        ys = ys + xs
+      if i < self.num_layers - 1 and self.dropout > 0.0:
+        ys = nn.Dropout(self.dropout)(ys, deterministic=deterministic)
+      xs = ys
+    return (xs, tuple(carries)) if return_carry else xs
