@@ -1,0 +1,63 @@
+"""Defaults shared by every config; the per-cell files (gru.py, lstm.py, rnn.py) build on it.
+
+`get_config(task)` returns the defaults for a task: "adding" (default), "copy" or "digits".
+"""
+
+import ml_collections
+
+TASKS = ("adding", "copy", "digits")
+
+
+def get_config(task: str = "adding") -> ml_collections.ConfigDict:
+  """The base config for `task`; an unknown task raises a ValueError listing the valid ones."""
+  if task not in TASKS:
+    raise ValueError(f"unknown task {task!r} after ':' in --config; expected one of {list(TASKS)}")
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # parameter init, data order and dropout all derive from it
+
+  c.model = ml_collections.ConfigDict()
+  c.model.cell = "gru"  # one of gru_jax.models.CELLS: gru, lstm, rnn
+  c.model.features = 128  # hidden size of every layer
+  c.model.num_layers = 1  # stacked layers
+  c.model.bidirectional = False  # for the classification tasks; never for copy (it would see the answer)
+  c.model.dropout = 0.0  # between stacked layers
+  c.model.residual = False  # residual connections where widths match
+  c.model.unroll = 1  # time steps per lax.scan iteration
+  c.model.remat = False  # recompute steps in the backward pass (long sequences)
+  c.model.cell_kwargs = ml_collections.ConfigDict()  # cell options, e.g. reset_after=False for gru
+
+  c.task = ml_collections.ConfigDict()
+  c.task.name = task
+  c.task.seq_len = 100  # adding: sequence length T; copy: delay T (sequences are T + 20 long)
+  c.task.eval_size = 1000  # held-out examples of the generated tasks
+  c.task.permute = False  # digits: a fixed random pixel order
+  c.task.split_seed = 0  # digits: the fixed train/test split
+  c.task.test_fraction = 0.2  # digits: held-out fraction
+
+  c.opt = ml_collections.ConfigDict()
+  c.opt.name = "adam"  # adam, adamw, rmsprop, sgd
+  c.opt.learning_rate = 3e-3  # peak learning rate
+  c.opt.schedule = "warmup_cosine"  # or "constant" (after the warmup)
+  c.opt.warmup_steps = 100
+  c.opt.clip_norm = 1.0  # global gradient-norm clipping; 0 turns it off
+  c.opt.weight_decay = 1e-4  # adamw only
+  c.opt.momentum = 0.0  # sgd and rmsprop
+
+  c.train = ml_collections.ConfigDict()
+  c.train.num_steps = 1500
+  c.train.batch_size = 64
+  c.train.eval_batch_size = 500
+  c.train.log_every = 100
+  c.train.eval_every = 500  # 0: only at the end
+  c.train.checkpoint_every = 500  # 0: only at the end (and on Ctrl-C)
+  c.train.keep_checkpoints = 2
+
+  if task == "copy":
+    c.task.seq_len = 20
+    c.model.features = 128
+    c.train.num_steps = 2000
+  elif task == "digits":
+    c.model.features = 64
+    c.task.eval_size = 0  # unused: the test split is fixed by split_seed and test_fraction
+    c.train.num_steps = 1000
+  return c

@@ -1,0 +1,81 @@
+"""Train one model from a config.
+
+  python -m experiments.train                                   # GRU on the adding problem
+  python -m experiments.train --config=configs/lstm.py:copy --workdir=runs/lstm-copy
+  python -m experiments.train --config.model.features=64 --config.train.num_steps=500
+
+The same command with the same --workdir resumes from its latest checkpoint.
+"""
+
+import datetime
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from gru_jax import tasks, train
+
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "gru.py")
+
+
+def fail_on_bad_flags(e: Exception) -> None:
+  """One line for an unknown config key, a bad :task or a value of the wrong type; exit 2."""
+  text = " ".join(str(e).replace("\\n", " ").replace("\\'", "'").split())
+  if "Traceback" in text:  # config_flags wraps errors from get_config in their traceback
+    text = str(e).strip().splitlines()[-1]
+  text = text.strip("'\"")
+  if isinstance(e, (AttributeError, KeyError)):
+    text = "no such config key " + text.replace("'", "")
+  print(f"error: bad flag or config override: {text}", file=sys.stderr)
+  sys.exit(2)
+
+
+try:  # config_flags reads the --config.* overrides from sys.argv as the flag is defined
+  _CONFIG = config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "Config file, optionally with :task.", lock_config=True)
+except Exception as e:  # pylint: disable=broad-except
+  fail_on_bad_flags(e)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder; default: a fresh folder under runs/.")
+
+
+def fresh_workdir(config) -> str:
+  stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+  return os.path.join("runs", f"{config.model.cell}-{config.task.name}-{stamp}")
+
+
+def parse_flags(argv):
+  """absl flag parsing, with one-line errors for unknown config keys and bad values."""
+  try:
+    return flags.FLAGS(argv)
+  except Exception as e:  # pylint: disable=broad-except
+    fail_on_bad_flags(e)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+  config = _CONFIG.value
+  workdir = _WORKDIR.value or fresh_workdir(config)
+  try:
+    summary = train.train_and_evaluate(config, workdir)
+  except (train.ConfigError, tasks.DataError, train.CheckpointError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  except train.NonFiniteError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  except KeyboardInterrupt as e:
+    print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
+    sys.exit(130)
+  ev = summary["eval"]
+  print(
+    f"{summary['cell']} on {summary['task']}: test {summary['metric']} {ev[summary['metric']]:.4g} "
+    f"(baseline {summary['baseline']:.4g}: {summary['baseline_note']}); "
+    f"{summary['params']} params, {summary['steps']} steps; this run {summary['wall_time_s_this_run']:.0f} s; "
+    f"workdir {workdir}"
+  )
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

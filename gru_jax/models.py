@@ -1,0 +1,90 @@
+"""Task heads around a recurrent stack, built by name so that a cell is one line of config."""
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gru_jax import layers
+
+CELLS: dict[str, type[layers.Recurrent]] = {"gru": layers.GRU, "lstm": layers.LSTM, "rnn": layers.SimpleRNN}
+HEADS = ("last", "each")
+
+
+def cell_options(cell: str) -> list[str]:
+  """The options a cell takes beyond `features` (for `SequenceModel.cell_kwargs`)."""
+  shared = {f.name for f in dataclasses.fields(layers.Recurrent)}
+  return sorted(f.name for f in dataclasses.fields(CELLS[cell].cell_class) if f.name not in shared | {"parent", "name"})
+
+
+def make_layer(cell: str, features: int, **kwargs) -> layers.Recurrent:
+  """The scanned layer of the cell called `cell`, with a clear error for unknown names."""
+  if cell not in CELLS:
+    raise ValueError(f"model.cell={cell!r} is not a cell; expected one of {sorted(CELLS)}")
+  return CELLS[cell](features=features, **kwargs)
+
+
+def last_valid(ys: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
+  """ys [B, T, H] -> [B, H] at each sequence's last valid step (the last step without lengths)."""
+  if seq_lengths is None:
+    return ys[:, -1]
+  index = jnp.clip(seq_lengths - 1, 0, ys.shape[1] - 1)
+  return jnp.take_along_axis(ys, index[:, None, None], axis=1)[:, 0]
+
+
+class SequenceModel(nn.Module):
+  """A `Stacked` recurrent network with a linear read-out.
+
+  Attributes:
+    output_features: width of the read-out (set by the task).
+    head: "last" (one output per sequence, at its last valid step) or "each" (one per step).
+    cell: a name in CELLS.
+    features: hidden size of every layer.
+    num_layers, bidirectional, dropout, residual: as in `gru_jax.Stacked`.
+    unroll, remat: as in the layers.
+    cell_kwargs: options of the cell (`cell_options(cell)`), e.g. {"reset_after": False}.
+  """
+
+  output_features: int
+  head: str = "last"
+  cell: str = "gru"
+  features: int = 128
+  num_layers: int = 1
+  bidirectional: bool = False
+  dropout: float = 0.0
+  residual: bool = False
+  unroll: int = 1
+  remat: bool = False
+  cell_kwargs: Any = None
+
+  def __post_init__(self):
+    if self.head not in HEADS:
+      raise ValueError(f"head={self.head!r} is not supported; expected one of {list(HEADS)}")
+    extra = dict(self.cell_kwargs or {})
+    if self.cell in CELLS:
+      unknown = sorted(set(extra) - set(cell_options(self.cell)))
+      if unknown:
+        raise ValueError(
+          f"model.cell_kwargs has {unknown}, not options of the {self.cell} cell; expected some of {cell_options(self.cell)}"
+        )
+    self.template()  # unknown cells and impossible values fail here, at construction
+    super().__post_init__()
+
+  @nn.nowrap
+  def template(self) -> layers.Recurrent:
+    extra = dict(self.cell_kwargs or {})
+    return make_layer(self.cell, self.features, unroll=self.unroll, remat=self.remat, **extra, parent=None)
+
+  @nn.compact
+  def __call__(self, xs, *, seq_lengths=None, deterministic=True):
+    """xs [B, T, D] -> [B, output_features] ("last") or [B, T, output_features] ("each")."""
+    stack = layers.Stacked(
+      self.template(), num_layers=self.num_layers, bidirectional=self.bidirectional,
+      dropout=self.dropout, residual=self.residual, name="rnn",
+    )
+    ys = stack(xs, seq_lengths=seq_lengths, deterministic=deterministic)
+    if self.head == "last":
+      ys = last_valid(ys, seq_lengths)
+    return nn.Dense(self.output_features, name="head")(ys)

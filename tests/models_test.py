@@ -1,0 +1,50 @@
+"""The sequence model around the recurrent stack."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gru_jax as gj
+from gru_jax import models
+
+
+def test_last_valid_picks_each_sequences_last_step():
+  ys = jnp.arange(2 * 4 * 1, dtype=jnp.float32).reshape(2, 4, 1)
+  np.testing.assert_array_equal(models.last_valid(ys, jnp.array([2, 4]))[:, 0], [1.0, 7.0])
+  np.testing.assert_array_equal(models.last_valid(ys, None)[:, 0], [3.0, 7.0])
+
+
+@pytest.mark.parametrize("cell", sorted(models.CELLS))
+@pytest.mark.parametrize("head,shape", [("last", (2, 3)), ("each", (2, 5, 3))])
+def test_model_heads(cell, head, shape):
+  model = models.SequenceModel(output_features=3, head=head, cell=cell, features=4, num_layers=2, bidirectional=True)
+  xs = jnp.ones((2, 5, 2))
+  variables = model.init(jax.random.key(0), xs)
+  assert model.apply(variables, xs, seq_lengths=jnp.array([5, 2])).shape == shape
+  assert isinstance(model.template(), models.CELLS[cell])
+
+
+def test_cell_kwargs_reach_the_cell():
+  model = models.SequenceModel(output_features=1, cell="gru", features=4, cell_kwargs={"reset_after": False})
+  params = model.init(jax.random.key(0), jnp.ones((1, 3, 2)))["params"]
+  assert "recurrent_bias_n" not in params["rnn"]["layer_0"]
+  assert models.cell_options("lstm") == ["forget_bias"]
+
+
+@pytest.mark.parametrize(
+  "kwargs,message",
+  [
+    (dict(cell="gruu"), r"model.cell='gruu' is not a cell; expected one of \['gru', 'lstm', 'rnn'\]"),
+    (dict(cell="lstm", cell_kwargs={"reset_after": True}), r"\['reset_after'\], not options of the lstm cell"),
+    (dict(head="middle"), r"head='middle' is not supported"),
+    (dict(features=0), r"features must be a positive integer"),
+  ],
+)
+def test_bad_model_settings(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    models.SequenceModel(output_features=1, **kwargs)
+
+
+def test_registry_layers_are_the_public_ones():
+  assert models.CELLS == {"gru": gj.GRU, "lstm": gj.LSTM, "rnn": gj.SimpleRNN}

@@ -1,0 +1,212 @@
+"""Training end to end at tiny sizes: configs, resume, checkpoints, errors, signals."""
+
+import glob
+import importlib
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from gru_jax import train
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CONFIG_FILES = sorted(p.stem for p in (ROOT / "configs").glob("*.py") if p.stem not in ("base", "__init__"))
+
+
+def tiny(config_file="gru", task="adding", **overrides):
+  """The named config at a size that runs in seconds."""
+  c = importlib.import_module(f"configs.{config_file}").get_config(task)
+  c.model.features = 8
+  c.task.seq_len = 6
+  c.task.eval_size = 32
+  c.train.update(num_steps=4, batch_size=4, eval_batch_size=16, log_every=2, eval_every=2, checkpoint_every=2)
+  c.opt.warmup_steps = 1
+  for key, value in overrides.items():
+    section, name = key.split("__")
+    c[section][name] = value
+  return c
+
+
+def read_jsonl(path):
+  return [json.loads(line) for line in open(path)]
+
+
+@pytest.mark.parametrize("config_file", CONFIG_FILES)
+@pytest.mark.parametrize("task", ["adding", "copy", "digits"])
+def test_every_config_runs_a_few_steps(tmp_path, config_file, task):
+  summary = train.train_and_evaluate(tiny(config_file, task), str(tmp_path))
+  assert summary["finished"] and summary["steps"] == 4
+  assert np.isfinite(summary["eval"][summary["metric"]])
+  assert json.load(open(tmp_path / "config.json"))["model"]["cell"] == config_file
+  records = read_jsonl(tmp_path / "metrics.jsonl")
+  assert [r["step"] for r in records if r["split"] == "train"] == [2, 4]
+  assert {"loss", "grad_norm", "learning_rate", "steps_per_s"} <= set(records[0])
+  assert glob.glob(str(tmp_path / "tb" / "events.out.tfevents.*"))
+  assert json.load(open(tmp_path / "summary.json"))["eval"] == summary["eval"]
+
+
+def test_one_train_step_changes_every_parameter():
+  for config_file in CONFIG_FILES:
+    task, model, tx, schedule = train.build(tiny(config_file, opt__schedule="constant", opt__warmup_steps=0))
+    state = train.create_train_state(model, tx, task, jax.random.key(0))
+    before = jax.device_get(state.params)
+    state, _ = train.train_step(state, jax.random.key(1), model=model, task=task, schedule=schedule, batch_size=4)
+    after = jax.device_get(state.params)
+    for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(before)[0], jax.tree_util.tree_leaves(after)):
+      assert np.all(a != b), f"{config_file}: {jax.tree_util.keystr(path)} did not change in every entry"
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+  config = tiny(train__num_steps=6, train__checkpoint_every=2, train__eval_every=0, model__dropout=0.1, model__num_layers=2)
+  whole = train.train_and_evaluate(config, str(tmp_path / "whole"))
+  part = train.train_and_evaluate(config, str(tmp_path / "parts"), steps_this_run=3)
+  assert part == {"step": 3, "finished": False}
+  resumed = train.train_and_evaluate(config, str(tmp_path / "parts"))
+  assert resumed["eval"] == whole["eval"]
+  assert resumed["train"]["loss"] == whole["train"]["loss"]
+  steps = [r["step"] for r in read_jsonl(tmp_path / "parts" / "metrics.jsonl") if r["split"] == "train"]
+  assert steps == sorted(set(steps))
+
+
+def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+  config = tiny(train__num_steps=2)
+  train.train_and_evaluate(config, str(tmp_path))
+  blown = tiny(train__num_steps=40, opt__learning_rate=1e30, opt__schedule="constant")
+  with pytest.raises(train.NonFiniteError, match=r"(loss|grad_norm) is (nan|inf) at step \d+; stopped \(the last good checkpoint is step \d+"):
+    train.train_and_evaluate(blown, str(tmp_path))
+  manager = train._checkpoint_manager(str(tmp_path), 2)
+  task, model, tx, _ = train.build(blown)
+  restored = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(train.create_train_state(model, tx, task, jax.random.key(0))))
+  manager.close()
+  assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(jax.device_get(restored.params)))
+
+
+def test_checkpoint_of_another_model_is_an_error_and_the_run_is_kept(tmp_path):
+  train.train_and_evaluate(tiny(), str(tmp_path))
+  config_before = (tmp_path / "config.json").read_text()
+  with pytest.raises(train.CheckpointError, match=r"written by another model or optimizer \(params/.*checkpoint \(\d+, \d+\), model"):
+    train.train_and_evaluate(tiny(model__features=16), str(tmp_path))
+  with pytest.raises(train.CheckpointError, match=r"recurrent_bias_n: not in the model"):
+    train.train_and_evaluate(tiny(model__cell_kwargs={"reset_after": False}), str(tmp_path))
+  assert (tmp_path / "config.json").read_text() == config_before
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2", "4"]
+
+
+def test_damaged_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
+  train.train_and_evaluate(tiny(), str(tmp_path))
+  for path in (tmp_path / "checkpoints" / "4").rglob("*"):
+    if path.is_file():
+      path.write_bytes(b"garbage")
+  with pytest.raises(train.CheckpointError, match=r"checkpoints/4 is damaged"):
+    train.train_and_evaluate(tiny(), str(tmp_path))
+
+
+@pytest.mark.parametrize(
+  "overrides,message",
+  [
+    (dict(opt__name="lamb"), r"opt.name='lamb' is not an optimizer; expected one of \['adam', 'adamw', 'rmsprop', 'sgd'\]"),
+    (dict(opt__schedule="linear"), r"opt.schedule='linear' is not a schedule"),
+    (dict(model__cell="gruu"), r"model.cell='gruu' is not a cell"),
+    (dict(model__features=0), r"model.features must be a positive integer; got 0"),
+    (dict(model__dropout=1.0), r"model.dropout must be in \[0, 1\); got 1.0"),
+    (dict(train__batch_size=-1), r"train.batch_size must be a positive integer; got -1"),
+    (dict(opt__warmup_steps=10), r"opt.warmup_steps \(10\) must be smaller than train.num_steps \(4\)"),
+    (dict(task__seq_len=0), r"task.seq_len must be a positive integer for the adding task; got 0"),
+    (dict(opt__learning_rate=0.0), r"opt.learning_rate must be positive"),
+  ],
+)
+def test_bad_config_values_name_the_key(tmp_path, overrides, message):
+  with pytest.raises(train.ConfigError, match=message):
+    train.train_and_evaluate(tiny(**overrides), str(tmp_path))
+  assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("optimizer,schedule", [("adamw", "constant"), ("rmsprop", "warmup_cosine"), ("sgd", "constant")])
+def test_optimizers_and_schedules(tmp_path, optimizer, schedule):
+  summary = train.train_and_evaluate(tiny(opt__name=optimizer, opt__schedule=schedule, opt__momentum=0.9), str(tmp_path))
+  assert np.isfinite(summary["train"]["loss"])
+
+
+def test_adding_problem_learns_at_a_tiny_size(tmp_path):
+  config = tiny(model__features=32, task__seq_len=10, task__eval_size=500, opt__learning_rate=1e-2, opt__warmup_steps=20)
+  config.train.update(num_steps=400, batch_size=32, log_every=100, eval_every=0, checkpoint_every=0)
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert summary["eval"]["mse"] < summary["baseline"] / 5, summary["eval"]
+
+
+def cli(workdir, *overrides):
+  args = [f"--workdir={workdir}", "--config.task.seq_len=6", "--config.model.features=8", "--config.opt.warmup_steps=1",
+          "--config.task.eval_size=16", "--config.train.batch_size=4", *overrides]
+  return [sys.executable, "-m", "experiments.train", *args]
+
+
+def finished_checkpoints(workdir):
+  """Steps of the finished checkpoints (orbax writes into a *-tmp folder and renames it when done)."""
+  folder = workdir / "checkpoints"
+  return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.exists() else []
+
+
+def wait_for_checkpoint(workdir, process, timeout=120):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    steps = finished_checkpoints(workdir)
+    if steps:
+      return max(steps)
+    assert process.poll() is None, process.communicate()
+    time.sleep(0.02)
+  raise AssertionError("no checkpoint appeared")
+
+
+LONG = ["--config.train.num_steps=4000", "--config.train.checkpoint_every=100", "--config.train.log_every=100",
+        "--config.train.eval_every=0"]
+
+
+def test_cli_killed_with_sigkill_and_restarted_ends_like_an_uninterrupted_run(tmp_path):
+  killed = subprocess.Popen(cli(tmp_path / "killed", *LONG), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  wait_for_checkpoint(tmp_path / "killed", killed)
+  killed.send_signal(signal.SIGKILL)
+  killed.wait()
+  assert killed.returncode == -signal.SIGKILL, "the run ended before it could be killed; make it longer"
+  restarted = subprocess.run(cli(tmp_path / "killed", *LONG), cwd=ROOT, capture_output=True, text=True)
+  assert restarted.returncode == 0, restarted.stderr
+  assert "resumed from the checkpoint at step" in restarted.stdout
+  whole = subprocess.run(cli(tmp_path / "whole", *LONG), cwd=ROOT, capture_output=True, text=True)
+  assert whole.returncode == 0, whole.stderr
+  final = lambda d: json.load(open(tmp_path / d / "summary.json"))
+  assert final("killed")["eval"] == final("whole")["eval"]
+  assert final("killed")["train"]["loss"] == final("whole")["train"]["loss"]
+
+
+def test_cli_ctrl_c_saves_a_checkpoint_before_exiting(tmp_path):
+  run = subprocess.Popen(cli(tmp_path, *LONG), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  first = wait_for_checkpoint(tmp_path, run)
+  time.sleep(0.3)
+  run.send_signal(signal.SIGINT)
+  _, err = run.communicate(timeout=120)
+  assert run.returncode == 130, err
+  assert "checkpoint saved" in err
+  saved = finished_checkpoints(tmp_path)[-1]
+  assert saved > first and saved % 100 != 0  # saved at the step it stopped, not only at the periodic steps
+
+
+@pytest.mark.parametrize(
+  "flag,message",
+  [
+    ("--config.model.featurs=3", "error: bad flag or config override: no such config key featurs"),
+    ("--config=configs/gru.py:cpy", "error: bad flag or config override: ValueError: unknown task 'cpy'"),
+    ("--config.opt.name=lamb", "error: opt.name='lamb' is not an optimizer; expected one of"),
+  ],
+)
+def test_cli_errors_are_one_line(tmp_path, flag, message):
+  result = subprocess.run(cli(tmp_path, flag), cwd=ROOT, capture_output=True, text=True)
+  assert result.returncode == 2
+  assert result.stderr.strip().startswith(message), result.stderr
+  assert len(result.stderr.strip().splitlines()) == 1, result.stderr
