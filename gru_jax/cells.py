@@ -3,6 +3,11 @@
 Every step has the `jax.lax.scan` signature once its params are bound:
 `step(params, carry, xp) -> (new_carry, y)`, where `xp = project(params, x)` is the input
 projection, computed for all time steps at once by the layers (one matmul outside the loop).
+Most steps split into `pre = recurrent_pre(params, h)`, the one matmul with the recurrent kernel,
+and an elementwise `*_gates(xp, pre, carry)` that takes xp and pre as tuples of gate blocks;
+`gru_jax.fused` uses that split for its fast path, which keeps the blocks as separate arrays
+(slicing a fused [B, G*H] block inside the loop costs more than the matmul saves on a CPU).
+(The reset-before GRU multiplies r ⊙ h by W_hn and does not split so.)
 
 Parameter layout, shared by every cell (H = features, D = input features, G = gate blocks):
   input_kernel      [D, G*H]   the input matmuls of all gates, fused
@@ -38,6 +43,29 @@ def project(params: dict[str, Array], x: Array) -> Array:
   return xp
 
 
+def project_blocks(params: dict[str, Array], x: Array, num_gates: int) -> tuple[Array, ...]:
+  """`project` as G separate blocks [..., H], one matmul per gate (the fast path's layout)."""
+  kernels = jnp.split(params["input_kernel"], num_gates, axis=-1)
+  biases = jnp.split(params["bias"], num_gates) if "bias" in params else [None] * num_gates
+  return tuple(x @ k if b is None else x @ k + b for k, b in zip(kernels, biases))
+
+
+def gru_gates(xp: tuple[Array, ...], pre: tuple[Array, ...], h: Array) -> tuple[Array, Array]:
+  """The elementwise part of a reset-after GRU step, per gate block.
+
+  Given xp = (x_r, x_z, x_n), the blocks of the input projection, and pre = (h_r, h_z, h_n), the
+  blocks of h @ W_h + [0, 0, b_hn]:
+  r = σ(x_r + h_r), z = σ(x_z + h_z), n = tanh(x_n + r ⊙ h_n), h' = (1 - z) ⊙ n + z ⊙ h.
+  """
+  x_r, x_z, x_n = xp
+  h_r, h_z, h_n = pre
+  r = jax.nn.sigmoid(x_r + h_r)
+  z = jax.nn.sigmoid(x_z + h_z)
+  n = jnp.tanh(x_n + r * h_n)
+  new_h = (1.0 - z) * n + z * h
+  return new_h, new_h
+
+
 def gru_step(params: dict[str, Array], h: Array, xp: Array, *, reset_after: bool = True) -> tuple[Array, Array]:
   """One GRU step. z is the *keep* gate: z near 1 keeps the past.
 
@@ -59,23 +87,46 @@ def gru_step(params: dict[str, Array], h: Array, xp: Array, *, reset_after: bool
   Returns:
     (h', h'), each [B, H].
   """
+  if reset_after:
+    return gru_gates(gate_blocks(xp, 3), gate_blocks(recurrent_pre(params, h), 3), h)
   w_h = params["recurrent_kernel"]
   hidden = h.shape[-1]
   x_r, x_z, x_n = jnp.split(xp, 3, axis=-1)
-  if reset_after:
-    h_r, h_z, h_n = jnp.split(h @ w_h, 3, axis=-1)
-    if "recurrent_bias_n" in params:
-      h_n = h_n + params["recurrent_bias_n"]
-    r = jax.nn.sigmoid(x_r + h_r)
-    z = jax.nn.sigmoid(x_z + h_z)
-    n = jnp.tanh(x_n + r * h_n)
-  else:
-    h_r, h_z = jnp.split(h @ w_h[:, : 2 * hidden], 2, axis=-1)
-    r = jax.nn.sigmoid(x_r + h_r)
-    z = jax.nn.sigmoid(x_z + h_z)
-    n = jnp.tanh(x_n + (r * h) @ w_h[:, 2 * hidden :])
+  h_r, h_z = jnp.split(h @ w_h[:, : 2 * hidden], 2, axis=-1)
+  r = jax.nn.sigmoid(x_r + h_r)
+  z = jax.nn.sigmoid(x_z + h_z)
+  n = jnp.tanh(x_n + (r * h) @ w_h[:, 2 * hidden :])
   new_h = (1.0 - z) * n + z * h
   return new_h, new_h
+
+
+def gate_blocks(x: Array, num_gates: int) -> tuple[Array, ...]:
+  """Splits the last axis [..., G*H] into G blocks [..., H]."""
+  return tuple(jnp.split(x, num_gates, axis=-1))
+
+
+def recurrent_bias(params: dict[str, Array], width: int, dtype) -> Array | None:
+  """The bias added to h @ W_h: [0, 0, b_hn] for the reset-after GRU, None for the other cells."""
+  if "recurrent_bias_n" not in params:
+    return None
+  b_hn = params["recurrent_bias_n"]
+  return jnp.concatenate([jnp.zeros((width - b_hn.shape[-1],), dtype), b_hn.astype(dtype)])
+
+
+def recurrent_pre(params: dict[str, Array], h: Array) -> Array:
+  """pre = h @ W_h (+ the recurrent bias): the only place a step uses the recurrent kernel."""
+  pre = h @ params["recurrent_kernel"]
+  bias = recurrent_bias(params, pre.shape[-1], pre.dtype)
+  return pre if bias is None else pre + bias
+
+
+def lstm_gates(xp: tuple[Array, ...], pre: tuple[Array, ...], carry: tuple[Array, Array]) -> tuple[tuple[Array, Array], Array]:
+  """The elementwise part of an LSTM step, per gate block (i, f, g, o) of xp and pre = h @ W_h."""
+  c, _ = carry
+  i, f, g, o = (x + p for x, p in zip(xp, pre))
+  new_c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+  new_h = jax.nn.sigmoid(o) * jnp.tanh(new_c)
+  return (new_c, new_h), new_h
 
 
 def lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Array) -> tuple[tuple[Array, Array], Array]:
@@ -94,12 +145,14 @@ def lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Array) -
   Returns:
     ((c', h'), h').
   """
-  c, h = carry
-  gates = xp + h @ params["recurrent_kernel"]
-  i, f, g, o = jnp.split(gates, 4, axis=-1)
-  new_c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-  new_h = jax.nn.sigmoid(o) * jnp.tanh(new_c)
-  return (new_c, new_h), new_h
+  return lstm_gates(gate_blocks(xp, 4), gate_blocks(recurrent_pre(params, carry[1]), 4), carry)
+
+
+def rnn_gates(xp: tuple[Array], pre: tuple[Array], h: Array, *, activation: str = "tanh") -> tuple[Array, Array]:
+  """The elementwise part of a vanilla RNN step, given the one block of xp and of pre = h @ W_h."""
+  del h
+  new_h = activation_fn(activation)(xp[0] + pre[0])
+  return new_h, new_h
 
 
 def rnn_step(params: dict[str, Array], h: Array, xp: Array, *, activation: str = "tanh") -> tuple[Array, Array]:
@@ -114,7 +167,4 @@ def rnn_step(params: dict[str, Array], h: Array, xp: Array, *, activation: str =
   Returns:
     (h', h').
   """
-  new_h = activation_fn(activation)(xp + h @ params["recurrent_kernel"])
-  return new_h, new_h
-
-
+  return rnn_gates((xp,), (recurrent_pre(params, h),), h, activation=activation)

@@ -95,6 +95,18 @@ class RecurrentCell(CellOptions, nn.RNNCellBase):
     return jnp.zeros(batch_shape + (self.features,), dtype)
 
   @nn.nowrap
+  def gates_fn(self) -> Callable | None:
+    """The elementwise part `(xp, pre, carry) -> (carry, y)` of the step, given
+    `pre = hidden_fn()(carry) @ recurrent_kernel + recurrent bias`; None if the step does not split
+    so (then only the autodiff path applies)."""
+    return None
+
+  @nn.nowrap
+  def hidden_fn(self) -> Callable[[Carry], Array]:
+    """Picks the carry leaf that multiplies the recurrent kernel."""
+    return _identity
+
+  @nn.nowrap
   def bias_initializer(self) -> Initializer:
     return per_gate(self.bias_init, self.num_gates)
 
@@ -165,6 +177,10 @@ class GRUCell(RecurrentCell):
     return functools.partial(cells.gru_step, reset_after=self.reset_after)
 
   @nn.nowrap
+  def gates_fn(self):
+    return cells.gru_gates if self.reset_after else None
+
+  @nn.nowrap
   def extra_param_specs(self):
     if self.use_bias and self.reset_after:
       return {"recurrent_bias_n": (per_gate(self.bias_init, 1), (self.features,))}
@@ -188,6 +204,14 @@ class LSTMCell(RecurrentCell):
   @nn.nowrap
   def step_fn(self):
     return cells.lstm_step
+
+  @nn.nowrap
+  def gates_fn(self):
+    return cells.lstm_gates
+
+  @nn.nowrap
+  def hidden_fn(self):
+    return _second
 
   @nn.nowrap
   def zero_carry(self, batch_shape, dtype):
@@ -224,6 +248,18 @@ class SimpleRNNCell(RecurrentCell):
   def step_fn(self):
     return functools.partial(cells.rnn_step, activation=self.activation)
 
+  @nn.nowrap
+  def gates_fn(self):
+    return functools.partial(cells.rnn_gates, activation=self.activation)
+
+
+def _identity(carry):
+  return carry
+
+
+def _second(carry):
+  return carry[1]
+
 
 def _check_carry(owner: str, carry: Carry, expected: Carry) -> None:
   """Raises a ValueError unless `carry` has the structure and shapes of `expected`."""
@@ -249,12 +285,16 @@ class Recurrent(CellOptions):
     remat: recompute each step in the backward pass rather than store it (long sequences).
     learn_initial_carry: learn the initial carry (zeros at init) instead of using zeros.
     time_major: inputs and outputs are [T, ..., D] / [T, ..., H] instead of [..., T, D].
+    custom_vjp: use the hand-written backward pass of `gru_jax.fused` where the cell allows it
+      (reset-after GRU, LSTM, SimpleRNN); False differentiates `lax.scan` with autodiff. Both
+      compute the same values and gradients (tested); they differ in speed.
   """
 
   unroll: int = 1
   remat: bool = False
   learn_initial_carry: bool = False
   time_major: bool = False
+  custom_vjp: bool = True
 
   cell_class: ClassVar[type[RecurrentCell]] = RecurrentCell
 
@@ -322,9 +362,13 @@ class Recurrent(CellOptions):
       lengths = lengths.reshape(batch)
 
     step = functools.partial(self.cell.step_fn(), params)
-    xp_TxBxG = cells.project(params, xs_TxBxD)
+    split = self._split(params, dtype)
+    if split is None:
+      xp = cells.project(params, xs_TxBxD)
+    else:
+      xp = cells.project_blocks(params, xs_TxBxD, self.cell.num_gates)
     carry, ys_TxBxH = scan_lib.scan(
-      step, carry, xp_TxBxG, seq_lengths=lengths, reverse=reverse, unroll=self.unroll, remat=self.remat
+      step, carry, xp, seq_lengths=lengths, reverse=reverse, unroll=self.unroll, remat=self.remat, split=split
     )
 
     ys_TxBxH = ys_TxBxH.reshape((num_steps,) + batch_shape + (self.features,))
@@ -333,6 +377,16 @@ class Recurrent(CellOptions):
       return ys
     carry = jax.tree_util.tree_map(lambda c: c.reshape(batch_shape + (self.features,)), carry)
     return ys, carry
+
+  def _split(self, params, dtype):
+    """(gates, hidden_of, w_h, b) for the fused scan, or None for the autodiff path."""
+    gates = self.cell.gates_fn()
+    if not self.custom_vjp or gates is None:
+      return None
+    w_h = params["recurrent_kernel"]
+    bias = cells.recurrent_bias(params, w_h.shape[-1], dtype)
+    bias = jnp.zeros((w_h.shape[-1],), dtype) if bias is None else bias
+    return gates, self.cell.hidden_fn(), w_h, bias
 
   def _initial_carry(self, owner, initial_carry, batch_shape, dtype):
     zeros = self.cell.zero_carry(batch_shape, dtype)

@@ -9,6 +9,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from gru_jax import fused
+
 Array = jax.Array
 Carry = Any
 Step = Callable[[Carry, Array], tuple[Carry, Array]]
@@ -34,6 +36,7 @@ def scan(
   reverse: bool = False,
   unroll: int = 1,
   remat: bool = False,
+  split: tuple | None = None,
 ) -> tuple[Carry, Array]:
   """Runs `step` over the leading (time) axis of `xp_TxBxG`.
 
@@ -47,32 +50,42 @@ def scan(
     reverse: process each sequence from its last valid step back to its first; outputs are
       returned aligned with the inputs.
     unroll: passed to `jax.lax.scan`.
-    remat: recompute each step in the backward pass instead of storing its intermediates
-      (`jax.checkpoint` around the step), so memory grows with T only through the carries.
+    remat: recompute in the backward pass instead of storing each step's intermediates, so
+      memory grows with T only through the carries.
+    split: optional `(gates, hidden_of, w_h, b)` with `step(c, x) == gates(blocks(x),
+      blocks(hidden_of(c) @ w_h + b), c)`; when given, `xp_TxBxG` is the tuple of G gate blocks
+      [T, B, H] and the loop runs in `gru_jax.fused.scan` with its hand-written backward pass.
+      Without it, autodiff differentiates `lax.scan` over `step` (the readable reference).
 
   Returns:
     (final carry, ys [T, B, H]).
   """
-  body = jax.checkpoint(step, prevent_cse=False) if remat else step
-  if seq_lengths is None:
-    return jax.lax.scan(body, carry, xp_TxBxG, reverse=reverse, unroll=unroll)
-
+  num_steps = jax.tree_util.tree_leaves(xp_TxBxG)[0].shape[0]
   if reverse:
-    xp_TxBxG = reverse_padded(xp_TxBxG, seq_lengths)
+    flip = (lambda x: x[::-1]) if seq_lengths is None else (lambda x: reverse_padded(x, seq_lengths))
+    xp_TxBxG = jax.tree_util.tree_map(flip, xp_TxBxG)
+  valid = None if seq_lengths is None else (jnp.arange(num_steps)[:, None] < seq_lengths[None, :])[..., None]
+  if split is not None:
+    carry, ys = fused.scan(*split, carry, xp_TxBxG, valid, unroll=unroll, remat=remat)
+  else:
+    carry, ys = _autodiff_scan(step, carry, xp_TxBxG, valid, unroll=unroll, remat=remat)
+  if reverse:
+    ys = ys[::-1] if seq_lengths is None else reverse_padded(ys, seq_lengths)
+  return carry, ys
+
+
+def _autodiff_scan(step, carry, xp_TxBxG, valid_TxBx1, *, unroll, remat):
+  body = jax.checkpoint(step, prevent_cse=False) if remat else step
+  if valid_TxBx1 is None:
+    return jax.lax.scan(body, carry, xp_TxBxG, unroll=unroll)
 
   def masked(carry, inputs):
-    xp, t = inputs
-    valid_B = t < seq_lengths
+    xp, valid = inputs
     new_carry, y = body(carry, xp)
-    keep = lambda new, old: jnp.where(valid_B[:, None], new, old)
-    new_carry = jax.tree_util.tree_map(keep, new_carry, carry)
-    return new_carry, jnp.where(valid_B[:, None], y, jnp.zeros_like(y))
+    new_carry = jax.tree_util.tree_map(lambda new, old: jnp.where(valid, new, old), new_carry, carry)
+    return new_carry, jnp.where(valid, y, jnp.zeros_like(y))
 
-  steps = jnp.arange(xp_TxBxG.shape[0])
-  carry, ys = jax.lax.scan(masked, carry, (xp_TxBxG, steps), unroll=unroll)
-  if reverse:
-    ys = reverse_padded(ys, seq_lengths)
-  return carry, ys
+  return jax.lax.scan(masked, carry, (xp_TxBxG, valid_TxBx1), unroll=unroll)
 
 
 def python_loop(step: Step, carry: Carry, xp_TxBxG: Array) -> tuple[Carry, Array]:

@@ -16,3 +16,19 @@ def test_readme_has_examples():
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_block_runs(index):
   exec(compile(BLOCKS[index], f"README.md block {index}", "exec"), {})
+
+
+def test_readme_reference_table_is_the_committed_file():
+  text = README.read_text()
+  table = text.split("<!-- reference table -->\n")[1].split("<!-- end reference table -->")[0]
+  committed = (README.parent / "docs" / "results" / "reference.md").read_text()
+  assert table == committed, "copy docs/results/reference.md into the README's reference table"
+
+
+def test_readme_has_exactly_two_setup_commands():
+  setup = README.read_text().split("## Set up")[1].split("\n## ")[0]
+  commands = re.findall(r"```bash\n(.*?)```", setup, flags=re.S)
+  assert [c.strip() for c in commands] == [
+    "pip install -e '.[data]' && python -m experiments.train",
+    "pip install -e '.[test]' && python -m pytest -q",
+  ]

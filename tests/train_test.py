@@ -5,6 +5,7 @@ import importlib
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -192,9 +193,9 @@ def test_cli_ctrl_c_saves_a_checkpoint_before_exiting(tmp_path):
   run.send_signal(signal.SIGINT)
   _, err = run.communicate(timeout=120)
   assert run.returncode == 130, err
-  assert "checkpoint saved" in err
-  saved = finished_checkpoints(tmp_path)[-1]
-  assert saved > first and saved % 100 != 0  # saved at the step it stopped, not only at the periodic steps
+  stopped = int(re.search(r"after step (\d+); checkpoint saved", err).group(1))
+  assert stopped > first
+  assert finished_checkpoints(tmp_path)[-1] == stopped  # saved at the step where it stopped
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,274 @@
+"""Speed and memory of recurrent layers: gru_jax against flax.linen and PyTorch, in one process.
+
+  python -m benchmarks.speed                       # the target points, and T=1024/4096 with remat
+  python -m benchmarks.speed --quick               # a few small points (seconds; what the test runs)
+  python -m benchmarks.speed --grid                # B in {1,8,32,128} x T in {64,256,1024} x H in {128,256,512}
+  python -m benchmarks.speed --points=8x512x64x128,32x256x128x256   # B x T x D x H
+
+For each point and model it times a training step (forward, backward, Adam update) and a forward
+pass: the median over --repeats calls after --warmup calls, plus the compile time (JAX) and XLA's
+memory analysis of the compiled training step (JAX; the arguments, outputs and temporaries of the
+step). GFLOP/s counts the matmuls only (input projection and recurrence; backward = 2x forward),
+against a matmul peak measured here on the same device. Results go to --out as JSON and markdown,
+with device, versions and date; ratios compare models measured in the same run.
+"""
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+from typing import Any, Callable
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import app, flags
+
+import gru_jax as gj
+
+_QUICK = flags.DEFINE_bool("quick", False, "A few small points.")
+_GRID = flags.DEFINE_bool("grid", False, "The full grid (hours on a 2-core CPU).")
+_POINTS = flags.DEFINE_list("points", None, "Points as BxTxDxH; overrides the default set.")
+_MODELS = flags.DEFINE_list("models", None, "Model names to run (default: all available).")
+_REPEATS = flags.DEFINE_integer("repeats", 7, "Timed calls per measurement.")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed calls after compilation.")
+_OUT = flags.DEFINE_string("out", None, "Output path without extension (default: benchmarks/results/<device>-<date>).")
+
+TARGETS = [(8, 512, 64, 128), (32, 256, 128, 256), (64, 128, 256, 512)]
+# Long sequences, where remat should flatten the growth of memory with T.
+MEMORY = [(8, 1024, 64, 128), (8, 4096, 64, 128)]
+MEMORY_MODELS = ["gru_jax.GRU", "gru_jax.GRU[remat]", "gru_jax.GRU[autodiff]", "flax.RNN(GRUCell)"]
+QUICK = [(2, 16, 8, 16), (4, 32, 16, 32)]
+GRID = [(b, t, h, h) for b in (1, 8, 32, 128) for t in (64, 256, 1024) for h in (128, 256, 512)]
+GATES = {"gru": 3, "lstm": 4, "rnn": 1}
+
+
+def median_ms(fn: Callable[[], Any], repeats: int, warmup: int) -> float:
+  for _ in range(warmup):
+    fn()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return 1e3 * statistics.median(times)
+
+
+def matmul_peak_gflops(repeats: int) -> float:
+  """fp32 matmul throughput of this device, measured on square matrices."""
+  n = 2048 if jax.default_backend() == "cpu" else 8192
+  a = jnp.ones((n, n), jnp.float32)
+  f = jax.jit(lambda a: a @ a)
+  f(a).block_until_ready()
+  ms = median_ms(lambda: f(a).block_until_ready(), repeats, 1)
+  return 2 * n**3 / (ms * 1e-3) / 1e9
+
+
+def matmul_flops(cell: str, b: int, t: int, d: int, h: int) -> tuple[float, float]:
+  """(forward, training step) matmul FLOPs: x @ W_i and h @ W_h over all steps; backward = 2x."""
+  forward = 2.0 * b * t * (d + h) * GATES[cell] * h
+  return forward, 3.0 * forward
+
+
+def jax_model(cell: str, make_layer: Callable[[], nn.Module]):
+  def build(b, t, d, h):
+    layer = make_layer(h)
+    xs = jax.random.normal(jax.random.key(0), (b, t, d))
+    params = layer.init(jax.random.key(1), xs)
+    tx = optax.adam(1e-3)
+    opt_state = tx.init(params)
+
+    def loss(params, xs):
+      return jnp.mean(layer.apply(params, xs) ** 2)
+
+    def train_step(params, opt_state, xs):
+      grads = jax.grad(loss)(params, xs)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), opt_state
+
+    forward = jax.jit(lambda p, x: layer.apply(p, x))
+    step = jax.jit(train_step, donate_argnums=(0, 1))
+    start = time.perf_counter()
+    compiled = step.lower(params, opt_state, xs).compile()
+    compile_s = time.perf_counter() - start
+    memory = compiled.memory_analysis()
+    state = {"params": params, "opt": opt_state}
+
+    def run_step():
+      state["params"], state["opt"] = compiled(state["params"], state["opt"], xs)
+      jax.block_until_ready(state["params"])
+
+    run_forward = lambda: forward(state["params"], xs).block_until_ready()
+    mem_mb = None
+    if memory is not None:
+      total = memory.temp_size_in_bytes + memory.argument_size_in_bytes + memory.output_size_in_bytes
+      mem_mb = total / 2**20
+    return run_step, run_forward, compile_s, mem_mb
+
+  return cell, build
+
+
+def torch_model(cell: str):
+  def build(b, t, d, h):
+    import torch  # pylint: disable=g-import-not-at-top
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    module = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell](d, h, batch_first=True).to(device)
+    xs = torch.randn(b, t, d, device=device)
+    opt = torch.optim.Adam(module.parameters(), lr=1e-3)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def run_step():
+      opt.zero_grad(set_to_none=True)
+      loss = (module(xs)[0] ** 2).mean()
+      loss.backward()
+      opt.step()
+      sync()
+
+    def run_forward():
+      with torch.no_grad():
+        module(xs)
+      sync()
+
+    return run_step, run_forward, None, None
+
+  return cell, build
+
+
+def models() -> dict[str, tuple[str, Callable]]:
+  table = {
+    "gru_jax.GRU": jax_model("gru", lambda h: gj.GRU(h)),
+    "gru_jax.GRU[autodiff]": jax_model("gru", lambda h: gj.GRU(h, custom_vjp=False)),
+    "gru_jax.GRU[remat]": jax_model("gru", lambda h: gj.GRU(h, remat=True)),
+    "gru_jax.LSTM": jax_model("lstm", lambda h: gj.LSTM(h)),
+    "gru_jax.SimpleRNN": jax_model("rnn", lambda h: gj.SimpleRNN(h)),
+    "flax.RNN(GRUCell)": jax_model("gru", lambda h: nn.RNN(nn.GRUCell(h))),
+    "flax.RNN(OptimizedLSTMCell)": jax_model("lstm", lambda h: nn.RNN(nn.OptimizedLSTMCell(h))),
+  }
+  try:
+    import torch  # pylint: disable=g-import-not-at-top,unused-import
+
+    table["torch.nn.GRU"] = torch_model("gru")
+    table["torch.nn.LSTM"] = torch_model("lstm")
+  except ImportError:
+    pass
+  return table
+
+
+PEERS = {"gru": ["flax.RNN(GRUCell)", "torch.nn.GRU", "gru_jax.GRU[autodiff]", "gru_jax.GRU"],
+         "lstm": ["flax.RNN(OptimizedLSTMCell)", "torch.nn.LSTM"]}
+
+
+def environment() -> dict[str, Any]:
+  cpu = platform.processor()
+  try:
+    with open("/proc/cpuinfo") as f:
+      cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+  except (OSError, StopIteration):
+    pass
+  env = {
+    "date": datetime.date.today().isoformat(), "backend": jax.default_backend(),
+    "device": jax.devices()[0].device_kind, "cpu": cpu, "cores": os.cpu_count(),
+    "python": platform.python_version(), "jax": jax.__version__, "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else jax.__version__,
+    "flax": flax.__version__, "optax": optax.__version__, "numpy": np.__version__,
+  }
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+
+    env["torch"] = torch.__version__
+  except ImportError:
+    pass
+  return env
+
+
+def run(plan, repeats, warmup) -> dict[str, Any]:
+  """plan: [(point, model names)]."""
+  env = environment()
+  env["matmul_peak_gflops"] = matmul_peak_gflops(repeats)
+  table = models()
+  rows = []
+  for (b, t, d, h), names in plan:
+    for name in names:
+      cell, build = table[name]
+      run_step, run_forward, compile_s, mem_mb = build(b, t, d, h)
+      train_ms = median_ms(run_step, repeats, warmup)
+      forward_ms = median_ms(run_forward, repeats, warmup)
+      _, train_flops = matmul_flops(cell, b, t, d, h)
+      gflops = train_flops / (train_ms * 1e-3) / 1e9
+      rows.append({
+        "model": name, "cell": cell, "B": b, "T": t, "D": d, "H": h, "train_ms": train_ms, "forward_ms": forward_ms,
+        "train_gflops": gflops, "train_peak_fraction": gflops / env["matmul_peak_gflops"],
+        "compile_s": compile_s, "xla_memory_mb": mem_mb,
+      })
+      print(f"B={b} T={t} D={d} H={h} {name}: train {train_ms:.2f} ms, forward {forward_ms:.2f} ms, "
+            f"{gflops:.1f} GFLOP/s", flush=True)
+  for row in rows:
+    for peer in PEERS.get(row["cell"], []):
+      match = [r for r in rows if r["model"] == peer and (r["B"], r["T"], r["D"], r["H"]) == (row["B"], row["T"], row["D"], row["H"])]
+      if match and peer != row["model"]:
+        row.setdefault("train_speedup_vs", {})[peer] = match[0]["train_ms"] / row["train_ms"]
+        row.setdefault("forward_speedup_vs", {})[peer] = match[0]["forward_ms"] / row["forward_ms"]
+  return {"environment": env, "repeats": repeats, "warmup": warmup, "rows": rows}
+
+
+def markdown(result: dict[str, Any]) -> str:
+  env = result["environment"]
+  versions = ", ".join(f"{k} {env[k]}" for k in ("python", "jax", "flax", "optax", "torch") if k in env)
+  lines = [
+    f"# Speed: {env['device']} ({env['cpu']}, {env['cores']} cores), {env['date']}",
+    "",
+    f"{versions}. fp32. Median of {result['repeats']} calls after {result['warmup']} warm-up calls. "
+    f"Measured matmul peak: {env['matmul_peak_gflops']:.1f} GFLOP/s. Speed-up = peer time / this time "
+    "(above 1: this model is faster), same run. Memory: XLA's analysis of the compiled training step.",
+    "",
+    "| B | T | D | H | model | train ms | forward ms | train GFLOP/s (% peak) | train speed-up vs peers | compile s | XLA MB |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  fmt = lambda v, spec: "" if v is None else format(v, spec)
+  for r in result["rows"]:
+    speedups = "; ".join(f"{peer} {ratio:.2f}x" for peer, ratio in r.get("train_speedup_vs", {}).items())
+    lines.append(
+      f"| {r['B']} | {r['T']} | {r['D']} | {r['H']} | {r['model']} | {r['train_ms']:.2f} | {r['forward_ms']:.2f} | "
+      f"{r['train_gflops']:.1f} ({100 * r['train_peak_fraction']:.0f}%) | {speedups} | {fmt(r['compile_s'], '.2f')} | "
+      f"{fmt(r['xla_memory_mb'], '.1f')} |"
+    )
+  return "\n".join(lines) + "\n"
+
+
+def main(argv):
+  del argv
+  points = QUICK if _QUICK.value else GRID if _GRID.value else TARGETS
+  if _POINTS.value:
+    points = []
+    for p in _POINTS.value:
+      parts = p.lower().split("x")
+      if len(parts) != 4 or not all(s.isdigit() and int(s) > 0 for s in parts):
+        raise app.UsageError(f"--points: {p!r} is not BxTxDxH with positive integers, e.g. 8x512x64x128")
+      points.append(tuple(int(s) for s in parts))
+  available = models()
+  names = _MODELS.value or [n for n in available if n != "gru_jax.GRU[remat]"]
+  unknown = [n for n in names if n not in available]
+  if unknown:
+    raise app.UsageError(f"--models: unknown {unknown}; available: {list(available)}")
+  plan = [(p, names) for p in points]
+  if not (_QUICK.value or _GRID.value or _POINTS.value or _MODELS.value):
+    plan += [(p, MEMORY_MODELS) for p in MEMORY]
+  result = run(plan, _REPEATS.value, _WARMUP.value)
+  env = result["environment"]
+  out = _OUT.value or os.path.join("benchmarks", "results", f"{env['backend']}-{env['date']}")
+  os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+  with open(out + ".json", "w") as f:
+    json.dump(result, f, indent=2)
+  with open(out + ".md", "w") as f:
+    f.write(markdown(result))
+  print(markdown(result))
+
+
+if __name__ == "__main__":
+  app.run(main)

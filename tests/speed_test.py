@@ -1,0 +1,31 @@
+"""The benchmark suite runs on a tiny grid and writes its files (no timing is asserted)."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_speed_suite_runs_on_a_tiny_grid(tmp_path):
+  out = tmp_path / "speed"
+  models = "gru_jax.GRU,gru_jax.GRU[autodiff],flax.RNN(GRUCell),torch.nn.GRU"
+  result = subprocess.run(
+    [sys.executable, "-m", "benchmarks.speed", "--points=2x5x3x4", f"--models={models}", "--repeats=1", "--warmup=0",
+     f"--out={out}"], cwd=ROOT, capture_output=True, text=True,
+  )
+  assert result.returncode == 0, result.stderr
+  data = json.loads((tmp_path / "speed.json").read_text())
+  assert [r["model"] for r in data["rows"]] == models.split(",")
+  ours = data["rows"][0]
+  assert set(ours["train_speedup_vs"]) == {"flax.RNN(GRUCell)", "torch.nn.GRU", "gru_jax.GRU[autodiff]"}
+  assert ours["xla_memory_mb"] > 0 and ours["compile_s"] > 0
+  assert {"jax", "flax", "torch", "date", "matmul_peak_gflops"} <= set(data["environment"])
+  assert "| 2 | 5 | 3 | 4 | gru_jax.GRU |" in (tmp_path / "speed.md").read_text()
+
+
+def test_speed_suite_rejects_bad_points(tmp_path):
+  result = subprocess.run([sys.executable, "-m", "benchmarks.speed", "--points=2x5x3", f"--out={tmp_path / 's'}"],
+                          cwd=ROOT, capture_output=True, text=True)
+  assert result.returncode != 0 and "is not BxTxDxH" in result.stderr
