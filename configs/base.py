@@ -61,3 +61,11 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
     c.task.eval_size = 0  # unused: the test split is fixed by split_seed and test_fraction
     c.train.num_steps = 1000
   return c
+
+
+def for_cell(cell: str, task: str, **cell_kwargs) -> ml_collections.ConfigDict:
+  """The base config for `task` with `model.cell = cell` and its options in model.cell_kwargs."""
+  c = get_config(task)
+  c.model.cell = cell
+  c.model.cell_kwargs = ml_collections.ConfigDict(cell_kwargs)
+  return c

@@ -4,14 +4,14 @@
   python -m experiments.train --config=configs/gru.py:copy        # copy task, delay 20
   python -m experiments.train --config=configs/gru.py:digits      # sequential digits
 
-Results: docs/results/reference.md, made by `python -m experiments.reference`.
+Results with the defaults (one seed; docs/results/reference.md, by python -m experiments.reference):
+  :adding  test mse 0.000128 (baseline 0.167), 1500 steps, 75 s on the 2-core CPU
+  :copy    test xent 0.28 (baseline 0.52), 2000 steps, 36 s on the 2-core CPU
+  :digits  test accuracy 0.947 (baseline 0.117), 1000 steps, 10 s on the 2-core CPU
 """
 
 from configs import base
 
 
 def get_config(task: str = "adding"):
-  c = base.get_config(task)
-  c.model.cell = "gru"
-  c.model.cell_kwargs.reset_after = True  # False: the Cho et al. 2014 v3 form
-  return c
+  return base.for_cell("gru", task, reset_after=True)  # reset_after=False: the Cho et al. 2014 v3 form

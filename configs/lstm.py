@@ -4,14 +4,14 @@
   python -m experiments.train --config=configs/lstm.py:copy
   python -m experiments.train --config=configs/lstm.py:digits
 
-Results: docs/results/reference.md, made by `python -m experiments.reference`.
+Results with the defaults (one seed; docs/results/reference.md, by python -m experiments.reference):
+  :adding  test mse 0.000319 (baseline 0.167), 1500 steps, 101 s on the 2-core CPU
+  :copy    test xent 0.313 (baseline 0.52), 2000 steps, 42 s on the 2-core CPU
+  :digits  test accuracy 0.942 (baseline 0.117), 1000 steps, 13 s on the 2-core CPU
 """
 
 from configs import base
 
 
 def get_config(task: str = "adding"):
-  c = base.get_config(task)
-  c.model.cell = "lstm"
-  c.model.cell_kwargs.forget_bias = 1.0  # initial forget-gate bias
-  return c
+  return base.for_cell("lstm", task, forget_bias=1.0)  # initial forget-gate bias

@@ -4,14 +4,14 @@
   python -m experiments.train --config=configs/rnn.py:copy
   python -m experiments.train --config=configs/rnn.py:digits
 
-Results: docs/results/reference.md, made by `python -m experiments.reference`.
+Results with the defaults (one seed; docs/results/reference.md, by python -m experiments.reference):
+  :adding  test mse 0.059 (baseline 0.167), 1500 steps, 21 s on the 2-core CPU
+  :copy    test xent 0.52 (baseline 0.52), 2000 steps, 14 s on the 2-core CPU
+  :digits  test accuracy 0.953 (baseline 0.117), 1000 steps, 5 s on the 2-core CPU
 """
 
 from configs import base
 
 
 def get_config(task: str = "adding"):
-  c = base.get_config(task)
-  c.model.cell = "rnn"
-  c.model.cell_kwargs.activation = "tanh"  # or "relu"
-  return c
+  return base.for_cell("rnn", task, activation="tanh")  # or "relu"

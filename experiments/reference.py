@@ -32,6 +32,18 @@ def environment() -> str:
   )
 
 
+def result_lines(summaries: list[dict], cell: str) -> list[str]:
+  """The results block of configs/<cell>.py's docstring, from the reference summaries."""
+  lines = ["Results with the defaults (one seed; docs/results/reference.md, by python -m experiments.reference):"]
+  for s in summaries:
+    if s["cell"] == cell:
+      lines.append(
+        f"  :{s['task']:<7} test {s['metric']} {s['eval'][s['metric']]:.3g} (baseline {s['baseline']:.3g}), "
+        f"{s['steps']} steps, {s['wall_time_s']:.0f} s on the 2-core CPU"
+      )
+  return lines
+
+
 def table(summaries: list[dict], env: str) -> str:
   lines = [
     f"Reference runs: each config's defaults, one seed. {env}.",

@@ -32,3 +32,19 @@ def test_readme_has_exactly_two_setup_commands():
     "pip install -e '.[data]' && python -m experiments.train",
     "pip install -e '.[test]' && python -m pytest -q",
   ]
+
+
+def test_readme_speed_summary_is_rendered_from_the_committed_results():
+  from benchmarks import summarize
+
+  text = README.read_text()
+  block = text.split("<!-- speed summary -->\n")[1].split("<!-- end speed summary -->")[0]
+  path = re.search(r"From `(benchmarks/results/[^`]+\.json)`", block).group(1)
+  import os
+
+  cwd = os.getcwd()
+  os.chdir(README.parent)
+  try:
+    assert block.strip() == summarize.summary(path).strip()
+  finally:
+    os.chdir(cwd)
