@@ -1,11 +1,12 @@
 """Defaults shared by every config; the per-cell files (gru.py, lstm.py, rnn.py) build on it.
 
-`get_config(task)` returns the defaults for a task: "adding" (default), "copy" or "digits".
+`get_config(task)` returns the defaults for a task: "adding" (default), "copy", "digits",
+"chorales" (music21) or "forecast" (statsmodels; the series is task.series).
 """
 
 import ml_collections
 
-TASKS = ("adding", "copy", "digits")
+TASKS = ("adding", "copy", "digits", "chorales", "forecast")
 
 
 def get_config(task: str = "adding") -> ml_collections.ConfigDict:
@@ -32,7 +33,11 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   c.task.eval_size = 1000  # held-out examples of the generated tasks
   c.task.permute = False  # digits: a fixed random pixel order
   c.task.split_seed = 0  # digits: the fixed train/test split
-  c.task.test_fraction = 0.2  # digits: held-out fraction
+  c.task.test_fraction = 0.2  # digits, forecast: held-out fraction (forecast: the end of the series)
+  c.task.cache_dir = "~/.cache/gru_jax"  # chorales: where the parsed piano rolls are cached
+  c.task.limit = 0  # chorales: only the first N chorales by corpus path (0: all); for smoke tests
+  c.task.series = "sunspots"  # forecast: sunspots or co2
+  c.task.horizon = 1  # forecast: steps ahead of the window's last value
 
   c.opt = ml_collections.ConfigDict()
   c.opt.name = "adam"  # adam, adamw, rmsprop, sgd
@@ -59,6 +64,17 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   elif task == "digits":
     c.model.features = 64
     c.task.eval_size = 0  # unused: the test split is fixed by split_seed and test_fraction
+    c.train.num_steps = 1000
+  elif task == "chorales":
+    c.model.features = 64
+    c.task.eval_size = 0  # unused: the test split is fixed by split_seed
+    c.train.batch_size = 16
+    c.train.num_steps = 1500
+  elif task == "forecast":
+    c.model.features = 32
+    c.task.seq_len = 20
+    c.task.eval_size = 0  # unused: the test span is the end of the series
+    c.train.batch_size = 32
     c.train.num_steps = 1000
   return c
 

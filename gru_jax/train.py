@@ -130,6 +130,7 @@ def train_step(state, key, *, model, task, schedule, batch_size):
     return task.loss_and_metrics(outputs, batch)
 
   (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  metrics.pop("weight", None)
   metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads), learning_rate=schedule(state.step))
   return state.apply_gradients(grads=grads), metrics
 
@@ -141,14 +142,21 @@ def eval_step(params, batch, *, model, task):
 
 
 def evaluate(params, task: tasks.Task, eval_fn, batch_size: int) -> dict[str, float]:
-  """Metrics over the whole held-out set, in chunks, weighted by chunk size."""
+  """Metrics over the whole held-out set, in chunks.
+
+  Chunks are weighted by their number of examples, or by the metric "weight" when the task
+  reports one (e.g. the number of valid frames, for metrics averaged per frame).
+  """
   totals: dict[str, float] = {}
+  total_weight = 0.0
   for start in range(0, task.eval_size, batch_size):
     chunk = {k: v[start : start + batch_size] for k, v in task.eval_set.items()}
-    size = len(chunk["xs"])
-    for name, value in jax.device_get(eval_fn(params, chunk)).items():
-      totals[name] = totals.get(name, 0.0) + float(value) * size
-  return {name: total / task.eval_size for name, total in totals.items()}
+    metrics = jax.device_get(eval_fn(params, chunk))
+    weight = float(metrics.pop("weight", len(chunk["xs"])))
+    total_weight += weight
+    for name, value in metrics.items():
+      totals[name] = totals.get(name, 0.0) + float(value) * weight
+  return {name: total / total_weight for name, total in totals.items()}
 
 
 class MetricWriter:

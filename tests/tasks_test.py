@@ -1,6 +1,8 @@
 """Each task's data, loss and baseline."""
 
 import math
+import pathlib
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -85,7 +87,7 @@ def test_train_batches_are_a_function_of_the_key():
 @pytest.mark.parametrize(
   "name,overrides,message",
   [
-    ("adding", dict(name="addition"), r"task.name='addition' is not a task; expected one of \['adding', 'copy', 'digits'\]"),
+    ("adding", dict(name="addition"), r"task.name='addition' is not a task; expected one of \['adding', 'chorales', 'copy', 'digits', 'forecast'\]"),
     ("adding", dict(seq_len=-3), r"task.seq_len must be a positive integer for the adding task; got -3"),
     ("adding", dict(seq_len=1), r"task.seq_len must be at least 2"),
     ("copy", dict(eval_size=0), r"task.eval_size must be a positive integer for the copy task"),
@@ -101,3 +103,98 @@ def test_unknown_task_in_config_arg():
   with pytest.raises(ValueError, match=r"unknown task 'cpy' after ':'"):
     base.get_config("cpy")
   assert isinstance(base.get_config("copy"), ml_collections.ConfigDict)
+
+
+# Polyphonic music and forecasting: the real packages, small slices.
+
+
+class _Note:
+  def __init__(self, offset, length, midis):
+    self.offset, self.quarterLength = offset, length
+    self.pitches = [type("P", (), {"midi": m})() for m in midis]
+
+
+class _Score:
+  def __init__(self, notes, highest):
+    self.notes, self.highestTime = notes, highest
+
+  def flatten(self):
+    return self
+
+
+def test_roll_on_the_quarter_note_grid():
+  from gru_jax.tasks import chorales
+
+  score = _Score([_Note(0.0, 2.0, [60, 64]), _Note(2.5, 0.5, [62]), _Note(2.0, 1.0, [20, 109, 108])], 3.0)
+  roll = chorales.to_roll(score)
+  assert roll.shape == (3, 88)
+  assert set(np.nonzero(roll[0])[0] + 21) == {60, 64} and set(np.nonzero(roll[1])[0] + 21) == {60, 64}
+  assert set(np.nonzero(roll[2])[0] + 21) == {108}  # 20 and 109 are off the keyboard; 62 starts between grid points
+
+
+def test_chorales_rolls_split_and_cache(tmp_path):
+  from gru_jax.tasks import chorales
+
+  import music21  # pylint: disable=g-import-not-at-top
+
+  names, rolls = chorales.load_rolls(str(tmp_path), limit=8)
+  lengths = [len(r) for r in rolls]
+  assert 2 <= len(rolls) <= 8 and min(lengths) >= 2
+  assert all(r.shape[1] == 88 and r.max() == 1 for r in rolls)
+  parts = chorales.split(names, rolls, 0)
+  assert sorted(sum(parts.values(), [])) == list(range(len(rolls)))  # disjoint and complete
+  assert parts == chorales.split(names, rolls, 0)
+  path = chorales.cache_path(str(tmp_path), music21.__version__, limit=8)
+  assert pathlib.Path(path).exists()
+  again_names, again = chorales.load_rolls(str(tmp_path), limit=8)  # from the cache
+  assert again_names == names and all(np.array_equal(a, b) for a, b in zip(again, rolls))
+  with np.load(path) as data:  # damage it: the loader notices and rebuilds
+    damaged = dict(data)
+  damaged["rolls"] = damaged["rolls"].copy()
+  damaged["rolls"][0, 0] ^= 1
+  np.savez(path[: -len(".npz")], **damaged)
+  with pytest.warns(UserWarning, match="is damaged"):
+    _, rebuilt = chorales.load_rolls(str(tmp_path), limit=8)
+  assert all(np.array_equal(a, b) for a, b in zip(rebuilt, rolls))
+
+
+def test_chorales_nll_is_per_valid_frame():
+  from gru_jax.tasks import chorales
+
+  batch = chorales.pad([np.ones((3, 88), np.uint8), np.ones((5, 88), np.uint8)])
+  assert batch["xs"].shape == (2, 4, 88) and list(batch["seq_lengths"]) == [2, 4]
+  logits = jnp.zeros((2, 4, 88))  # p = 1/2 on every key: ln 2 per key per frame
+  nll, metrics = chorales.loss_and_metrics(logits, {k: jnp.asarray(v) for k, v in batch.items()})
+  assert float(nll) == pytest.approx(88 * math.log(2), rel=1e-5)
+  assert int(metrics["weight"]) == 6
+
+
+def test_forecast_windows_normalise_on_the_train_span_only():
+  from gru_jax.tasks import forecast
+
+  series = np.arange(20, dtype=np.float64)
+  train, test = forecast.windows(series, seq_len=3, horizon=2, test_fraction=0.25)
+  span = series[:15]
+  z = (series - span.mean()) / span.std()
+  np.testing.assert_allclose(train["xs"][0, :, 0], z[0:3], rtol=1e-6)
+  np.testing.assert_allclose(train["ys"][0, 0], z[4], rtol=1e-6)  # 2 steps after the window's last
+  assert len(test["ys"]) == 5 and test["ys"][0, 0] == pytest.approx(z[15])
+  with pytest.raises(tasks.DataError, match="too few"):
+    forecast.windows(series, seq_len=30, horizon=1, test_fraction=0.25)
+
+
+@pytest.mark.parametrize("series", ["sunspots", "co2"])
+def test_forecast_series_load(series):
+  task = tasks.make(task_config("forecast", series=series))
+  assert np.isfinite(task.eval_set["xs"]).all() and task.baseline > 0
+  with pytest.raises(ValueError, match=r"task.series='nile' is not a series"):
+    tasks.make(task_config("forecast", series="nile"))
+
+
+def test_missing_data_package_names_the_install_command(monkeypatch):
+  from gru_jax.tasks import common
+
+  monkeypatch.setitem(sys.modules, "statsmodels", None)
+  monkeypatch.setitem(sys.modules, "statsmodels.api", None)
+  with pytest.raises(tasks.DataError, match=r"needs statsmodels: pip install statsmodels \(or: pip install -e '.\[data\]'\)"):
+    common.require_package("statsmodels.api", "forecast")

@@ -1,9 +1,15 @@
 """Tasks, one file each; `make(config.task)` builds the one named by `config.task.name`."""
 
-from gru_jax.tasks import adding, copy, digits
+from gru_jax.tasks import adding, chorales, copy, digits, forecast
 from gru_jax.tasks.common import DataError, Task
 
-TASKS = {"adding": adding.make, "copy": copy.make, "digits": digits.make}
+TASKS = {
+  "adding": adding.make,
+  "copy": copy.make,
+  "digits": digits.make,
+  "chorales": chorales.make,
+  "forecast": forecast.make,
+}
 
 
 def make(config) -> Task:

@@ -31,7 +31,8 @@ class Task:
     train_batch: `(key, batch_size) -> Batch`, pure and jittable; the data order of a run is a
       function of the step alone, so a resumed run sees what an uninterrupted one would.
     eval_set: the fixed held-out data, numpy arrays.
-    loss_and_metrics: `(outputs, batch) -> (loss, {name: value})`, batch means.
+    loss_and_metrics: `(outputs, batch) -> (loss, {name: value})`, batch means; an optional
+      "weight" entry (e.g. the number of valid frames) weights the batch in evaluation.
   """
 
   name: str
@@ -55,3 +56,14 @@ def positive_int(config: Any, key: str, owner: str) -> int:
   if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
     raise ValueError(f"task.{key} must be a positive integer for the {owner} task; got {value!r}")
   return int(value)
+
+
+def require_package(module: str, task: str, extra: str = "data"):
+  """Imports `module`, or raises a DataError with the exact install command."""
+  import importlib  # pylint: disable=g-import-not-at-top
+
+  try:
+    return importlib.import_module(module)
+  except ImportError as e:
+    package = {"sklearn": "scikit-learn"}.get(module.split(".")[0], module.split(".")[0])
+    raise DataError(f"the {task} task needs {package}: pip install {package} (or: pip install -e '.[{extra}]')") from e

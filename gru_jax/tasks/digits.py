@@ -11,18 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gru_jax.tasks.common import DataError, Task
-
-INSTALL = "pip install scikit-learn (or: pip install -e '.[data]')"
+from gru_jax.tasks.common import Task, require_package
 
 
 def load(split_seed: int, test_fraction: float, permute: bool):
   """(train, test) dicts of xs [N, 64, 1] float32 and ys [N] int32, split with `split_seed`."""
-  try:
-    from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise DataError(f"the digits task needs scikit-learn: {INSTALL}") from e
-  digits = load_digits()
+  digits = require_package("sklearn.datasets", "digits").load_digits()
   images = (digits.data / 16.0).astype(np.float32)
   labels = digits.target.astype(np.int32)
   if permute:  # its own generator, so the split is the same with and without permutation
