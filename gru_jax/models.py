@@ -45,6 +45,9 @@ class SequenceModel(nn.Module):
     num_layers, bidirectional, dropout, residual: as in `gru_jax.Stacked`.
     unroll, remat: as in the layers.
     cell_kwargs: options of the cell (`cell_options(cell)`), e.g. {"reset_after": False}.
+    input_vocab: for token inputs (integer ids [B, T]; 0 is padding), the number of ids; they are
+      embedded into `embed_features` dimensions. None (set by the task) for float inputs.
+    embed_features: width of the token embedding.
   """
 
   output_features: int
@@ -58,6 +61,8 @@ class SequenceModel(nn.Module):
   unroll: int = 1
   remat: bool = False
   cell_kwargs: Any = None
+  input_vocab: int | None = None
+  embed_features: int = 64
 
   def __post_init__(self):
     if self.head not in HEADS:
@@ -78,13 +83,22 @@ class SequenceModel(nn.Module):
     return make_layer(self.cell, self.features, unroll=self.unroll, remat=self.remat, **extra, parent=None)
 
   @nn.compact
-  def __call__(self, xs, *, seq_lengths=None, deterministic=True):
-    """xs [B, T, D] -> [B, output_features] ("last") or [B, T, output_features] ("each")."""
+  def __call__(self, xs, *, seq_lengths=None, deterministic=True, initial_carry=None, return_carry=False):
+    """xs [B, T, D] (or token ids [B, T]) -> [B, output_features] ("last") or [B, T, output_features] ("each").
+
+    initial_carry / return_carry: the per-layer carries of the stack (as in `gru_jax.Stacked`), to
+    continue a sequence step by step, e.g. when sampling.
+    """
+    if self.input_vocab is not None:
+      xs = nn.Embed(self.input_vocab, self.embed_features, name="embed")(xs)
     stack = layers.Stacked(
       self.template(), num_layers=self.num_layers, bidirectional=self.bidirectional,
       dropout=self.dropout, residual=self.residual, name="rnn",
     )
-    ys = stack(xs, seq_lengths=seq_lengths, deterministic=deterministic)
+    ys, carries = stack(
+      xs, seq_lengths=seq_lengths, deterministic=deterministic, initial_carry=initial_carry, return_carry=True
+    )
     if self.head == "last":
       ys = last_valid(ys, seq_lengths)
-    return nn.Dense(self.output_features, name="head")(ys)
+    outputs = nn.Dense(self.output_features, name="head")(ys)
+    return (outputs, carries) if return_carry else outputs

@@ -79,7 +79,7 @@ def check_config(config) -> None:
       raise ConfigError(f"{key} must be {expected}; got {value!r}")
 
   is_int = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-  for key in ("model.features", "model.num_layers", "train.num_steps", "train.batch_size", "train.log_every",
+  for key in ("model.features", "model.num_layers", "model.embed_features", "train.num_steps", "train.batch_size", "train.log_every",
               "train.eval_batch_size", "train.keep_checkpoints"):
     section, name = key.split(".")
     require(is_int(config[section][name]) and config[section][name] > 0, key, "a positive integer")
@@ -102,7 +102,9 @@ def build(config) -> tuple[tasks.Task, models.SequenceModel, optax.GradientTrans
   try:
     task = tasks.make(config.task)
     model_kwargs = config.model.to_dict()
-    model = models.SequenceModel(**model_kwargs, output_features=task.output_features, head=task.head)
+    model = models.SequenceModel(
+      **model_kwargs, output_features=task.output_features, head=task.head, input_vocab=task.vocab_size
+    )
     tx, schedule = make_optimizer(config.opt, config.train.num_steps)
   except tasks.DataError:
     raise
@@ -130,7 +132,7 @@ def train_step(state, key, *, model, task, schedule, batch_size):
     return task.loss_and_metrics(outputs, batch)
 
   (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  metrics.pop("weight", None)
+  metrics = {k: v for k, v in metrics.items() if k != "weight" and not k.startswith("_")}
   metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads), learning_rate=schedule(state.step))
   return state.apply_gradients(grads=grads), metrics
 
@@ -156,7 +158,7 @@ def evaluate(params, task: tasks.Task, eval_fn, batch_size: int) -> dict[str, fl
     total_weight += weight
     for name, value in metrics.items():
       totals[name] = totals.get(name, 0.0) + float(value) * weight
-  return {name: total / total_weight for name, total in totals.items()}
+  return task.finalize({name: total / total_weight for name, total in totals.items()})
 
 
 class MetricWriter:

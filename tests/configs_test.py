@@ -16,7 +16,7 @@ CELL_CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("*.py") if p.stem 
 def test_config_docstring_gives_commands_and_reference_results(name):
   module = importlib.import_module(f"configs.{name}")
   doc = module.__doc__
-  for task in ("", ":copy", ":digits", ":chorales", ":forecast"):
+  for task in ("", ":copy", ":digits", ":chorales", ":forecast", ":sentiment", ":char_lm", ":text_classify"):
     assert f"python -m experiments.train --config=configs/{name}.py{task}" in doc
   runs = json.loads((ROOT / "docs" / "results" / "reference.json").read_text())["runs"]
   for line in reference.result_lines(runs, name):

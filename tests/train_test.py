@@ -41,7 +41,7 @@ def read_jsonl(path):
 
 
 @pytest.mark.parametrize("config_file", CONFIG_FILES)
-@pytest.mark.parametrize("task", ["adding", "copy", "digits", "chorales", "forecast"])
+@pytest.mark.parametrize("task", ["adding", "copy", "digits", "chorales", "forecast", "sentiment", "char_lm"])
 def test_every_config_runs_a_few_steps(tmp_path, config_file, task):
   config = tiny(config_file, task)
   if task == "chorales":

