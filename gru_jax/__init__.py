@@ -16,3 +16,8 @@ from gru_jax.layers import (
 )
 
 __version__ = "0.1.0"
+
+__all__ = [
+  "GRU", "LSTM", "SimpleRNN", "GRUCell", "LSTMCell", "SimpleRNNCell", "Bidirectional", "Stacked",
+  "Recurrent", "RecurrentCell", "CellOptions", "cells", "interop", "scan",
+]

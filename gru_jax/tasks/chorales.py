@@ -24,12 +24,11 @@ import math
 import os
 import warnings
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gru_jax.tasks.common import DataError, Task, require_package
+from gru_jax.tasks.common import DataError, Task, random_rows, require_package
 
 LOW, HIGH = 21, 108  # MIDI range of an 88-key piano
 NUM_KEYS = HIGH - LOW + 1
@@ -150,12 +149,6 @@ def make(config) -> Task:
     raise DataError(f"task.limit={config.limit} leaves {len(rolls)} unique chorales; the split needs at least 3")
   parts = split(names, rolls, int(config.split_seed))
   train, test = (pad([rolls[i] for i in parts[k]]) for k in ("train", "test"))
-  train_xs, train_ys, train_lengths = (jnp.asarray(train[k]) for k in ("xs", "ys", "seq_lengths"))
-
-  def train_batch(key, batch_size):
-    idx = jax.random.randint(key, (batch_size,), 0, train_lengths.shape[0])
-    return {"xs": train_xs[idx], "ys": train_ys[idx], "seq_lengths": train_lengths[idx]}
-
   return Task(
     name="chorales",
     output_features=NUM_KEYS,
@@ -164,7 +157,7 @@ def make(config) -> Task:
     higher_is_better=False,
     baseline=bernoulli_baseline(train, test),
     baseline_note="independent Bernoullis at the training key frequencies",
-    train_batch=train_batch,
+    train_batch=random_rows(train),
     eval_set=test,
     loss_and_metrics=loss_and_metrics,
   )

@@ -4,6 +4,7 @@ import dataclasses
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 Batch = dict[str, Any]  # "xs" [B, T, D], "ys" targets, optionally "seq_lengths" [B]
@@ -75,3 +76,15 @@ def require_package(module: str, task: str, extra: str = "data"):
   except ImportError as e:
     package = {"sklearn": "scikit-learn"}.get(module.split(".")[0], module.split(".")[0])
     raise DataError(f"the {task} task needs {package}: pip install {package} (or: pip install -e '.[{extra}]')") from e
+
+
+def random_rows(arrays: Batch) -> Callable[[jax.Array, int], Batch]:
+  """A `train_batch` that draws batch_size rows, with replacement, of the same-length `arrays`."""
+  on_device = {k: jnp.asarray(v) for k, v in arrays.items()}
+  num_rows = next(iter(on_device.values())).shape[0]
+
+  def train_batch(key, batch_size):
+    idx = jax.random.randint(key, (batch_size,), 0, num_rows)
+    return {k: v[idx] for k, v in on_device.items()}
+
+  return train_batch

@@ -6,12 +6,11 @@ the test images; the metric is test accuracy. Chance is 1/10; logistic regressio
 images gets about 97%.
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gru_jax.tasks.common import Task, require_package
+from gru_jax.tasks.common import Task, random_rows, require_package
 
 
 def load(split_seed: int, test_fraction: float, permute: bool):
@@ -38,12 +37,6 @@ def make(config) -> Task:
   if not 0.0 < config.test_fraction < 1.0:
     raise ValueError(f"task.test_fraction must lie in (0, 1) for the digits task; got {config.test_fraction!r}")
   train, test = load(int(config.split_seed), float(config.test_fraction), bool(config.permute))
-  train_xs, train_ys = jnp.asarray(train["xs"]), jnp.asarray(train["ys"])
-
-  def train_batch(key, batch_size):
-    idx = jax.random.randint(key, (batch_size,), 0, train_ys.shape[0])
-    return {"xs": train_xs[idx], "ys": train_ys[idx]}
-
   majority = float(np.bincount(test["ys"]).max() / len(test["ys"]))
   return Task(
     name="digits",
@@ -53,7 +46,7 @@ def make(config) -> Task:
     higher_is_better=True,
     baseline=majority,
     baseline_note="always the test set's most common class",
-    train_batch=train_batch,
+    train_batch=random_rows(train),
     eval_set=test,
     loss_and_metrics=loss_and_metrics,
   )

@@ -9,11 +9,10 @@ with the mean and standard deviation of the train span only. The metric is MSE i
 units; the baseline is persistence (the window's last value).
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gru_jax.tasks.common import DataError, Task, positive_int, require_package
+from gru_jax.tasks.common import DataError, Task, positive_int, random_rows, require_package
 
 
 def _sunspots(sm) -> np.ndarray:
@@ -60,12 +59,6 @@ def make(config) -> Task:
   train, test = windows(SERIES[config.series](sm), seq_len, horizon, float(config.test_fraction))
   if len(test["ys"]) == 0:
     raise DataError(f"task.test_fraction={config.test_fraction} leaves no test windows in the {config.series} series")
-  train_xs, train_ys = jnp.asarray(train["xs"]), jnp.asarray(train["ys"])
-
-  def train_batch(key, batch_size):
-    idx = jax.random.randint(key, (batch_size,), 0, train_ys.shape[0])
-    return {"xs": train_xs[idx], "ys": train_ys[idx]}
-
   persistence = float(np.mean((test["xs"][:, -1] - test["ys"]) ** 2))
   return Task(
     name="forecast",
@@ -75,7 +68,7 @@ def make(config) -> Task:
     higher_is_better=False,
     baseline=persistence,
     baseline_note="persistence: the window's last value",
-    train_batch=train_batch,
+    train_batch=random_rows(train),
     eval_set=test,
     loss_and_metrics=loss_and_metrics,
   )

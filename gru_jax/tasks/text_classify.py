@@ -11,13 +11,12 @@ macro F1. Baseline: always the most common train label.
 import csv
 import io
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 from gru_jax.tasks import text as text_lib
-from gru_jax.tasks.common import DataError, Task, positive_int
+from gru_jax.tasks.common import DataError, Task, positive_int, random_rows
 
 
 def load_table(path: str, text_column: str, label_column: str, delimiter: str, encoding_errors: str):
@@ -69,12 +68,6 @@ def build(name: str, texts: list[str], labels: list[str], config, source: str) -
     return {"xs": ids, "seq_lengths": lengths, "ys": np.array([label_id[labels[i]] for i in idx], np.int32)}
 
   train, test = arrays(train_idx), arrays(test_idx)
-  train_dev = {k: jnp.asarray(v) for k, v in train.items()}
-
-  def train_batch(key, batch_size):
-    idx = jax.random.randint(key, (batch_size,), 0, train_dev["ys"].shape[0])
-    return {k: v[idx] for k, v in train_dev.items()}
-
   def loss_and_metrics(outputs, batch):
     xent = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(outputs, batch["ys"]))
     pred = jnp.argmax(outputs, -1)
@@ -100,7 +93,7 @@ def build(name: str, texts: list[str], labels: list[str], config, source: str) -
     name=name, output_features=len(classes), head="last", metric="accuracy", higher_is_better=True,
     baseline=float(np.mean(test["ys"] == majority)),
     baseline_note=f"always the most common training label ({classes[majority]!r})",
-    train_batch=train_batch, eval_set=test, loss_and_metrics=loss_and_metrics,
+    train_batch=random_rows(train), eval_set=test, loss_and_metrics=loss_and_metrics,
     vocab_size=len(vocab) + 2, finalize=finalize,
   )
 
