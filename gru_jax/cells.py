@@ -91,8 +91,8 @@ def gru_step(params: dict[str, Array], h: Array, xp: Array, *, reset_after: bool
     return gru_gates(gate_blocks(xp, 3), gate_blocks(recurrent_pre(params, h), 3), h)
   w_h = params["recurrent_kernel"]
   hidden = h.shape[-1]
-  x_r, x_z, x_n = jnp.split(xp, 3, axis=-1)
-  h_r, h_z = jnp.split(h @ w_h[:, : 2 * hidden], 2, axis=-1)
+  x_r, x_z, x_n = gate_blocks(xp, 3)
+  h_r, h_z = gate_blocks(h @ w_h[:, : 2 * hidden], 2)
   r = jax.nn.sigmoid(x_r + h_r)
   z = jax.nn.sigmoid(x_z + h_z)
   n = jnp.tanh(x_n + (r * h) @ w_h[:, 2 * hidden :])

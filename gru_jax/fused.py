@@ -22,8 +22,12 @@ Gates = Callable[[tuple, tuple, Carry], tuple[Carry, Array]]
 HiddenOf = Callable[[Carry], Array]
 
 
-def _tree_where(valid, new, old):
-  return jax.tree_util.tree_map(lambda n, o: jnp.where(valid, n, o), new, old)
+def apply_mask(valid, new_carry, carry, y):
+  """Where `valid` is False (past a sequence's length) the carry passes through and y is zero."""
+  if valid is None:
+    return new_carry, y
+  new_carry = jax.tree_util.tree_map(lambda n, o: jnp.where(valid, n, o), new_carry, carry)
+  return new_carry, jnp.where(valid, y, jnp.zeros_like(y))
 
 
 def _pre_blocks(hidden_of, w_h, b, carry, num_gates):
@@ -31,32 +35,33 @@ def _pre_blocks(hidden_of, w_h, b, carry, num_gates):
   return tuple(jnp.split(pre, num_gates, axis=-1))
 
 
-def _forward(gates, hidden_of, unroll, w_h, b, carry, xp, valid, keep_pre):
-  """Returns (final carry, ys, pre blocks per step or None, carries before each step)."""
+def _forward(gates, hidden_of, unroll, w_h, b, carry, xp, valid, keep):
+  """Returns (final carry, ys, residuals per step); `keep` is "none", "carries" or "all"
+  (carries before each step, plus the pre-activation blocks)."""
   num_gates = len(xp)
 
   def body(carry, inputs):
     xp_t, valid_t = inputs
     pre = _pre_blocks(hidden_of, w_h, b, carry, num_gates)
-    new_carry, y = gates(xp_t, pre, carry)
-    if valid_t is not None:
-      new_carry = _tree_where(valid_t, new_carry, carry)
-      y = jnp.where(valid_t, y, jnp.zeros_like(y))
-    return new_carry, (y, pre if keep_pre else None, carry)
+    stepped, y = gates(xp_t, pre, carry)
+    new_carry, y = apply_mask(valid_t, stepped, carry, y)
+    residual = {"none": None, "carries": (carry, None), "all": (carry, pre)}[keep]
+    return new_carry, (y, residual)
 
-  final, (ys, pres, prev) = jax.lax.scan(body, carry, (xp, valid), unroll=unroll)
-  return final, ys, pres, prev
+  final, (ys, residuals) = jax.lax.scan(body, carry, (xp, valid), unroll=unroll)
+  return final, ys, residuals
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
 def _scan(gates, hidden_of, unroll, remat, w_h, b, carry, xp, valid):
-  final, ys, _, _ = _forward(gates, hidden_of, unroll, w_h, b, carry, xp, valid, keep_pre=False)
+  final, ys, _ = _forward(gates, hidden_of, unroll, w_h, b, carry, xp, valid, keep="none")
   return final, ys
 
 
 def _scan_fwd(gates, hidden_of, unroll, remat, w_h, b, carry, xp, valid):
-  # With remat the pre-activations are recomputed in the backward loop; only carries are kept.
-  final, ys, pres, prev = _forward(gates, hidden_of, unroll, w_h, b, carry, xp, valid, keep_pre=not remat)
+  # With remat the pre-activations are recomputed in the backward loop; the carries before each
+  # step and the input blocks xp are kept either way.
+  final, ys, (prev, pres) = _forward(gates, hidden_of, unroll, w_h, b, carry, xp, valid, keep="carries" if remat else "all")
   return (final, ys), (w_h, b, xp, valid, prev, pres)
 
 
@@ -114,7 +119,8 @@ def scan(
     xp_blocks: the input projection as G time-major blocks [T, B, H].
     valid_TxBx1: optional booleans; where False the carry passes through and y is zero.
     unroll: `lax.scan` unroll of both loops.
-    remat: keep only the carries for the backward pass and recompute the recurrent matmul there.
+    remat: keep the carries (and xp) for the backward pass but not the pre-activations, and
+      recompute the recurrent matmul there.
 
   Returns:
     (final carry, ys [T, B, H]).

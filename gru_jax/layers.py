@@ -42,9 +42,15 @@ def per_gate(init: Initializer, num_gates: int) -> Initializer:
   return init_fn
 
 
-def _check_features(owner: str, features: Any) -> None:
-  if not isinstance(features, (int, np.integer)) or isinstance(features, bool) or features <= 0:
-    raise ValueError(f"{owner}: features must be a positive integer; got {features!r}")
+def _check_positive_int(owner: str, name: str, value: Any) -> None:
+  if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+    raise ValueError(f"{owner}: {name} must be a positive integer; got {value!r}")
+
+
+def _promote(x: Array, params: dict[str, Array], dtype: Any) -> tuple[Array, dict[str, Array]]:
+  """x and params in one computation dtype (`dtype`, or inferred from them when None)."""
+  x, *values = nn.dtypes.promote_dtype(x, *params.values(), dtype=dtype)
+  return x, dict(zip(params, values))
 
 
 def _is_concrete(x: Any) -> bool:
@@ -82,7 +88,7 @@ class RecurrentCell(CellOptions, nn.RNNCellBase):
   num_gates: ClassVar[int] = 1
 
   def __post_init__(self):
-    _check_features(type(self).__name__, self.features)
+    _check_positive_int(type(self).__name__, "features", self.features)
     super().__post_init__()
 
   @nn.nowrap
@@ -142,8 +148,7 @@ class RecurrentCell(CellOptions, nn.RNNCellBase):
       raise ValueError(f"{type(self).__name__}: inputs must have shape [..., D]; got {inputs.shape}")
     params = self.declare_params(inputs.shape[-1])
     _check_carry(type(self).__name__, carry, self.zero_carry(inputs.shape[:-1], inputs.dtype))
-    inputs, *values = nn.dtypes.promote_dtype(inputs, *params.values(), dtype=self.dtype)
-    params = dict(zip(params, values))
+    inputs, params = _promote(inputs, params, self.dtype)
     carry = jax.tree_util.tree_map(lambda c: c.astype(inputs.dtype), carry)
     return self.step_fn()(params, carry, cells.project(params, inputs))
 
@@ -300,9 +305,8 @@ class Recurrent(CellOptions):
 
   def __post_init__(self):
     owner = type(self).__name__
-    _check_features(owner, self.features)
-    if not isinstance(self.unroll, (int, np.integer)) or isinstance(self.unroll, bool) or self.unroll < 1:
-      raise ValueError(f"{owner}: unroll must be a positive integer; got {self.unroll!r}")
+    _check_positive_int(owner, "features", self.features)
+    _check_positive_int(owner, "unroll", self.unroll)
     self.make_cell(parent=None)  # the cell validates its own options now, not at first call
     super().__post_init__()
 
@@ -351,8 +355,7 @@ class Recurrent(CellOptions):
     num_steps, batch = xs_TxBxD.shape[0], math.prod(batch_shape)
 
     params = self.cell.declare_params(xs_TxBxD.shape[-1])
-    xs_TxBxD, *values = nn.dtypes.promote_dtype(xs_TxBxD, *params.values(), dtype=self.dtype)
-    params = dict(zip(params, values))
+    xs_TxBxD, params = _promote(xs_TxBxD, params, self.dtype)
     dtype = xs_TxBxD.dtype
 
     carry = self._initial_carry(owner, initial_carry, batch_shape, dtype)
@@ -530,8 +533,7 @@ class Stacked(nn.Module):
       return_carry: also return the final carries, in the same structure.
       deterministic: disable dropout.
     """
-    if not isinstance(self.num_layers, int) or self.num_layers < 1:
-      raise ValueError(f"Stacked: num_layers must be a positive integer; got {self.num_layers!r}")
+    _check_positive_int("Stacked", "num_layers", self.num_layers)
     if not 0.0 <= self.dropout < 1.0:
       raise ValueError(f"Stacked: dropout must lie in [0, 1); got {self.dropout!r}")
     if initial_carry is not None and len(initial_carry) != self.num_layers:

@@ -50,8 +50,9 @@ def scan(
     reverse: process each sequence from its last valid step back to its first; outputs are
       returned aligned with the inputs.
     unroll: passed to `jax.lax.scan`.
-    remat: recompute in the backward pass instead of storing each step's intermediates, so
-      memory grows with T only through the carries.
+    remat: recompute each step's intermediates in the backward pass instead of storing them.
+      The autodiff path then keeps only the carries per step; the fused path keeps the carries
+      and the input blocks, dropping the pre-activations.
     split: optional `(gates, hidden_of, w_h, b)` with `step(c, x) == gates(blocks(x),
       blocks(hidden_of(c) @ w_h + b), c)`; when given, `xp_TxBxG` is the tuple of G gate blocks
       [T, B, H] and the loop runs in `gru_jax.fused.scan` with its hand-written backward pass.
@@ -76,14 +77,11 @@ def scan(
 
 def _autodiff_scan(step, carry, xp_TxBxG, valid_TxBx1, *, unroll, remat):
   body = jax.checkpoint(step, prevent_cse=False) if remat else step
-  if valid_TxBx1 is None:
-    return jax.lax.scan(body, carry, xp_TxBxG, unroll=unroll)
 
   def masked(carry, inputs):
     xp, valid = inputs
     new_carry, y = body(carry, xp)
-    new_carry = jax.tree_util.tree_map(lambda new, old: jnp.where(valid, new, old), new_carry, carry)
-    return new_carry, jnp.where(valid, y, jnp.zeros_like(y))
+    return fused.apply_mask(valid, new_carry, carry, y)
 
   return jax.lax.scan(masked, carry, (xp_TxBxG, valid_TxBx1), unroll=unroll)
 

@@ -169,12 +169,16 @@ class MetricWriter:
     self.path = os.path.join(workdir, "metrics.jsonl")
     self.tb = SummaryWriter(os.path.join(workdir, "tb"))
 
-  def truncate_after(self, step: int) -> None:
+  def records(self) -> list[dict[str, Any]]:
     if not os.path.exists(self.path):
-      return
+      return []
     with open(self.path) as f:
-      kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-    _atomic_write(self.path, "".join(kept))
+      return [json.loads(line) for line in f if line.strip()]
+
+  def truncate_after(self, step: int) -> None:
+    """Drops the records after `step`, written by a run killed after its last checkpoint."""
+    kept = [r for r in self.records() if r["step"] <= step]
+    _atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
   def write(self, step: int, split: str, metrics: dict[str, float]) -> None:
     with open(self.path, "a") as f:
@@ -336,6 +340,15 @@ def _run(config, workdir, task, model, schedule, state, manager, latest, num_par
   pending: list[tuple[int, dict]] = []  # device metrics not yet fetched: no host sync per step
   last_good = latest
   history: dict[str, Any] = {"eval": None, "best_eval": None, "train": None}
+  better = (lambda a, b: a > b) if task.higher_is_better else (lambda a, b: a < b)
+
+  def remember(step: int, split: str, metrics: dict[str, float]) -> None:
+    history[split] = metrics
+    if split == "eval" and (history["best_eval"] is None or better(metrics[task.metric], history["best_eval"][task.metric])):
+      history["best_eval"] = dict(metrics, step=step)
+
+  for record in writer.records():  # a resumed run continues the history of the records it kept
+    remember(record["step"], record["split"], {k: v for k, v in record.items() if k not in ("step", "split")})
   timer = {"t": time.perf_counter(), "step": start}
   run_start = time.perf_counter()
 
@@ -354,7 +367,7 @@ def _run(config, workdir, task, model, schedule, state, manager, latest, num_par
     metrics = {k: float(v) for k, v in fetched[-1][1].items()}
     metrics["steps_per_s"] = (step - timer["step"]) / max(now - timer["t"], 1e-9)
     timer.update(t=now, step=step)
-    history["train"] = metrics
+    remember(step, "train", metrics)
     writer.write(step, "train", metrics)
     if bar is None:
       say(f"step {step}/{cfg.num_steps} {_format(metrics)}")
@@ -363,11 +376,7 @@ def _run(config, workdir, task, model, schedule, state, manager, latest, num_par
 
   def run_eval(step: int) -> None:
     metrics = evaluate(state.params, task, eval_fn, cfg.eval_batch_size)
-    history["eval"] = metrics
-    best = history["best_eval"]
-    better = (lambda a, b: a > b) if task.higher_is_better else (lambda a, b: a < b)
-    if best is None or better(metrics[task.metric], best[task.metric]):
-      history["best_eval"] = dict(metrics, step=step)
+    remember(step, "eval", metrics)
     writer.write(step, "eval", metrics)
     say(f"eval step {step}: {_format(metrics)} (baseline {task.metric} {task.baseline:.4g})")
 

@@ -48,3 +48,11 @@ def test_readme_speed_summary_is_rendered_from_the_committed_results():
     assert block.strip() == summarize.summary(path).strip()
   finally:
     os.chdir(cwd)
+
+
+def test_ci_runs_the_readme_test_command():
+  setup = README.read_text().split("## Set up")[1].split("\n## ")[0]
+  test_command = re.findall(r"```bash\n(.*?)```", setup, flags=re.S)[-1].strip()
+  ci = (README.parent / ".ci" / "run").read_text()
+  assert test_command in ci.splitlines(), ".ci/run must run the README's test command"
+  assert "python3 -m venv" in ci  # a fresh environment, installing everything itself

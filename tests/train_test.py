@@ -71,15 +71,29 @@ def test_one_train_step_changes_every_parameter():
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
-  config = tiny(train__num_steps=6, train__checkpoint_every=2, train__eval_every=0, model__dropout=0.1, model__num_layers=2)
+  config = tiny(train__num_steps=6, train__checkpoint_every=2, train__eval_every=2, model__dropout=0.1, model__num_layers=2)
   whole = train.train_and_evaluate(config, str(tmp_path / "whole"))
   part = train.train_and_evaluate(config, str(tmp_path / "parts"), steps_this_run=3)
   assert part == {"step": 3, "finished": False}
   resumed = train.train_and_evaluate(config, str(tmp_path / "parts"))
   assert resumed["eval"] == whole["eval"]
   assert resumed["train"]["loss"] == whole["train"]["loss"]
+  assert resumed["best_eval"] == whole["best_eval"]
   steps = [r["step"] for r in read_jsonl(tmp_path / "parts" / "metrics.jsonl") if r["split"] == "train"]
   assert steps == sorted(set(steps))
+
+
+def test_best_eval_counts_evaluations_from_before_a_resume(tmp_path):
+  config = tiny(train__num_steps=6, train__checkpoint_every=2, train__eval_every=2)
+  train.train_and_evaluate(config, str(tmp_path), steps_this_run=3)
+  path = tmp_path / "metrics.jsonl"
+  records = read_jsonl(path)
+  for r in records:  # make the step-2 evaluation the best one the run will ever see
+    if r["split"] == "eval":
+      r["mse"] = -1.0
+  path.write_text("".join(json.dumps(r) + "\n" for r in records))
+  resumed = train.train_and_evaluate(config, str(tmp_path))
+  assert resumed["best_eval"]["step"] == 2 and resumed["best_eval"]["mse"] == -1.0
 
 
 def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -60,7 +60,7 @@ def build_vocab(texts: list[str], tokens: str, max_size: int) -> dict[str, int]:
 
 def encode(texts: list[str], vocab: dict[str, int], tokens: str, max_len: int) -> tuple[np.ndarray, np.ndarray]:
   """(ids [N, max_len] int32, lengths [N] int32); texts are cut at max_len tokens."""
-  ids = np.zeros((len(texts), max_len), np.int32)
+  ids = np.full((len(texts), max_len), PAD, np.int32)
   lengths = np.zeros((len(texts),), np.int32)
   for i, text in enumerate(texts):
     seq = [vocab.get(t, UNK) for t in tokenize(text, tokens)][:max_len]
