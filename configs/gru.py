@@ -15,8 +15,8 @@ Results with the defaults (one seed; docs/results/reference.md, by python -m exp
   :digits    test accuracy 0.947 (baseline 0.117), 1000 steps, 10 s on the 2-core CPU
   :chorales  test nll 9.6 (baseline 11.5), 1500 steps, 22 s on the 2-core CPU
   :forecast  test mse 0.308 (baseline 0.954), 1000 steps, 2 s on the 2-core CPU
-  :sentiment test accuracy 0.744 (baseline 0.423), 1500 steps, 30 s on the 2-core CPU
-  :char_lm   test bpc 2.31 (baseline 4.54), 1500 steps, 145 s on the 2-core CPU
+  :sentiment test accuracy 0.744 (baseline 0.423), 1500 steps, 14 s on the 2-core CPU
+  :char_lm   test bpc 2.31 (baseline 4.54), 1500 steps, 103 s on the 2-core CPU
 """
 
 from configs import base

@@ -15,8 +15,8 @@ Results with the defaults (one seed; docs/results/reference.md, by python -m exp
   :digits    test accuracy 0.942 (baseline 0.117), 1000 steps, 13 s on the 2-core CPU
   :chorales  test nll 9.65 (baseline 11.5), 1500 steps, 24 s on the 2-core CPU
   :forecast  test mse 0.359 (baseline 0.954), 1000 steps, 2 s on the 2-core CPU
-  :sentiment test accuracy 0.753 (baseline 0.423), 1500 steps, 19 s on the 2-core CPU
-  :char_lm   test bpc 2.64 (baseline 4.54), 1500 steps, 142 s on the 2-core CPU
+  :sentiment test accuracy 0.753 (baseline 0.423), 1500 steps, 18 s on the 2-core CPU
+  :char_lm   test bpc 2.64 (baseline 4.54), 1500 steps, 129 s on the 2-core CPU
 """
 
 from configs import base
