@@ -4,6 +4,7 @@
   python -m benchmarks.speed --quick               # a few small points (seconds; what the test runs)
   python -m benchmarks.speed --grid                # B in {1,8,32,128} x T in {64,256,1024} x H in {128,256,512}
   python -m benchmarks.speed --points=8x512x64x128,32x256x128x256   # B x T x D x H
+  python -m benchmarks.speed --parallel_cells      # minGRU/minLSTM/SRU (parallel scans) vs our GRU, T up to 4096
 
 For each point and model it times a training step (forward, backward, Adam update) and a forward
 pass: the median over --repeats calls after --warmup calls, plus the compile time (JAX) and XLA's
@@ -33,6 +34,7 @@ import gru_jax as gj
 
 _QUICK = flags.DEFINE_bool("quick", False, "A few small points.")
 _GRID = flags.DEFINE_bool("grid", False, "The full grid (hours on a 2-core CPU).")
+_PARALLEL_CELLS = flags.DEFINE_bool("parallel_cells", False, "The parallel-scan cells against our sequential GRU.")
 _POINTS = flags.DEFINE_list("points", None, "Points as BxTxDxH; overrides the default set.")
 _MODELS = flags.DEFINE_list("models", None, "Model names to run (default: all available).")
 _REPEATS = flags.DEFINE_integer("repeats", 7, "Timed calls per measurement.")
@@ -40,12 +42,19 @@ _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed calls after compilation.")
 _OUT = flags.DEFINE_string("out", None, "Output path without extension (default: benchmarks/results/<device>-<date>).")
 
 TARGETS = [(8, 512, 64, 128), (32, 256, 128, 256), (64, 128, 256, 512)]
+# The GPU target of issue 4 (training step vs Flax and cuDNN); added to the default set on a GPU.
+GPU_TARGETS = [(64, 512, 512, 512)]
 # Long sequences, where remat should flatten the growth of memory with T.
 MEMORY = [(8, 1024, 64, 128), (8, 4096, 64, 128)]
 MEMORY_MODELS = ["gru_jax.GRU", "gru_jax.GRU[remat]", "gru_jax.GRU[autodiff]", "flax.RNN(GRUCell)"]
 QUICK = [(2, 16, 8, 16), (4, 32, 16, 32)]
 GRID = [(b, t, h, h) for b in (1, 8, 32, 128) for t in (64, 256, 1024) for h in (128, 256, 512)]
-GATES = {"gru": 3, "lstm": 4, "rnn": 1}
+# The parallel-scan cells (gates from x only) against the sequential GRU, as T grows.
+PARALLEL = [(16, t, 128, 256) for t in (256, 1024, 4096)]
+PARALLEL_MODELS = ["gru_jax.GRU", "gru_jax.MinGRU", "gru_jax.MinGRU[sequential]", "gru_jax.MinLSTM", "gru_jax.SRU",
+                   "gru_jax.SRU[sequential]"]
+GATES = {"gru": 3, "lstm": 4, "rnn": 1, "mingru": 2, "minlstm": 3, "sru": 3}
+NO_RECURRENT_KERNEL = ("mingru", "minlstm", "sru")
 
 
 def median_ms(fn: Callable[[], Any], repeats: int, warmup: int) -> float:
@@ -70,8 +79,9 @@ def matmul_peak_gflops(repeats: int) -> float:
 
 
 def matmul_flops(cell: str, b: int, t: int, d: int, h: int) -> tuple[float, float]:
-  """(forward, training step) matmul FLOPs: x @ W_i and h @ W_h over all steps; backward = 2x."""
-  forward = 2.0 * b * t * (d + h) * GATES[cell] * h
+  """(forward, training step) matmul FLOPs: x @ W_i and h @ W_h over all steps; backward = 2x.
+  (The SRU's highway matmul, present when D != H, is not counted.)"""
+  forward = 2.0 * b * t * (d + (0 if cell in NO_RECURRENT_KERNEL else h)) * GATES[cell] * h
   return forward, 3.0 * forward
 
 
@@ -136,7 +146,14 @@ def torch_model(cell: str):
         module(xs)
       sync()
 
-    return run_step, run_forward, None, None
+    mem_mb = None
+    if device == "cuda":  # peak allocated memory over one training step, above what was held before it
+      torch.cuda.synchronize()
+      before = torch.cuda.memory_allocated()
+      torch.cuda.reset_peak_memory_stats()
+      run_step()
+      mem_mb = (torch.cuda.max_memory_allocated() - before) / 2**20
+    return run_step, run_forward, None, mem_mb
 
   return cell, build
 
@@ -146,7 +163,15 @@ def models() -> dict[str, tuple[str, Callable]]:
     "gru_jax.GRU": jax_model("gru", lambda h: gj.GRU(h)),
     "gru_jax.GRU[autodiff]": jax_model("gru", lambda h: gj.GRU(h, custom_vjp=False)),
     "gru_jax.GRU[remat]": jax_model("gru", lambda h: gj.GRU(h, remat=True)),
+    "gru_jax.GRU[unroll=1]": jax_model("gru", lambda h: gj.GRU(h, unroll=1)),
+    "gru_jax.GRU[unroll=4]": jax_model("gru", lambda h: gj.GRU(h, unroll=4)),
+    "gru_jax.GRU[unroll=16]": jax_model("gru", lambda h: gj.GRU(h, unroll=16)),
     "gru_jax.LSTM": jax_model("lstm", lambda h: gj.LSTM(h)),
+    "gru_jax.MinGRU": jax_model("mingru", lambda h: gj.MinGRU(h, parallel=True)),
+    "gru_jax.MinGRU[sequential]": jax_model("mingru", lambda h: gj.MinGRU(h, parallel=False)),
+    "gru_jax.MinLSTM": jax_model("minlstm", lambda h: gj.MinLSTM(h, parallel=True)),
+    "gru_jax.SRU": jax_model("sru", lambda h: gj.SRU(h, parallel=True)),
+    "gru_jax.SRU[sequential]": jax_model("sru", lambda h: gj.SRU(h, parallel=False)),
     "gru_jax.SimpleRNN": jax_model("rnn", lambda h: gj.SimpleRNN(h)),
     "flax.RNN(GRUCell)": jax_model("gru", lambda h: nn.RNN(nn.GRUCell(h))),
     "flax.RNN(OptimizedLSTMCell)": jax_model("lstm", lambda h: nn.RNN(nn.OptimizedLSTMCell(h))),
@@ -161,8 +186,14 @@ def models() -> dict[str, tuple[str, Callable]]:
   return table
 
 
+# The default set: each layer against its peers (variants of ours are named with --models).
+MAIN_MODELS = ["gru_jax.GRU", "gru_jax.GRU[autodiff]", "gru_jax.LSTM", "gru_jax.SimpleRNN", "flax.RNN(GRUCell)",
+               "flax.RNN(OptimizedLSTMCell)", "torch.nn.GRU", "torch.nn.LSTM"]
 PEERS = {"gru": ["flax.RNN(GRUCell)", "torch.nn.GRU", "gru_jax.GRU[autodiff]", "gru_jax.GRU"],
-         "lstm": ["flax.RNN(OptimizedLSTMCell)", "torch.nn.LSTM"]}
+         "lstm": ["flax.RNN(OptimizedLSTMCell)", "torch.nn.LSTM"],
+         "mingru": ["gru_jax.GRU", "gru_jax.MinGRU[sequential]"],
+         "minlstm": ["gru_jax.GRU"],
+         "sru": ["gru_jax.GRU", "gru_jax.SRU[sequential]"]}
 
 
 def environment() -> dict[str, Any]:
@@ -177,11 +208,17 @@ def environment() -> dict[str, Any]:
     "device": jax.devices()[0].device_kind, "cpu": cpu, "cores": os.cpu_count(),
     "python": platform.python_version(), "jax": jax.__version__, "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else jax.__version__,
     "flax": flax.__version__, "optax": optax.__version__, "numpy": np.__version__,
+    "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
   }
   try:
     import torch  # pylint: disable=g-import-not-at-top
 
     env["torch"] = torch.__version__
+    if torch.cuda.is_available():
+      env["torch_device"] = torch.cuda.get_device_name()
+      env["cudnn"] = torch.backends.cudnn.version()
+      env["torch_cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32
   except ImportError:
     pass
   return env
@@ -204,7 +241,7 @@ def run(plan, repeats, warmup) -> dict[str, Any]:
       rows.append({
         "model": name, "cell": cell, "B": b, "T": t, "D": d, "H": h, "train_ms": train_ms, "forward_ms": forward_ms,
         "train_gflops": gflops, "train_peak_fraction": gflops / env["matmul_peak_gflops"],
-        "compile_s": compile_s, "xla_memory_mb": mem_mb,
+        "compile_s": compile_s, ("torch_peak_mb" if name.startswith("torch") else "xla_memory_mb"): mem_mb,
       })
       print(f"B={b} T={t} D={d} H={h} {name}: train {train_ms:.2f} ms, forward {forward_ms:.2f} ms, "
             f"{gflops:.1f} GFLOP/s", flush=True)
@@ -225,9 +262,14 @@ def markdown(result: dict[str, Any]) -> str:
     "",
     f"{versions}. fp32. Median of {result['repeats']} calls after {result['warmup']} warm-up calls. "
     f"Measured matmul peak: {env['matmul_peak_gflops']:.1f} GFLOP/s. Speed-up = peer time / this time "
-    "(above 1: this model is faster), same run. Memory: XLA's analysis of the compiled training step.",
+    "(above 1: this model is faster), same run. Memory: XLA's analysis of the compiled training step (JAX); "
+    "for torch on CUDA, the peak memory allocated during one step.",
     "",
-    "| B | T | D | H | model | train ms | forward ms | train GFLOP/s (% peak) | train speed-up vs peers | compile s | XLA MB |",
+    f"Precision: fp32 arrays; JAX default matmul precision {env.get('jax_default_matmul_precision')!r}"
+    + (f"; torch.backends.cudnn.allow_tf32={env['torch_cudnn_allow_tf32']}, cuDNN {env['cudnn']}" if "cudnn" in env else "")
+    + (f". XLA_FLAGS: `{env['xla_flags']}`" if env.get("xla_flags") else "") + ".",
+    "",
+    "| B | T | D | H | model | train ms | forward ms | train GFLOP/s (% peak) | train speed-up vs peers | compile s | memory MB |",
     "|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   fmt = lambda v, spec: "" if v is None else format(v, spec)
@@ -236,14 +278,22 @@ def markdown(result: dict[str, Any]) -> str:
     lines.append(
       f"| {r['B']} | {r['T']} | {r['D']} | {r['H']} | {r['model']} | {r['train_ms']:.2f} | {r['forward_ms']:.2f} | "
       f"{r['train_gflops']:.1f} ({100 * r['train_peak_fraction']:.0f}%) | {speedups} | {fmt(r['compile_s'], '.2f')} | "
-      f"{fmt(r['xla_memory_mb'], '.1f')} |"
+      f"{fmt(r.get('xla_memory_mb', r.get('torch_peak_mb')), '.1f')} |"
     )
   return "\n".join(lines) + "\n"
 
 
 def main(argv):
   del argv
-  points = QUICK if _QUICK.value else GRID if _GRID.value else TARGETS
+  on_gpu = jax.default_backend() == "gpu"
+  if _QUICK.value:
+    points = QUICK
+  elif _GRID.value:
+    points = GRID
+  elif _PARALLEL_CELLS.value:
+    points = PARALLEL
+  else:
+    points = (GPU_TARGETS if on_gpu else []) + TARGETS
   if _POINTS.value:
     points = []
     for p in _POINTS.value:
@@ -252,16 +302,17 @@ def main(argv):
         raise app.UsageError(f"--points: {p!r} is not BxTxDxH with positive integers, e.g. 8x512x64x128")
       points.append(tuple(int(s) for s in parts))
   available = models()
-  names = _MODELS.value or [n for n in available if n != "gru_jax.GRU[remat]"]
+  names = _MODELS.value or (PARALLEL_MODELS if _PARALLEL_CELLS.value else [n for n in available if n in MAIN_MODELS])
   unknown = [n for n in names if n not in available]
   if unknown:
     raise app.UsageError(f"--models: unknown {unknown}; available: {list(available)}")
   plan = [(p, names) for p in points]
-  if not (_QUICK.value or _GRID.value or _POINTS.value or _MODELS.value):
+  if not (_QUICK.value or _GRID.value or _POINTS.value or _MODELS.value or _PARALLEL_CELLS.value):
     plan += [(p, MEMORY_MODELS) for p in MEMORY]
   result = run(plan, _REPEATS.value, _WARMUP.value)
   env = result["environment"]
-  out = _OUT.value or os.path.join("benchmarks", "results", f"{env['backend']}-{env['date']}")
+  suffix = "-parallel" if _PARALLEL_CELLS.value else ""
+  out = _OUT.value or os.path.join("benchmarks", "results", f"{env['backend']}-{env['date']}{suffix}")
   os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
   with open(out + ".json", "w") as f:
     json.dump(result, f, indent=2)

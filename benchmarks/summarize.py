@@ -1,6 +1,7 @@
-"""The README's performance summary, rendered from a committed results file of benchmarks.speed.
+"""The README's performance summaries, rendered from committed results files of benchmarks.speed.
 
   python -m benchmarks.summarize benchmarks/results/cpu-2026-11-22.json
+  python -m benchmarks.summarize benchmarks/results/gpu-2026-11-22-parallel.json   # a --parallel_cells run
 """
 
 import json
@@ -13,19 +14,27 @@ def _row(rows, model, point):
   return next((r for r in rows if r["model"] == model and (r["B"], r["T"], r["D"], r["H"]) == point), None)
 
 
+def _header(path, env) -> str:
+  return (
+    f"From `{path}` ({env['device']}, {env['cpu']}, {env['cores']} cores; jax {env['jax']}, flax {env['flax']}, "
+    f"torch {env.get('torch', 'n/a')}; {env['date']}; matmul peak measured {env['matmul_peak_gflops']:.0f} GFLOP/s). "
+    "Training step = forward + backward + Adam; speed-up = peer's median time / ours, same run."
+  )
+
+
 def summary(path: str) -> str:
   with open(path) as f:
     result = json.load(f)
   env, rows = result["environment"], result["rows"]
+  if any(r["model"] == "gru_jax.MinGRU" for r in rows):
+    return parallel_summary(path, env, rows)
   points = []
   for r in rows:
     point = (r["B"], r["T"], r["D"], r["H"])
     if r["model"] == OURS and point not in points:
       points.append(point)
   lines = [
-    f"From `{path}` ({env['device']}, {env['cpu']}, {env['cores']} cores; jax {env['jax']}, flax {env['flax']}, "
-    f"torch {env.get('torch', 'n/a')}; {env['date']}; matmul peak measured {env['matmul_peak_gflops']:.0f} GFLOP/s). "
-    "Training step = forward + backward + Adam; speed-up = peer's median time / ours, same run.",
+    _header(path, env),
     "",
     "| B, T, D, H | ours train ms | vs flax.linen.RNN(GRUCell) | vs torch.nn.GRU | vs our autodiff path | % of matmul peak | XLA MB (remat) |",
     "|---|---|---|---|---|---|---|",
@@ -38,6 +47,27 @@ def summary(path: str) -> str:
     lines.append(
       f"| {', '.join(map(str, point))} | {ours['train_ms']:.1f} | {ratio('flax.RNN(GRUCell)')} | {ratio('torch.nn.GRU')} | "
       f"{ratio('gru_jax.GRU[autodiff]')} | {100 * ours['train_peak_fraction']:.0f}% | {memory} |"
+    )
+  return "\n".join(lines) + "\n"
+
+
+def parallel_summary(path, env, rows) -> str:
+  """The parallel-scan cells' training step against our sequential GRU, per sequence length."""
+  points = sorted({(r["B"], r["T"], r["D"], r["H"]) for r in rows}, key=lambda p: p[1])
+  lines = [
+    _header(path, env),
+    "",
+    "| B, T, D, H | GRU train ms | minGRU (parallel) speed-up vs GRU | minGRU parallel vs its sequential path "
+    "| minLSTM vs GRU | SRU (parallel) vs GRU | XLA MB: GRU / minGRU |",
+    "|---|---|---|---|---|---|---|",
+  ]
+  for point in points:
+    gru, mingru = _row(rows, OURS, point), _row(rows, "gru_jax.MinGRU", point)
+    speedup = lambda name, peer: f"{_row(rows, name, point)['train_speedup_vs'][peer]:.1f}x"
+    lines.append(
+      f"| {', '.join(map(str, point))} | {gru['train_ms']:.1f} | {speedup('gru_jax.MinGRU', OURS)} | "
+      f"{speedup('gru_jax.MinGRU', 'gru_jax.MinGRU[sequential]')} | {speedup('gru_jax.MinLSTM', OURS)} | "
+      f"{speedup('gru_jax.SRU', OURS)} | {gru['xla_memory_mb']:.0f} / {mingru['xla_memory_mb']:.0f} |"
     )
   return "\n".join(lines) + "\n"
 

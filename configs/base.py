@@ -5,7 +5,12 @@
 "text_classify" (your CSV/TSV: task.path) or "char_lm" (your text file, or BBC News).
 """
 
+import dataclasses
+import types
+
 import ml_collections
+
+from gru_jax import models
 
 TASKS = ("adding", "copy", "digits", "chorales", "forecast", "sentiment", "text_classify", "char_lm")
 
@@ -18,14 +23,18 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   c.seed = 0  # parameter init, data order and dropout all derive from it
 
   c.model = ml_collections.ConfigDict()
-  c.model.cell = "gru"  # one of gru_jax.models.CELLS: gru, lstm, rnn
+  c.model.cell = "gru"  # a name in gru_jax.models.CELLS (each has its configs/<name>.py)
   c.model.features = 128  # hidden size of every layer
   c.model.num_layers = 1  # stacked layers
   c.model.bidirectional = False  # for the classification tasks; never for copy (it would see the answer)
   c.model.dropout = 0.0  # between stacked layers
   c.model.residual = False  # residual connections where widths match
-  c.model.unroll = 1  # time steps per lax.scan iteration
+  c.model.unroll = ml_collections.config_dict.placeholder(int)  # time steps per lax.scan iteration; None: backend default
   c.model.remat = False  # recompute steps in the backward pass (long sequences)
+  c.model.parallel = ml_collections.config_dict.placeholder(bool)  # minGRU, minLSTM, SRU 2017: parallel scan (None: not on CPU)
+  c.model.recurrent_dropout = 0.0  # variational dropout on h into the recurrent matmul (one mask per sequence)
+  c.model.zoneout = 0.0  # probability that a unit keeps its previous value at a step
+  c.model.learn_initial_carry = False  # learn the initial state instead of zeros
   c.model.cell_kwargs = ml_collections.ConfigDict()  # cell options, e.g. reset_after=False for gru
   c.model.embed_features = 64  # token tasks (sentiment, text_classify): embedding width
 
@@ -102,8 +111,24 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
 
 
 def for_cell(cell: str, task: str, **cell_kwargs) -> ml_collections.ConfigDict:
-  """The base config for `task` with `model.cell = cell` and its options in model.cell_kwargs."""
+  """The base config for `task` with `model.cell = cell`, and every option of that cell in
+  model.cell_kwargs (its default, or the value given here), so each can be set from the command
+  line, e.g. `--config.model.cell_kwargs.layer_norm=True`."""
   c = get_config(task)
   c.model.cell = cell
-  c.model.cell_kwargs = ml_collections.ConfigDict(cell_kwargs)
+  options = {}
+  for field in dataclasses.fields(models.CELLS[cell].cell_class):
+    if field.name in models.cell_options(cell):
+      value = cell_kwargs.pop(field.name, field.default)
+      options[field.name] = ml_collections.config_dict.placeholder(_optional_type(field.type)) if value is None else value
+  if cell_kwargs:
+    raise ValueError(f"for_cell: {sorted(cell_kwargs)} are not options of the {cell} cell")
+  c.model.cell_kwargs = ml_collections.ConfigDict(options)
   return c
+
+
+def _optional_type(annotation) -> type:
+  """int for `int | None` (the type of a placeholder for an option that defaults to None)."""
+  if isinstance(annotation, types.UnionType):
+    return next(t for t in annotation.__args__ if t is not type(None))
+  return annotation

@@ -38,6 +38,8 @@ def environment() -> str:
 
 def result_lines(summaries: list[dict], cell: str) -> list[str]:
   """The results block of configs/<cell>.py's docstring, from the reference summaries."""
+  if not any(s["cell"] == cell for s in summaries):
+    return [f"{RESULTS_HEADER}: not run yet (python -m experiments.reference --cells={cell})."]
   lines = [f"{RESULTS_HEADER} (one seed; docs/results/reference.md, by python -m experiments.reference):"]
   for s in summaries:
     if s["cell"] == cell:

@@ -1,17 +1,31 @@
 """gru_jax: gated recurrent networks in JAX/Flax. See README.md."""
 
-from gru_jax import cells, interop, scan
+from gru_jax import cells, interop, parallel, scan
 from gru_jax.layers import (
   GRU,
   LSTM,
+  MGU,
+  SRU,
   Bidirectional,
   CellOptions,
+  CIFGLSTM,
+  CIFGLSTMCell,
   GRUCell,
+  GRUNoReset,
+  GRUNoResetCell,
   LSTMCell,
+  MGUCell,
+  MinGRU,
+  MinGRUCell,
+  MinLSTM,
+  MinLSTMCell,
+  PeepholeLSTM,
+  PeepholeLSTMCell,
   Recurrent,
   RecurrentCell,
   SimpleRNN,
   SimpleRNNCell,
+  SRUCell,
   Stacked,
 )
 
@@ -19,5 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
   "GRU", "LSTM", "SimpleRNN", "GRUCell", "LSTMCell", "SimpleRNNCell", "Bidirectional", "Stacked",
-  "Recurrent", "RecurrentCell", "CellOptions", "cells", "interop", "scan",
+  "Recurrent", "RecurrentCell", "CellOptions", "cells", "interop", "parallel", "scan",
+  "GRUNoReset", "GRUNoResetCell", "MGU", "MGUCell", "CIFGLSTM", "CIFGLSTMCell", "PeepholeLSTM", "PeepholeLSTMCell",
+  "MinGRU", "MinGRUCell", "MinLSTM", "MinLSTMCell", "SRU", "SRUCell",
 ]

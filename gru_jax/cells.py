@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 Array = jax.Array
 
-ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"tanh": jnp.tanh, "relu": jax.nn.relu, "identity": lambda x: x}
 
 
 def activation_fn(name: str) -> Callable[[Array], Array]:
@@ -35,9 +35,28 @@ def activation_fn(name: str) -> Callable[[Array], Array]:
   return ACTIVATIONS[name]
 
 
+def layer_norm_blocks(v: Array, num_blocks: int, scale: Array, eps: float = 1e-5) -> Array:
+  """Layer normalisation of each of the `num_blocks` blocks of the last axis, times `scale`
+  (no offset: the cells' biases come after it). Ba et al. 2016, applied per gate."""
+  blocks = v.reshape(v.shape[:-1] + (num_blocks, -1))
+  mean = jnp.mean(blocks, axis=-1, keepdims=True)
+  var = jnp.mean(jnp.square(blocks - mean), axis=-1, keepdims=True)
+  return ((blocks - mean) * jax.lax.rsqrt(var + eps)).reshape(v.shape) * scale
+
+
+def _num_blocks(params: dict[str, Array], width: int) -> int:
+  return width // params["recurrent_kernel"].shape[0]
+
+
 def project(params: dict[str, Array], x: Array) -> Array:
-  """Input projection `x @ input_kernel + bias`: [..., D] -> [..., G*H]."""
+  """Input projection `x @ input_kernel + bias`: [..., D] -> [..., G*H].
+
+  With layer normalisation (an `ln_input_scale` [G*H] in params) each gate block of x @ W is
+  normalised and scaled before the bias: `LN(x @ W) * scale + bias`.
+  """
   xp = x @ params["input_kernel"]
+  if "ln_input_scale" in params:
+    xp = layer_norm_blocks(xp, _num_blocks(params, xp.shape[-1]), params["ln_input_scale"])
   if "bias" in params:
     xp = xp + params["bias"]
   return xp
@@ -91,11 +110,12 @@ def gru_step(params: dict[str, Array], h: Array, xp: Array, *, reset_after: bool
     return gru_gates(gate_blocks(xp, 3), gate_blocks(recurrent_pre(params, h), 3), h)
   w_h = params["recurrent_kernel"]
   hidden = h.shape[-1]
+  h_in = masked_hidden(params, h)
   x_r, x_z, x_n = gate_blocks(xp, 3)
-  h_r, h_z = gate_blocks(h @ w_h[:, : 2 * hidden], 2)
+  h_r, h_z = gate_blocks(h_in @ w_h[:, : 2 * hidden], 2)
   r = jax.nn.sigmoid(x_r + h_r)
   z = jax.nn.sigmoid(x_z + h_z)
-  n = jnp.tanh(x_n + (r * h) @ w_h[:, 2 * hidden :])
+  n = jnp.tanh(x_n + (r * h_in) @ w_h[:, 2 * hidden :])
   new_h = (1.0 - z) * n + z * h
   return new_h, new_h
 
@@ -113,9 +133,21 @@ def recurrent_bias(params: dict[str, Array], width: int, dtype) -> Array | None:
   return jnp.concatenate([jnp.zeros((width - b_hn.shape[-1],), dtype), b_hn.astype(dtype)])
 
 
+def masked_hidden(params: dict[str, Array], h: Array) -> Array:
+  """h as the recurrent matmul sees it: times the variational dropout mask `hidden_mask` [B, H]
+  when the layer put one into params (one mask per sequence, Gal & Ghahramani 2016)."""
+  return h * params["hidden_mask"] if "hidden_mask" in params else h
+
+
 def recurrent_pre(params: dict[str, Array], h: Array) -> Array:
-  """pre = h @ W_h (+ the recurrent bias): the only place a step uses the recurrent kernel."""
-  pre = h @ params["recurrent_kernel"]
+  """pre = h @ W_h (+ the recurrent bias): where a step uses the recurrent kernel.
+
+  With layer normalisation (an `ln_recurrent_scale` [G*H] in params) each gate block of h @ W_h
+  is normalised and scaled before the recurrent bias is added.
+  """
+  pre = masked_hidden(params, h) @ params["recurrent_kernel"]
+  if "ln_recurrent_scale" in params:
+    pre = layer_norm_blocks(pre, _num_blocks(params, pre.shape[-1]), params["ln_recurrent_scale"])
   bias = recurrent_bias(params, pre.shape[-1], pre.dtype)
   return pre if bias is None else pre + bias
 
@@ -142,10 +174,19 @@ def lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Array) -
     carry: (c, h), each [B, H], as in flax.linen.
     xp: `project(params, x)`, [B, 4H].
 
+  With layer normalisation (Ba et al. 2016) the gate pre-activations are normalised per block (see
+  `project` and `recurrent_pre`) and h' = o ⊙ tanh(LN(c') * ln_cell_scale).
+
   Returns:
     ((c', h'), h').
   """
-  return lstm_gates(gate_blocks(xp, 4), gate_blocks(recurrent_pre(params, carry[1]), 4), carry)
+  if "ln_cell_scale" not in params:
+    return lstm_gates(gate_blocks(xp, 4), gate_blocks(recurrent_pre(params, carry[1]), 4), carry)
+  c, _ = carry
+  i, f, g, o = (x + p for x, p in zip(gate_blocks(xp, 4), gate_blocks(recurrent_pre(params, carry[1]), 4)))
+  new_c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+  new_h = jax.nn.sigmoid(o) * jnp.tanh(layer_norm_blocks(new_c, 1, params["ln_cell_scale"]))
+  return (new_c, new_h), new_h
 
 
 def rnn_gates(xp: tuple[Array], pre: tuple[Array], h: Array, *, activation: str = "tanh") -> tuple[Array, Array]:
@@ -168,3 +209,197 @@ def rnn_step(params: dict[str, Array], h: Array, xp: Array, *, activation: str =
     (h', h').
   """
   return rnn_gates((xp,), (recurrent_pre(params, h),), h, activation=activation)
+
+
+# --- Variants for ablation ------------------------------------------------------------------------
+
+
+def gru_no_reset_gates(xp: tuple[Array, ...], pre: tuple[Array, ...], h: Array) -> tuple[Array, Array]:
+  """The elementwise part of a GRU without reset gate (r ≡ 1), blocks (z, n) of xp and h @ W_h."""
+  z = jax.nn.sigmoid(xp[0] + pre[0])
+  n = jnp.tanh(xp[1] + pre[1])
+  new_h = (1.0 - z) * n + z * h
+  return new_h, new_h
+
+
+def gru_no_reset_step(params: dict[str, Array], h: Array, xp: Array) -> tuple[Array, Array]:
+  """One step of a GRU without reset gate (r ≡ 1; both GRU forms then coincide). z keeps the past:
+
+    z  = σ(W_iz x + W_hz h + b_z)
+    n  = tanh(W_in x + W_hn h + b_n)
+    h' = (1 - z) ⊙ n + z ⊙ h
+
+  Params: input_kernel [D, 2H], recurrent_kernel [H, 2H] (blocks z, n), bias [2H].
+  """
+  return gru_no_reset_gates(gate_blocks(xp, 2), gate_blocks(recurrent_pre(params, h), 2), h)
+
+
+def mgu_step(params: dict[str, Array], h: Array, xp: Array) -> tuple[Array, Array]:
+  """One step of the minimal gated unit (Zhou et al. 2016, arXiv:1603.09420), in the paper's form:
+  one gate f both resets the past in the candidate and mixes old and new.
+
+    f  = σ(W_if x + W_hf h + b_f)
+    n  = tanh(W_in x + W_hn (f ⊙ h) + b_n)
+    h' = (1 - f) ⊙ h + f ⊙ n
+
+  Params: input_kernel [D, 2H], recurrent_kernel [H, 2H] (blocks f, n), bias [2H].
+  """
+  w_h = params["recurrent_kernel"]
+  hidden = h.shape[-1]
+  h_in = masked_hidden(params, h)
+  x_f, x_n = gate_blocks(xp, 2)
+  f = jax.nn.sigmoid(x_f + h_in @ w_h[:, :hidden])
+  n = jnp.tanh(x_n + (f * h_in) @ w_h[:, hidden:])
+  new_h = (1.0 - f) * h + f * n
+  return new_h, new_h
+
+
+def cifg_lstm_gates(xp: tuple[Array, ...], pre: tuple[Array, ...], carry: tuple[Array, Array]) -> tuple[tuple[Array, Array], Array]:
+  """The elementwise part of a coupled input-forget gate LSTM step, blocks (f, g, o)."""
+  c, _ = carry
+  f, g, o = (x + p for x, p in zip(xp, pre))
+  f = jax.nn.sigmoid(f)
+  new_c = f * c + (1.0 - f) * jnp.tanh(g)
+  new_h = jax.nn.sigmoid(o) * jnp.tanh(new_c)
+  return (new_c, new_h), new_h
+
+
+def cifg_lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Array) -> tuple[tuple[Array, Array], Array]:
+  """One step of the coupled input-forget gate LSTM (CIFG; Greff et al. 2017, "LSTM: A Search
+  Space Odyssey"): the input gate is 1 - f.
+
+    f  = σ(W_if x + W_hf h + b_f)   g = tanh(W_ig x + W_hg h + b_g)   o = σ(W_io x + W_ho h + b_o)
+    c' = f ⊙ c + (1 - f) ⊙ g
+    h' = o ⊙ tanh(c')
+
+  Params: input_kernel [D, 3H], recurrent_kernel [H, 3H] (blocks f, g, o), bias [3H]. Carry (c, h).
+  """
+  return cifg_lstm_gates(gate_blocks(xp, 3), gate_blocks(recurrent_pre(params, carry[1]), 3), carry)
+
+
+def peephole_lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Array) -> tuple[tuple[Array, Array], Array]:
+  """One step of the peephole LSTM (Gers & Schmidhuber 2000; Graves 2013, eqs. 7-11): the gates
+  also see the cell, through diagonal weights p (param `peephole` [3H], blocks p_i, p_f, p_o).
+
+    i  = σ(W_ii x + W_hi h + p_i ⊙ c + b_i)    f = σ(W_if x + W_hf h + p_f ⊙ c + b_f)
+    g  = tanh(W_ig x + W_hg h + b_g)
+    c' = f ⊙ c + i ⊙ g
+    o  = σ(W_io x + W_ho h + p_o ⊙ c' + b_o)
+    h' = o ⊙ tanh(c')
+
+  Params: input_kernel [D, 4H], recurrent_kernel [H, 4H] (blocks i, f, g, o), bias [4H], peephole [3H].
+  """
+  c, h = carry
+  i, f, g, o = (x + p for x, p in zip(gate_blocks(xp, 4), gate_blocks(recurrent_pre(params, h), 4)))
+  p_i, p_f, p_o = gate_blocks(params["peephole"], 3)
+  new_c = jax.nn.sigmoid(f + p_f * c) * c + jax.nn.sigmoid(i + p_i * c) * jnp.tanh(g)
+  new_h = jax.nn.sigmoid(o + p_o * new_c) * jnp.tanh(new_c)
+  return (new_c, new_h), new_h
+
+
+# --- Cells whose recurrence is linear in the state (gates from x only): parallel scans ---------------
+
+
+def positive_g(x: Array) -> Array:
+  """g(x) = x + 1/2 for x >= 0, σ(x) below: continuous, increasing and positive, so that the
+  log-space scan applies (Feng et al. 2024, Sec. 3.3 / appendix)."""
+  return jnp.where(x >= 0, x + 0.5, jax.nn.sigmoid(x))
+
+
+def log_positive_g(x: Array) -> Array:
+  """log g(x), computed without taking the log of a small number."""
+  return jnp.where(x >= 0, jnp.log(jax.nn.relu(x) + 0.5), -jax.nn.softplus(-x))
+
+
+def mingru_coefficients(xp: Array) -> tuple[Array, Array]:
+  """(a, b) of the minGRU recurrence h' = a ⊙ h + b, from xp blocks (k, h~):
+  a = 1 - z, b = z ⊙ g(h~), z = σ(k)."""
+  k, h_tilde = gate_blocks(xp, 2)
+  z = jax.nn.sigmoid(k)
+  return 1.0 - z, z * positive_g(h_tilde)
+
+
+def mingru_log_coefficients(xp: Array) -> tuple[Array, Array]:
+  """(log a, log b) of the minGRU recurrence: log(1 - z) = -softplus(k), log z = -softplus(-k)."""
+  k, h_tilde = gate_blocks(xp, 2)
+  return -jax.nn.softplus(k), -jax.nn.softplus(-k) + log_positive_g(h_tilde)
+
+
+def mingru_step(params: dict[str, Array], h: Array, xp: Array) -> tuple[Array, Array]:
+  """One minGRU step (Feng et al. 2024, "Were RNNs All We Needed?", arXiv:2410.01201), in the
+  paper's form, where z is the update gate (z near 1 takes the new value):
+
+    z  = σ(W_z x + b_z),  h~ = W_h x + b_h
+    h' = (1 - z) ⊙ h + z ⊙ g(h~)         (g: `positive_g`)
+
+  Params: input_kernel [D, 2H] (blocks z, h~), bias [2H]; no recurrent kernel. The layer trains it
+  with `gru_jax.parallel.log_space_scan`; this step is the sequential (inference) path.
+  """
+  del params
+  a, b = mingru_coefficients(xp)
+  new_h = a * h + b
+  return new_h, new_h
+
+
+def minlstm_log_coefficients(xp: Array) -> tuple[Array, Array]:
+  """(log a, log b) of the minLSTM recurrence, with the normalised gates f/(f+i), i/(f+i)."""
+  k_f, k_i, h_tilde = gate_blocks(xp, 3)
+  diff = jax.nn.softplus(-k_f) - jax.nn.softplus(-k_i)  # log i - log f
+  return -jax.nn.softplus(diff), -jax.nn.softplus(-diff) + log_positive_g(h_tilde)
+
+
+def minlstm_coefficients(xp: Array) -> tuple[Array, Array]:
+  """(a, b) of the minLSTM recurrence: a = f / (f + i), b = i / (f + i) ⊙ g(h~)."""
+  k_f, k_i, h_tilde = gate_blocks(xp, 3)
+  f, i = jax.nn.sigmoid(k_f), jax.nn.sigmoid(k_i)
+  return f / (f + i), i / (f + i) * positive_g(h_tilde)
+
+
+def minlstm_step(params: dict[str, Array], h: Array, xp: Array) -> tuple[Array, Array]:
+  """One minLSTM step (Feng et al. 2024, arXiv:2410.01201), with time-independent normalisation:
+
+    f = σ(W_f x + b_f),  i = σ(W_i x + b_i),  h~ = W_h x + b_h
+    h' = f / (f + i) ⊙ h + i / (f + i) ⊙ g(h~)
+
+  Params: input_kernel [D, 3H] (blocks f, i, h~), bias [3H]; no recurrent kernel.
+  """
+  del params
+  a, b = minlstm_coefficients(xp)
+  new_h = a * h + b
+  return new_h, new_h
+
+
+def sru_project(params: dict[str, Array], x: Array) -> Array:
+  """The SRU's input projection, blocks (x~, f, r, highway) [..., 4H]: x @ W (blocks x~, f, r),
+  plus the biases b_f, b_r on f and r, and the highway input: x itself, or x @ highway_kernel
+  when D differs from H."""
+  hidden = params["input_kernel"].shape[-1] // 3
+  x_tilde, f, r = gate_blocks(x @ params["input_kernel"], 3)
+  if "bias" in params:
+    b_f, b_r = gate_blocks(params["bias"], 2)
+    f, r = f + b_f, r + b_r
+  highway = x @ params["highway_kernel"] if "highway_kernel" in params else x
+  if highway.shape[-1] != hidden:
+    raise ValueError(f"SRU: the highway input has {highway.shape[-1]} features, expected {hidden}")
+  return jnp.concatenate([x_tilde, f, r, highway], axis=-1)
+
+
+def sru_step(params: dict[str, Array], c: Array, xp: Array, *, activation: str = "tanh") -> tuple[Array, Array]:
+  """One SRU step (Lei et al. 2017, arXiv:1709.02755; with `peephole` in params, the 2018 form of
+  Lei et al., EMNLP 2018, which adds v ⊙ c_{t-1} inside the gates):
+
+    f  = σ(W_f x + [v_f ⊙ c] + b_f)     r = σ(W_r x + [v_r ⊙ c] + b_r)
+    c' = f ⊙ c + (1 - f) ⊙ (W x)
+    h  = r ⊙ g(c') + (1 - r) ⊙ x'       (x' = x, or W_hw x when D != H; g: `activation`)
+
+  Params: input_kernel [D, 3H] (blocks x~, f, r), bias [2H] (b_f, b_r), optional highway_kernel
+  [D, H] and peephole [2H] (v_f, v_r). xp = `sru_project(params, x)`. Carry: c. Output: h.
+  """
+  x_tilde, f, r, highway = gate_blocks(xp, 4)
+  if "peephole" in params:
+    v_f, v_r = gate_blocks(params["peephole"], 2)
+    f, r = f + v_f * c, r + v_r * c
+  f, r = jax.nn.sigmoid(f), jax.nn.sigmoid(r)
+  new_c = f * c + (1.0 - f) * x_tilde
+  h = r * activation_fn(activation)(new_c) + (1.0 - r) * highway
+  return new_c, h

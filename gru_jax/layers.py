@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gru_jax import cells
+from gru_jax import cells, parallel
 from gru_jax import scan as scan_lib
 
 Array = jax.Array
@@ -86,6 +86,9 @@ class RecurrentCell(CellOptions, nn.RNNCellBase):
   """
 
   num_gates: ClassVar[int] = 1
+  has_recurrent_kernel: ClassVar[bool] = True
+  # Whether the step's output is `hidden_fn()(carry)` (all cells but the SRU, whose carry is c).
+  output_in_carry: ClassVar[bool] = True
 
   def __post_init__(self):
     _check_positive_int(type(self).__name__, "features", self.features)
@@ -121,25 +124,41 @@ class RecurrentCell(CellOptions, nn.RNNCellBase):
     """Parameters beyond the common layout: name -> (initializer, shape)."""
     return {}
 
+  @nn.nowrap
+  def param_specs(self, in_features: int) -> dict[str, tuple[Initializer, tuple[int, ...]]]:
+    """All parameters of the cell for inputs of `in_features` features: name -> (init, shape)."""
+    width = self.num_gates * self.features
+    specs = {"input_kernel": (per_gate(self.kernel_init, self.num_gates), (in_features, width))}
+    if self.has_recurrent_kernel:
+      specs["recurrent_kernel"] = (per_gate(self.recurrent_kernel_init, self.num_gates), (self.features, width))
+    if self.use_bias:
+      specs["bias"] = (self.bias_initializer(), (width,))
+    specs.update(self.extra_param_specs())
+    return specs
+
+  @nn.nowrap
+  def project_fn(self) -> Callable[[dict, Array], Array]:
+    """The input projection `(params, x) -> xp` that the step expects (one matmul for all steps)."""
+    return cells.project
+
+  @nn.nowrap
+  def parallel_fn(self) -> Callable | None:
+    """For cells whose recurrence is linear in the carry: `(params, carry, xp [T, B, ...]) ->
+    (carries [T, B, H], ys [T, B, H])`, all steps at once with a parallel scan; else None."""
+    return None
+
   @nn.compact
   def declare_params(self, in_features: int) -> dict[str, Array]:
     """Declares (or fetches) this cell's parameters for inputs of `in_features` features."""
     owner = type(self).__name__
+    specs = self.param_specs(in_features)
     if self.has_variable("params", "input_kernel"):
-      expected = self.get_variable("params", "input_kernel").shape[0]
-      if expected != in_features:
+      got = self.get_variable("params", "input_kernel").shape
+      if got != specs["input_kernel"][1]:
         raise ValueError(
           f"{owner}: inputs have {in_features} features (last axis of xs) but the parameters "
-          f"expect {expected} (input_kernel has shape {(expected, self.num_gates * self.features)})"
+          f"expect {got[0]} (input_kernel has shape {got})"
         )
-    width = self.num_gates * self.features
-    specs = {
-      "input_kernel": (per_gate(self.kernel_init, self.num_gates), (in_features, width)),
-      "recurrent_kernel": (per_gate(self.recurrent_kernel_init, self.num_gates), (self.features, width)),
-    }
-    if self.use_bias:
-      specs["bias"] = (self.bias_initializer(), (width,))
-    specs.update(self.extra_param_specs())
     return {name: self.param(name, init, shape, self.param_dtype) for name, (init, shape) in specs.items()}
 
   def __call__(self, carry: Carry, inputs: Array) -> tuple[Carry, Array]:
@@ -150,7 +169,7 @@ class RecurrentCell(CellOptions, nn.RNNCellBase):
     _check_carry(type(self).__name__, carry, self.zero_carry(inputs.shape[:-1], inputs.dtype))
     inputs, params = _promote(inputs, params, self.dtype)
     carry = jax.tree_util.tree_map(lambda c: c.astype(inputs.dtype), carry)
-    return self.step_fn()(params, carry, cells.project(params, inputs))
+    return self.step_fn()(params, carry, self.project_fn()(params, inputs))
 
   @nn.nowrap
   def initialize_carry(self, rng: Array, input_shape: tuple[int, ...]) -> Carry:
@@ -163,7 +182,46 @@ class RecurrentCell(CellOptions, nn.RNNCellBase):
     return 1
 
 
-class GRUCell(RecurrentCell):
+def _chrono_bias(key: Array, hidden: int, t_max: int, dtype) -> Array:
+  """log u, u ~ U[1, t_max - 1] per unit: chrono initialisation (Tallec & Ollivier 2018), which
+  makes a keep gate σ(b) hold its unit for about u steps at the start of training."""
+  return jnp.log(jax.random.uniform(key, (hidden,), jnp.float32, 1.0, max(t_max - 1, 1))).astype(dtype)
+
+
+class _GatedOptions(RecurrentCell):
+  """Switches of the GRU and LSTM cells: layer normalisation and chrono initialisation.
+
+  Attributes:
+    layer_norm: normalise each gate block of x @ W_x and of h @ W_h separately over the hidden
+      units, with learned scales `ln_input_scale` / `ln_recurrent_scale` [G*H] (Ba et al. 2016);
+      the biases come after. (The LSTM also normalises c' before its tanh, `ln_cell_scale` [H].)
+    chrono_init: T_max for the chrono initialisation of the keep/forget gate bias (Tallec &
+      Ollivier 2018): b ~ log U[1, T_max - 1] (and for the LSTM, b_i = -b_f); None: off.
+  """
+
+  layer_norm: bool = False
+  chrono_init: int | None = None
+  supports_layer_norm: ClassVar[bool] = True
+
+  def __post_init__(self):
+    if self.layer_norm and not self.supports_layer_norm:
+      raise ValueError(f"{type(self).__name__}: layer_norm is implemented for the GRU and LSTM cells only")
+    if self.chrono_init is not None:
+      _check_positive_int(type(self).__name__, "chrono_init", self.chrono_init)
+      if self.chrono_init < 2:
+        raise ValueError(f"{type(self).__name__}: chrono_init (T_max) must be at least 2; got {self.chrono_init}")
+    super().__post_init__()
+
+  @nn.nowrap
+  def extra_param_specs(self):
+    if not self.layer_norm:
+      return {}
+    ones = nn.initializers.ones_init()
+    width = self.num_gates * self.features
+    return {"ln_input_scale": (ones, (width,)), "ln_recurrent_scale": (ones, (width,))}
+
+
+class GRUCell(_GatedOptions):
   """GRU cell; equations and the two variants in `gru_jax.cells.gru_step`. z is the keep gate.
 
   Params: input_kernel [D, 3H], recurrent_kernel [H, 3H] (blocks r, z, n), bias [3H] and, when
@@ -172,10 +230,16 @@ class GRUCell(RecurrentCell):
   Attributes:
     reset_after: True for the PyTorch / cuDNN / flax.linen form (default), False for the
       Cho et al. 2014 v3 / Chung et al. 2014 form.
+    layer_norm, chrono_init: see `_GatedOptions` (chrono sets the bias of the keep gate z).
   """
 
   reset_after: bool = True
   num_gates: ClassVar[int] = 3
+
+  def __post_init__(self):
+    if self.layer_norm and not self.reset_after:
+      raise ValueError("GRUCell: layer_norm is implemented for reset_after=True only")
+    super().__post_init__()
 
   @nn.nowrap
   def step_fn(self):
@@ -183,16 +247,30 @@ class GRUCell(RecurrentCell):
 
   @nn.nowrap
   def gates_fn(self):
-    return cells.gru_gates if self.reset_after else None
+    return cells.gru_gates if self.reset_after and not self.layer_norm else None
 
   @nn.nowrap
   def extra_param_specs(self):
+    specs = super().extra_param_specs()
     if self.use_bias and self.reset_after:
-      return {"recurrent_bias_n": (per_gate(self.bias_init, 1), (self.features,))}
-    return {}
+      specs["recurrent_bias_n"] = (per_gate(self.bias_init, 1), (self.features,))
+    return specs
+
+  @nn.nowrap
+  def bias_initializer(self):
+    base = super().bias_initializer()
+    if self.chrono_init is None:
+      return base
+    hidden, t_max = self.features, self.chrono_init
+
+    def init_fn(key, shape, dtype=jnp.float32):
+      key, chrono_key = jax.random.split(key)
+      return base(key, shape, dtype).at[hidden : 2 * hidden].set(_chrono_bias(chrono_key, hidden, t_max, dtype))
+
+    return init_fn
 
 
-class LSTMCell(RecurrentCell):
+class LSTMCell(_GatedOptions):
   """LSTM cell; equations in `gru_jax.cells.lstm_step`. Gate order i, f, g, o (PyTorch).
 
   Params: input_kernel [D, 4H], recurrent_kernel [H, 4H], bias [4H]. Carry: (c, h), as in
@@ -200,11 +278,14 @@ class LSTMCell(RecurrentCell):
 
   Attributes:
     forget_bias: added to the forget-gate block of the bias at initialisation (1.0, as advised by
-      Jozefowicz et al. 2015); 0.0 gives the plain `bias_init`.
+      Jozefowicz et al. 2015); 0.0 gives the plain `bias_init`. Ignored with chrono_init.
+    layer_norm, chrono_init: see `_GatedOptions`.
   """
 
   forget_bias: float = 1.0
   num_gates: ClassVar[int] = 4
+  forget_block: ClassVar[int] = 1
+  input_block: ClassVar[int | None] = 0
 
   @nn.nowrap
   def step_fn(self):
@@ -212,7 +293,7 @@ class LSTMCell(RecurrentCell):
 
   @nn.nowrap
   def gates_fn(self):
-    return cells.lstm_gates
+    return None if self.layer_norm else cells.lstm_gates
 
   @nn.nowrap
   def hidden_fn(self):
@@ -224,12 +305,26 @@ class LSTMCell(RecurrentCell):
     return (zeros, zeros)
 
   @nn.nowrap
+  def extra_param_specs(self):
+    specs = super().extra_param_specs()
+    if self.layer_norm:
+      specs["ln_cell_scale"] = (nn.initializers.ones_init(), (self.features,))
+    return specs
+
+  @nn.nowrap
   def bias_initializer(self):
     base = super().bias_initializer()
-    hidden = self.features
+    hidden, t_max = self.features, self.chrono_init
+    f0, i0 = self.forget_block * hidden, None if self.input_block is None else self.input_block * hidden
 
     def init_fn(key, shape, dtype=jnp.float32):
-      return base(key, shape, dtype).at[hidden : 2 * hidden].add(jnp.asarray(self.forget_bias, dtype))
+      if t_max is None:
+        return base(key, shape, dtype).at[f0 : f0 + hidden].add(jnp.asarray(self.forget_bias, dtype))
+      key, chrono_key = jax.random.split(key)
+      bias = base(key, shape, dtype)
+      chrono = _chrono_bias(chrono_key, hidden, t_max, dtype)
+      bias = bias.at[f0 : f0 + hidden].set(chrono)
+      return bias if i0 is None else bias.at[i0 : i0 + hidden].set(-chrono)
 
     return init_fn
 
@@ -240,7 +335,7 @@ class SimpleRNNCell(RecurrentCell):
   Params: input_kernel [D, H], recurrent_kernel [H, H], bias [H]. Carry: h [..., H].
 
   Attributes:
-    activation: "tanh" (default) or "relu".
+    activation: "tanh" (default), "relu" or "identity" (a linear RNN).
   """
 
   activation: str = "tanh"
@@ -256,6 +351,181 @@ class SimpleRNNCell(RecurrentCell):
   @nn.nowrap
   def gates_fn(self):
     return functools.partial(cells.rnn_gates, activation=self.activation)
+
+
+class GRUNoResetCell(RecurrentCell):
+  """GRU without reset gate (r ≡ 1); equations in `gru_jax.cells.gru_no_reset_step`. z keeps.
+
+  Params: input_kernel [D, 2H], recurrent_kernel [H, 2H] (blocks z, n), bias [2H]. Carry: h.
+  """
+
+  num_gates: ClassVar[int] = 2
+
+  @nn.nowrap
+  def step_fn(self):
+    return cells.gru_no_reset_step
+
+  @nn.nowrap
+  def gates_fn(self):
+    return cells.gru_no_reset_gates
+
+
+class MGUCell(RecurrentCell):
+  """Minimal gated unit (Zhou et al. 2016); equations in `gru_jax.cells.mgu_step`.
+
+  Params: input_kernel [D, 2H], recurrent_kernel [H, 2H] (blocks f, n), bias [2H]. Carry: h.
+  """
+
+  num_gates: ClassVar[int] = 2
+
+  @nn.nowrap
+  def step_fn(self):
+    return cells.mgu_step
+
+
+class CIFGLSTMCell(LSTMCell):
+  """Coupled input-forget gate LSTM (input gate = 1 - f); equations in
+  `gru_jax.cells.cifg_lstm_step`. Params: input_kernel [D, 3H], recurrent_kernel [H, 3H]
+  (blocks f, g, o), bias [3H]. Carry: (c, h). No layer_norm.
+  """
+
+  num_gates: ClassVar[int] = 3
+  forget_block: ClassVar[int] = 0
+  input_block: ClassVar[int | None] = None
+  supports_layer_norm: ClassVar[bool] = False
+
+  @nn.nowrap
+  def step_fn(self):
+    return cells.cifg_lstm_step
+
+  @nn.nowrap
+  def gates_fn(self):
+    return cells.cifg_lstm_gates
+
+
+class PeepholeLSTMCell(LSTMCell):
+  """Peephole LSTM (Gers & Schmidhuber 2000); equations in `gru_jax.cells.peephole_lstm_step`.
+  Params: those of `LSTMCell` plus peephole [3H] (p_i, p_f, p_o; zeros at init). No layer_norm.
+  """
+
+  supports_layer_norm: ClassVar[bool] = False
+
+  @nn.nowrap
+  def step_fn(self):
+    return cells.peephole_lstm_step
+
+  @nn.nowrap
+  def gates_fn(self):
+    return None
+
+  @nn.nowrap
+  def extra_param_specs(self):
+    return {"peephole": (nn.initializers.zeros_init(), (3 * self.features,))}
+
+
+class MinGRUCell(RecurrentCell):
+  """minGRU (Feng et al. 2024); equations in `gru_jax.cells.mingru_step` (z there takes the new
+  value, as in the paper). Params: input_kernel [D, 2H] (blocks z, h~), bias [2H]; no recurrent
+  kernel. Carry: h. The layer trains it with the log-space parallel scan.
+  """
+
+  num_gates: ClassVar[int] = 2
+  has_recurrent_kernel: ClassVar[bool] = False
+
+  @nn.nowrap
+  def step_fn(self):
+    return cells.mingru_step
+
+  @nn.nowrap
+  def parallel_fn(self):
+    return functools.partial(_log_space_all_steps, cells.mingru_log_coefficients)
+
+
+class MinLSTMCell(RecurrentCell):
+  """minLSTM (Feng et al. 2024); equations in `gru_jax.cells.minlstm_step`. Params: input_kernel
+  [D, 3H] (blocks f, i, h~), bias [3H]; no recurrent kernel. Carry: h (no cell state).
+  """
+
+  num_gates: ClassVar[int] = 3
+  has_recurrent_kernel: ClassVar[bool] = False
+
+  @nn.nowrap
+  def step_fn(self):
+    return cells.minlstm_step
+
+  @nn.nowrap
+  def parallel_fn(self):
+    return functools.partial(_log_space_all_steps, cells.minlstm_log_coefficients)
+
+
+def _log_space_all_steps(log_coefficients, params, h0, xp):
+  del params
+  log_a, log_b = log_coefficients(xp)
+  hs = parallel.log_space_scan(log_a, log_b, h0)
+  return hs, hs
+
+
+class SRUCell(RecurrentCell):
+  """Simple recurrent unit; equations in `gru_jax.cells.sru_step`. All matmuls are over x only.
+
+  Params: input_kernel [D, 3H] (blocks x~, f, r), bias [2H] (b_f, b_r), highway_kernel [D, H]
+  when D != H, and for version 2018 peephole [2H] (v_f, v_r; zeros at init). Carry: c; the output
+  h is not part of the carry.
+
+  Attributes:
+    version: 2017 (Lei et al. 2017: gates from x only, so the layer runs c with a parallel scan)
+      or 2018 (Lei et al. 2018: v ⊙ c_{t-1} inside the gates; sequential).
+    activation: g in h = r ⊙ g(c) + (1 - r) ⊙ x; None picks the paper's: tanh for 2017, identity
+      for 2018.
+  """
+
+  version: int = 2017
+  activation: str | None = None
+  num_gates: ClassVar[int] = 3
+  has_recurrent_kernel: ClassVar[bool] = False
+  output_in_carry: ClassVar[bool] = False
+
+  def __post_init__(self):
+    if self.version not in (2017, 2018):
+      raise ValueError(f"SRUCell: version must be 2017 or 2018; got {self.version!r}")
+    cells.activation_fn(self.g)
+    super().__post_init__()
+
+  @property
+  def g(self) -> str:
+    return self.activation or ("tanh" if self.version == 2017 else "identity")
+
+  @nn.nowrap
+  def param_specs(self, in_features):
+    hidden = self.features
+    specs = {"input_kernel": (per_gate(self.kernel_init, 3), (in_features, 3 * hidden))}
+    if self.use_bias:
+      specs["bias"] = (per_gate(self.bias_init, 2), (2 * hidden,))
+    if in_features != hidden:
+      specs["highway_kernel"] = (self.kernel_init, (in_features, hidden))
+    if self.version == 2018:
+      specs["peephole"] = (nn.initializers.zeros_init(), (2 * hidden,))
+    return specs
+
+  @nn.nowrap
+  def project_fn(self):
+    return cells.sru_project
+
+  @nn.nowrap
+  def step_fn(self):
+    return functools.partial(cells.sru_step, activation=self.g)
+
+  @nn.nowrap
+  def parallel_fn(self):
+    return functools.partial(_sru_all_steps, self.g) if self.version == 2017 else None
+
+
+def _sru_all_steps(activation, params, c0, xp):
+  del params
+  x_tilde, f, r, highway = cells.gate_blocks(xp, 4)
+  f, r = jax.nn.sigmoid(f), jax.nn.sigmoid(r)
+  cs = parallel.linear_scan(f, (1.0 - f) * x_tilde, c0)
+  return cs, r * cells.activation_fn(activation)(cs) + (1.0 - r) * highway
 
 
 def _identity(carry):
@@ -286,27 +556,51 @@ class Recurrent(CellOptions):
   (plus `initial_carry` when `learn_initial_carry`).
 
   Attributes:
-    unroll: time steps per loop iteration (`jax.lax.scan(unroll=...)`).
+    unroll: time steps per loop iteration (`jax.lax.scan(unroll=...)`); None picks the measured
+      default of the backend (`gru_jax.scan.DEFAULT_UNROLL`: 16 on GPU, 1 on CPU).
     remat: recompute each step in the backward pass rather than store it (long sequences).
     learn_initial_carry: learn the initial carry (zeros at init) instead of using zeros.
     time_major: inputs and outputs are [T, ..., D] / [T, ..., H] instead of [..., T, D].
     custom_vjp: use the hand-written backward pass of `gru_jax.fused` where the cell allows it
-      (reset-after GRU, LSTM, SimpleRNN); False differentiates `lax.scan` with autodiff. Both
-      compute the same values and gradients (tested); they differ in speed.
+      (reset-after GRU, LSTM, SimpleRNN, GRU without reset gate, CIFG LSTM); False differentiates
+      `lax.scan` with autodiff. Both compute the same values and gradients (tested); they differ
+      in speed.
+    parallel: run cells whose recurrence is linear in the carry (minGRU, minLSTM, SRU 2017) with a
+      parallel scan over time (`gru_jax.parallel`); False runs their step with `lax.scan`. Same
+      function (tested). None picks the measured default of the backend
+      (`gru_jax.scan.default_parallel`: parallel on GPU and TPU, sequential on CPU).
+    recurrent_dropout: variational dropout on h where it enters the recurrent matmul, one mask per
+      sequence drawn before the loop (Gal & Ghahramani 2016); needs a 'dropout' rng when
+      `deterministic=False`. Cells with a recurrent kernel only.
+    zoneout: each unit of the carry keeps its previous value with this probability at each step
+      (Krueger et al. 2017); at evaluation the carry is the expectation, zoneout * old + (1 -
+      zoneout) * new. Needs a 'dropout' rng when `deterministic=False`.
   """
 
-  unroll: int = 1
+  unroll: int | None = None
   remat: bool = False
   learn_initial_carry: bool = False
   time_major: bool = False
   custom_vjp: bool = True
+  parallel: bool | None = None
+  recurrent_dropout: float = 0.0
+  zoneout: float = 0.0
 
   cell_class: ClassVar[type[RecurrentCell]] = RecurrentCell
 
   def __post_init__(self):
     owner = type(self).__name__
     _check_positive_int(owner, "features", self.features)
-    _check_positive_int(owner, "unroll", self.unroll)
+    if self.unroll is not None:
+      _check_positive_int(owner, "unroll", self.unroll)
+    for name in ("recurrent_dropout", "zoneout"):
+      rate = getattr(self, name)
+      if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0.0 <= rate < 1.0:
+        raise ValueError(f"{owner}: {name} must be a number in [0, 1); got {rate!r}")
+    if self.recurrent_dropout and not self.cell_class.has_recurrent_kernel:
+      raise ValueError(f"{owner}: recurrent_dropout needs a cell with a recurrent kernel; {owner} has none")
+    if self.zoneout and not self.cell_class.output_in_carry:
+      raise ValueError(f"{owner}: zoneout needs a cell whose output is its carry; {owner}'s is not")
     self.make_cell(parent=None)  # the cell validates its own options now, not at first call
     super().__post_init__()
 
@@ -332,6 +626,7 @@ class Recurrent(CellOptions):
     initial_carry: Carry | None = None,
     return_carry: bool = False,
     reverse: bool = False,
+    deterministic: bool = True,
   ) -> Array | tuple[Array, Carry]:
     """Runs the cell over the time axis of `xs`.
 
@@ -346,6 +641,7 @@ class Recurrent(CellOptions):
       return_carry: also return the final carry.
       reverse: run from each sequence's last valid step back to its first (the backward half of a
         bidirectional layer); outputs stay aligned with the inputs.
+      deterministic: turn off recurrent_dropout and use zoneout's expectation (evaluation).
 
     Returns:
       ys [..., T, H] (or [T, ..., H]), and the final carry if `return_carry`.
@@ -364,14 +660,23 @@ class Recurrent(CellOptions):
     if lengths is not None:
       lengths = lengths.reshape(batch)
 
+    if self.recurrent_dropout and not deterministic:
+      keep = jax.random.bernoulli(self.make_rng("dropout"), 1.0 - self.recurrent_dropout, (batch, self.features))
+      params = {**params, "hidden_mask": keep.astype(dtype) / (1.0 - self.recurrent_dropout)}
     step = functools.partial(self.cell.step_fn(), params)
-    split = self._split(params, dtype)
+    split = None if ("hidden_mask" in params or self.zoneout) else self._split(params, dtype)
+    parallel = scan_lib.default_parallel() if self.parallel is None else self.parallel
+    all_steps = self.cell.parallel_fn() if parallel and not self.zoneout else None
     if split is None:
-      xp = cells.project(params, xs_TxBxD)
+      xp = self.cell.project_fn()(params, xs_TxBxD)
     else:
       xp = cells.project_blocks(params, xs_TxBxD, self.cell.num_gates)
+    if self.zoneout:
+      step, xp = self._zoneout(step, xp, num_steps, deterministic, dtype)
     carry, ys_TxBxH = scan_lib.scan(
-      step, carry, xp, seq_lengths=lengths, reverse=reverse, unroll=self.unroll, remat=self.remat, split=split
+      step, carry, xp, seq_lengths=lengths, reverse=reverse,
+      unroll=scan_lib.default_unroll() if self.unroll is None else self.unroll, remat=self.remat, split=split,
+      parallel=None if all_steps is None else functools.partial(all_steps, params),
     )
 
     ys_TxBxH = ys_TxBxH.reshape((num_steps,) + batch_shape + (self.features,))
@@ -380,6 +685,24 @@ class Recurrent(CellOptions):
       return ys
     carry = jax.tree_util.tree_map(lambda c: c.reshape(batch_shape + (self.features,)), carry)
     return ys, carry
+
+  def _zoneout(self, step, xp, num_steps, deterministic, dtype):
+    """The step with zoneout, and its per-step inputs (xp, keep): keep is 1 where a unit keeps its
+    old value (drawn before the loop, [T, B, H]), or the rate itself when deterministic."""
+    batch = jax.tree_util.tree_leaves(xp)[0].shape[1]
+    if deterministic:
+      keep = jnp.full((num_steps, batch, 1), self.zoneout, dtype)
+    else:
+      keep = jax.random.bernoulli(self.make_rng("dropout"), self.zoneout, (num_steps, batch, self.features)).astype(dtype)
+    hidden_of = self.cell.hidden_fn()
+
+    def zoned(carry, inputs):
+      xp_t, keep_t = inputs
+      new, _ = step(carry, xp_t)
+      new = jax.tree_util.tree_map(lambda n, o: keep_t * o + (1.0 - keep_t) * n, new, carry)
+      return new, hidden_of(new)
+
+    return zoned, (xp, keep)
 
   def _split(self, params, dtype):
     """(gates, hidden_of, w_h, b) for the fused scan, or None for the autodiff path."""
@@ -446,9 +769,12 @@ class GRU(Recurrent):
 
   Attributes:
     reset_after: True for the PyTorch / cuDNN form (default), False for Cho et al. 2014 v3.
+    layer_norm, chrono_init: normalised gate pre-activations; chrono init of the z bias (`GRUCell`).
   """
 
   reset_after: bool = True
+  layer_norm: bool = False
+  chrono_init: int | None = None
   cell_class: ClassVar[type[RecurrentCell]] = GRUCell
 
 
@@ -457,9 +783,12 @@ class LSTM(Recurrent):
 
   Attributes:
     forget_bias: initial value added to the forget-gate bias (1.0).
+    layer_norm, chrono_init: normalised gate pre-activations; chrono init of b_f, b_i (`LSTMCell`).
   """
 
   forget_bias: float = 1.0
+  layer_norm: bool = False
+  chrono_init: int | None = None
   cell_class: ClassVar[type[RecurrentCell]] = LSTMCell
 
 
@@ -467,11 +796,63 @@ class SimpleRNN(Recurrent):
   """Vanilla RNN layer: `SimpleRNNCell` scanned over time.
 
   Attributes:
-    activation: "tanh" (default) or "relu".
+    activation: "tanh" (default), "relu" or "identity" (a linear RNN).
   """
 
   activation: str = "tanh"
   cell_class: ClassVar[type[RecurrentCell]] = SimpleRNNCell
+
+
+class GRUNoReset(Recurrent):
+  """GRU without reset gate (r ≡ 1), scanned; see `gru_jax.cells.gru_no_reset_step`."""
+
+  cell_class: ClassVar[type[RecurrentCell]] = GRUNoResetCell
+
+
+class MGU(Recurrent):
+  """Minimal gated unit (Zhou et al. 2016), scanned; see `gru_jax.cells.mgu_step`."""
+
+  cell_class: ClassVar[type[RecurrentCell]] = MGUCell
+
+
+class CIFGLSTM(LSTM):
+  """Coupled input-forget gate LSTM, scanned; see `gru_jax.cells.cifg_lstm_step`. Carry (c, h)."""
+
+  cell_class: ClassVar[type[RecurrentCell]] = CIFGLSTMCell
+
+
+class PeepholeLSTM(LSTM):
+  """Peephole LSTM, scanned; see `gru_jax.cells.peephole_lstm_step`. Carry (c, h)."""
+
+  cell_class: ClassVar[type[RecurrentCell]] = PeepholeLSTMCell
+
+
+class MinGRU(Recurrent):
+  """minGRU (Feng et al. 2024): trained with the log-space parallel scan (`parallel=True`), or
+  step by step; see `gru_jax.cells.mingru_step`."""
+
+  cell_class: ClassVar[type[RecurrentCell]] = MinGRUCell
+
+
+class MinLSTM(Recurrent):
+  """minLSTM (Feng et al. 2024): log-space parallel scan or step by step; see
+  `gru_jax.cells.minlstm_step`."""
+
+  cell_class: ClassVar[type[RecurrentCell]] = MinLSTMCell
+
+
+class SRU(Recurrent):
+  """Simple recurrent unit (Lei et al. 2017 / 2018); see `SRUCell`. The 2017 form runs its state
+  with a parallel scan; the carry is c and the outputs are h.
+
+  Attributes:
+    version: 2017 or 2018.
+    activation: g of the output; None: tanh (2017) or identity (2018).
+  """
+
+  version: int = 2017
+  activation: str | None = None
+  cell_class: ClassVar[type[RecurrentCell]] = SRUCell
 
 
 class Bidirectional(nn.Module):
@@ -490,14 +871,16 @@ class Bidirectional(nn.Module):
   backward_rnn: nn.Module
   merge: str = "concat"
 
-  def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False):
+  def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, deterministic=True):
     """Like the layers' call; initial_carry and the returned carry are (forward, backward)."""
     if self.merge not in ("concat", "sum"):
       raise ValueError(f"Bidirectional: merge={self.merge!r} is not supported; expected 'concat' or 'sum'")
     carry_f, carry_b = (None, None) if initial_carry is None else initial_carry
-    ys_f, carry_f = self.forward_rnn(xs, seq_lengths=seq_lengths, initial_carry=carry_f, return_carry=True)
+    ys_f, carry_f = self.forward_rnn(
+      xs, seq_lengths=seq_lengths, initial_carry=carry_f, return_carry=True, deterministic=deterministic
+    )
     ys_b, carry_b = self.backward_rnn(
-      xs, seq_lengths=seq_lengths, initial_carry=carry_b, return_carry=True, reverse=True
+      xs, seq_lengths=seq_lengths, initial_carry=carry_b, return_carry=True, reverse=True, deterministic=deterministic
     )
     ys = jnp.concatenate([ys_f, ys_b], axis=-1) if self.merge == "concat" else ys_f + ys_b
     return (ys, (carry_f, carry_b)) if return_carry else ys
@@ -531,7 +914,7 @@ class Stacked(nn.Module):
       initial_carry: None, or a sequence of one carry per layer (a (forward, backward) pair per
         layer when bidirectional).
       return_carry: also return the final carries, in the same structure.
-      deterministic: disable dropout.
+      deterministic: disable dropout (between layers, and the layers' recurrent_dropout and zoneout).
     """
     _check_positive_int("Stacked", "num_layers", self.num_layers)
     if not 0.0 <= self.dropout < 1.0:
@@ -547,7 +930,7 @@ class Stacked(nn.Module):
       else:
         layer = self.layer.clone(parent=self, name=f"layer_{i}")
       carry = None if initial_carry is None else initial_carry[i]
-      ys, carry = layer(xs, seq_lengths=seq_lengths, initial_carry=carry, return_carry=True)
+      ys, carry = layer(xs, seq_lengths=seq_lengths, initial_carry=carry, return_carry=True, deterministic=deterministic)
       carries.append(carry)
       if self.residual and ys.shape == xs.shape:
         ys = ys + xs

@@ -9,7 +9,18 @@ import jax.numpy as jnp
 
 from gru_jax import layers
 
-CELLS: dict[str, type[layers.Recurrent]] = {"gru": layers.GRU, "lstm": layers.LSTM, "rnn": layers.SimpleRNN}
+CELLS: dict[str, type[layers.Recurrent]] = {
+  "gru": layers.GRU,
+  "lstm": layers.LSTM,
+  "rnn": layers.SimpleRNN,
+  "gru_no_reset": layers.GRUNoReset,
+  "mgu": layers.MGU,
+  "cifg_lstm": layers.CIFGLSTM,
+  "peephole_lstm": layers.PeepholeLSTM,
+  "mingru": layers.MinGRU,
+  "minlstm": layers.MinLSTM,
+  "sru": layers.SRU,
+}
 HEADS = ("last", "each")
 
 
@@ -43,7 +54,8 @@ class SequenceModel(nn.Module):
     cell: a name in CELLS.
     features: hidden size of every layer.
     num_layers, bidirectional, dropout, residual: as in `gru_jax.Stacked`.
-    unroll, remat: as in the layers.
+    unroll, remat, parallel, recurrent_dropout, zoneout, learn_initial_carry: as in the layers
+      (`gru_jax.Recurrent`).
     cell_kwargs: options of the cell (`cell_options(cell)`), e.g. {"reset_after": False}.
     input_vocab: for token inputs (integer ids [B, T]; 0 is padding), the number of ids; they are
       embedded into `embed_features` dimensions. None (set by the task) for float inputs.
@@ -58,8 +70,12 @@ class SequenceModel(nn.Module):
   bidirectional: bool = False
   dropout: float = 0.0
   residual: bool = False
-  unroll: int = 1
+  unroll: int | None = None
   remat: bool = False
+  parallel: bool | None = None
+  recurrent_dropout: float = 0.0
+  zoneout: float = 0.0
+  learn_initial_carry: bool = False
   cell_kwargs: Any = None
   input_vocab: int | None = None
   embed_features: int = 64
@@ -80,7 +96,11 @@ class SequenceModel(nn.Module):
   @nn.nowrap
   def template(self) -> layers.Recurrent:
     extra = dict(self.cell_kwargs or {})
-    return make_layer(self.cell, self.features, unroll=self.unroll, remat=self.remat, **extra, parent=None)
+    return make_layer(
+      self.cell, self.features, unroll=self.unroll, remat=self.remat, parallel=self.parallel,
+      recurrent_dropout=self.recurrent_dropout, zoneout=self.zoneout, learn_initial_carry=self.learn_initial_carry,
+      **extra, parent=None,
+    )
 
   @nn.compact
   def __call__(self, xs, *, seq_lengths=None, deterministic=True, initial_carry=None, return_carry=False):

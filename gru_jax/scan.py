@@ -15,6 +15,23 @@ Array = jax.Array
 Carry = Any
 Step = Callable[[Carry, Array], tuple[Carry, Array]]
 
+# The layers' default `unroll` per backend, from benchmarks/results: on an H100, unroll 16 took the
+# GRU training step at B=64, T=512, H=512 from 16.2 to 9.8 ms (gpu-2026-11-22-variants.md); on
+# the 2-core CPU, unroll 4 and 8 were slower than 1. Backends not measured get 1.
+DEFAULT_UNROLL = {"gpu": 16}
+
+
+def default_unroll() -> int:
+  """The unroll that a layer with `unroll=None` uses on the default JAX backend."""
+  return DEFAULT_UNROLL.get(jax.default_backend(), 1)
+
+
+def default_parallel() -> bool:
+  """Whether a layer with `parallel=None` runs a linear-recurrence cell with its parallel scan: not
+  on the CPU, where the sequential scan trained minGRU faster (benchmarks/results/cpu-*-parallel.md;
+  on an H100 the parallel scan was 1.3x to 4.5x faster, gpu-2026-11-22-parallel.md)."""
+  return jax.default_backend() != "cpu"
+
 
 def reverse_padded(x_TxB: Array, lengths_B: Array) -> Array:
   """Reverses each sequence within its own length; steps past the length stay where they are.
@@ -37,6 +54,7 @@ def scan(
   unroll: int = 1,
   remat: bool = False,
   split: tuple | None = None,
+  parallel: Callable | None = None,
 ) -> tuple[Carry, Array]:
   """Runs `step` over the leading (time) axis of `xp_TxBxG`.
 
@@ -57,6 +75,11 @@ def scan(
       blocks(hidden_of(c) @ w_h + b), c)`; when given, `xp_TxBxG` is the tuple of G gate blocks
       [T, B, H] and the loop runs in `gru_jax.fused.scan` with its hand-written backward pass.
       Without it, autodiff differentiates `lax.scan` over `step` (the readable reference).
+    parallel: optional `(carry, xp_TxBxG) -> (carries [T, ...], ys [T, B, H])` computing every
+      step at once (a parallel scan, `gru_jax.parallel`), for cells whose recurrence is linear in
+      the carry; it replaces the loop over `step`. Lengths are applied after it: the final carry
+      is the one at each sequence's last valid step, outputs past it are zeros (valid because
+      step t depends on steps <= t only).
 
   Returns:
     (final carry, ys [T, B, H]).
@@ -66,13 +89,28 @@ def scan(
     flip = (lambda x: x[::-1]) if seq_lengths is None else (lambda x: reverse_padded(x, seq_lengths))
     xp_TxBxG = jax.tree_util.tree_map(flip, xp_TxBxG)
   valid = None if seq_lengths is None else (jnp.arange(num_steps)[:, None] < seq_lengths[None, :])[..., None]
-  if split is not None:
+  if parallel is not None:
+    carry, ys = _parallel(parallel, carry, xp_TxBxG, seq_lengths, valid)
+  elif split is not None:
     carry, ys = fused.scan(*split, carry, xp_TxBxG, valid, unroll=unroll, remat=remat)
   else:
     carry, ys = _autodiff_scan(step, carry, xp_TxBxG, valid, unroll=unroll, remat=remat)
   if reverse:
     ys = ys[::-1] if seq_lengths is None else reverse_padded(ys, seq_lengths)
   return carry, ys
+
+
+def _parallel(all_steps, carry, xp_TxBxG, seq_lengths, valid_TxBx1):
+  carries, ys = all_steps(carry, xp_TxBxG)
+  if seq_lengths is None:
+    return jax.tree_util.tree_map(lambda c: c[-1], carries), ys
+  num_steps = ys.shape[0]
+  last = jnp.clip(seq_lengths - 1, 0, num_steps - 1)[None, :, None]
+  started = (seq_lengths > 0)[:, None]
+  final = jax.tree_util.tree_map(
+    lambda cs, c0: jnp.where(started, jnp.take_along_axis(cs, last, axis=0)[0], c0), carries, carry
+  )
+  return final, jnp.where(valid_TxBx1, ys, jnp.zeros_like(ys))
 
 
 def _autodiff_scan(step, carry, xp_TxBxG, valid_TxBx1, *, unroll, remat):

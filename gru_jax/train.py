@@ -85,7 +85,9 @@ def check_config(config) -> None:
   for key in ("train.eval_every", "train.checkpoint_every", "opt.warmup_steps"):
     section, name = key.split(".")
     require(is_int(config[section][name]) and config[section][name] >= 0, key, "an integer >= 0 (0: never)")
-  require(0.0 <= config.model.dropout < 1.0, "model.dropout", "in [0, 1)")
+  for key in ("dropout", "recurrent_dropout", "zoneout"):
+    rate = config.model[key]
+    require(isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0.0 <= rate < 1.0, f"model.{key}", "in [0, 1)")
   require(config.opt.learning_rate > 0, "opt.learning_rate", "positive")
   require(config.opt.clip_norm >= 0, "opt.clip_norm", ">= 0 (0: no clipping)")
   require(is_int(config.seed), "seed", "an integer")
@@ -409,14 +411,20 @@ def _run(config, workdir, task, model, schedule, state, manager, latest, num_par
           raise KeyboardInterrupt(f"stopped by signal {stop.signal} after step {done}; checkpoint saved")
       flush(end)
       save(end)
+  except BaseException:
+    writer.close()
+    raise
   finally:
     if bar is not None:
       bar.close()
-    writer.close()
 
   if end < cfg.num_steps:
+    writer.close()
     return {"step": end, "finished": False}
-  run_eval(cfg.num_steps)
+  try:
+    run_eval(cfg.num_steps)  # written to TensorBoard too, so the writer closes after it
+  finally:
+    writer.close()
   summary = {
     "task": task.name, "cell": config.model.cell, "features": config.model.features,
     "num_layers": config.model.num_layers, "params": num_params, "steps": cfg.num_steps,

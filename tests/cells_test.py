@@ -84,7 +84,7 @@ def test_rnn_step_matches_equation(rng, activation, fn):
 
 
 def test_unknown_activation_lists_choices():
-  with pytest.raises(ValueError, match=r"activation='gelu'.*\['relu', 'tanh'\]"):
+  with pytest.raises(ValueError, match=r"activation='gelu'.*\['identity', 'relu', 'tanh'\]"):
     cells.activation_fn("gelu")
 
 

@@ -238,7 +238,7 @@ def test_stacked_dropout_residual_and_carries(rng):
 BAD_INPUTS = [
   (lambda: gj.GRU(0), ValueError, r"GRU: features must be a positive integer; got 0"),
   (lambda: gj.GRUCell(-2), ValueError, r"GRUCell: features must be a positive integer"),
-  (lambda: gj.SimpleRNN(H, activation="sigmoid"), ValueError, r"activation='sigmoid'.*\['relu', 'tanh'\]"),
+  (lambda: gj.SimpleRNN(H, activation="sigmoid"), ValueError, r"activation='sigmoid'.*\['identity', 'relu', 'tanh'\]"),
   (lambda: gj.LSTM(H, unroll=0), ValueError, r"unroll must be a positive integer"),
   (lambda: gj.GRU(H).init(KEY, jnp.zeros(D)), ValueError, r"xs must have shape \[\.\.\., T, D\].*got \(3,\)"),
   (lambda: gj.GRU(H).init(KEY, jnp.zeros((B, T, D), jnp.int32)), TypeError, r"xs must be floating point"),

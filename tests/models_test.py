@@ -29,13 +29,13 @@ def test_cell_kwargs_reach_the_cell():
   model = models.SequenceModel(output_features=1, cell="gru", features=4, cell_kwargs={"reset_after": False})
   params = model.init(jax.random.key(0), jnp.ones((1, 3, 2)))["params"]
   assert "recurrent_bias_n" not in params["rnn"]["layer_0"]
-  assert models.cell_options("lstm") == ["forget_bias"]
+  assert models.cell_options("lstm") == ["chrono_init", "forget_bias", "layer_norm"]
 
 
 @pytest.mark.parametrize(
   "kwargs,message",
   [
-    (dict(cell="gruu"), r"model.cell='gruu' is not a cell; expected one of \['gru', 'lstm', 'rnn'\]"),
+    (dict(cell="gruu"), r"model.cell='gruu' is not a cell; expected one of \['cifg_lstm', 'gru', 'gru_no_reset', 'lstm', "),
     (dict(cell="lstm", cell_kwargs={"reset_after": True}), r"\['reset_after'\], not options of the lstm cell"),
     (dict(head="middle"), r"head='middle' is not supported"),
     (dict(features=0), r"features must be a positive integer"),
@@ -47,4 +47,7 @@ def test_bad_model_settings(kwargs, message):
 
 
 def test_registry_layers_are_the_public_ones():
-  assert models.CELLS == {"gru": gj.GRU, "lstm": gj.LSTM, "rnn": gj.SimpleRNN}
+  assert models.CELLS == {
+    "gru": gj.GRU, "lstm": gj.LSTM, "rnn": gj.SimpleRNN, "gru_no_reset": gj.GRUNoReset, "mgu": gj.MGU,
+    "cifg_lstm": gj.CIFGLSTM, "peephole_lstm": gj.PeepholeLSTM, "mingru": gj.MinGRU, "minlstm": gj.MinLSTM, "sru": gj.SRU,
+  }

@@ -34,18 +34,19 @@ def test_readme_has_exactly_two_setup_commands():
   ]
 
 
-def test_readme_speed_summary_is_rendered_from_the_committed_results():
-  from benchmarks import summarize
-
-  text = README.read_text()
-  block = text.split("<!-- speed summary -->\n")[1].split("<!-- end speed summary -->")[0]
-  path = re.search(r"From `(benchmarks/results/[^`]+\.json)`", block).group(1)
+def test_readme_speed_summaries_are_rendered_from_the_committed_results():
   import os
 
+  from benchmarks import summarize
+
+  blocks = [b.split("<!-- end speed summary -->")[0] for b in README.read_text().split("<!-- speed summary -->\n")[1:]]
+  assert len(blocks) == 4  # CPU and GPU, targets and parallel cells
   cwd = os.getcwd()
   os.chdir(README.parent)
   try:
-    assert block.strip() == summarize.summary(path).strip()
+    for block in blocks:
+      path = re.search(r"From `(benchmarks/results/[^`]+\.json)`", block).group(1)
+      assert block.strip() == summarize.summary(path).strip()
   finally:
     os.chdir(cwd)
 

@@ -20,6 +20,9 @@ from gru_jax import train
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CONFIG_FILES = sorted(p.stem for p in (ROOT / "configs").glob("*.py") if p.stem not in ("base", "__init__"))
+# Every task with the three main cells; the variants run one task each (tests/variants_test.py),
+# since the task code does not depend on the cell.
+MAIN_CONFIGS = ["gru", "lstm", "rnn"]
 
 
 def tiny(config_file="gru", task="adding", **overrides):
@@ -40,7 +43,7 @@ def read_jsonl(path):
   return [json.loads(line) for line in open(path)]
 
 
-@pytest.mark.parametrize("config_file", CONFIG_FILES)
+@pytest.mark.parametrize("config_file", MAIN_CONFIGS)
 @pytest.mark.parametrize("task", ["adding", "copy", "digits", "chorales", "forecast", "sentiment", "char_lm"])
 def test_every_config_runs_a_few_steps(tmp_path, config_file, task):
   config = tiny(config_file, task)
@@ -67,7 +70,14 @@ def test_one_train_step_changes_every_parameter():
     state, _ = train.train_step(state, jax.random.key(1), model=model, task=task, schedule=schedule, batch_size=4)
     after = jax.device_get(state.params)
     for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(before)[0], jax.tree_util.tree_leaves(after)):
-      assert np.all(a != b), f"{config_file}: {jax.tree_util.keystr(path)} did not change in every entry"
+      name = jax.tree_util.keystr(path)
+      if config_file == "sru":
+        # The SRU's r gate and highway see the current input only, so at the "last" head their
+        # weights get gradient from the last step's input alone, where the adding task's marker
+        # feature is 0: those rows rightly stay. Every array must still move.
+        assert np.any(a != b), f"{config_file}: {name} did not change"
+      else:
+        assert np.all(a != b), f"{config_file}: {name} did not change in every entry"
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):

