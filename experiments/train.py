@@ -14,21 +14,10 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments.cli import fail_on_bad_flags, parse_flags
 from gru_jax import tasks, train
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "gru.py")
-
-
-def fail_on_bad_flags(e: Exception) -> None:
-  """One line for an unknown config key, a bad :task or a value of the wrong type; exit 2."""
-  text = " ".join(str(e).replace("\\n", " ").replace("\\'", "'").split())
-  if "Traceback" in text:  # config_flags wraps errors from get_config in their traceback
-    text = str(e).strip().splitlines()[-1]
-  text = text.strip("'\"")
-  if isinstance(e, (AttributeError, KeyError)):
-    text = "no such config key " + text.replace("'", "")
-  print(f"error: bad flag or config override: {text}", file=sys.stderr)
-  sys.exit(2)
 
 
 try:  # config_flags reads the --config.* overrides from sys.argv as the flag is defined
@@ -41,14 +30,6 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder; default: a fresh fo
 def fresh_workdir(config) -> str:
   stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
   return os.path.join("runs", f"{config.model.cell}-{config.task.name}-{stamp}")
-
-
-def parse_flags(argv):
-  """absl flag parsing, with one-line errors for unknown config keys and bad values."""
-  try:
-    return flags.FLAGS(argv)
-  except Exception as e:  # pylint: disable=broad-except
-    fail_on_bad_flags(e)
 
 
 def main(argv):

@@ -57,3 +57,11 @@ def test_ci_runs_the_readme_test_command():
   ci = (README.parent / ".ci" / "run").read_text()
   assert test_command in ci.splitlines(), ".ci/run must run the README's test command"
   assert "python3 -m venv" in ci  # a fresh environment, installing everything itself
+
+
+def test_readme_ablation_table_is_the_published_one():
+  block = README.read_text().split("<!-- ablation results -->\n")[1].split("<!-- end ablation results -->")[0]
+  published = (README.parent / "docs" / "results" / "ablations" / "long_memory" / "results.md").read_text()
+  assert block.strip() == published.split("\n", 1)[1].strip()  # all but its title line
+  for image in re.findall(r"!\[[^]]*\]\(([^)]+)\)", README.read_text()):
+    assert (README.parent / image).exists(), image

@@ -1,0 +1,140 @@
+"""Run an ablation study: every point of its grid is one training run, each in its own sub-folder.
+
+  python -m experiments.ablate --config=configs/ablations/long_memory.py --workdir=runs/long_memory
+  python -m experiments.ablate --config=configs/ablations/long_memory.py --config.seeds=1 --jobs=2
+
+The study file declares its grid with `sweep(study, add)` (see `gru_jax.ablation`). Each point runs
+through `gru_jax.train.train_and_evaluate`, as `experiments.train` does, with its output in
+<workdir>/<point>/log.txt. Run again, the same command skips finished points and resumes an
+unfinished one from its checkpoint. A point that fails is recorded (error.txt, and in the results)
+and the others go on. At the end (and after each point) the workdir gets results.csv, results.md and
+the plots under plots/. `--jobs=N` runs N points at once in separate processes.
+"""
+
+import concurrent.futures
+import contextlib
+import importlib.util
+import multiprocessing
+import os
+import sys
+import traceback
+
+import tqdm
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from experiments import cli
+from gru_jax import ablation
+
+try:
+  _CONFIG = config_flags.DEFINE_config_file("config", None, "Study file (configs/ablations/<study>.py).", lock_config=True)
+except Exception as e:  # pylint: disable=broad-except
+  cli.fail_on_bad_flags(e)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the study (default: runs/<study name>).")
+_JOBS = flags.DEFINE_integer("jobs", 1, "Points run at once, each in its own process.")
+_PLOTS = flags.DEFINE_bool("plots", True, "Write the plots (matplotlib) after the runs.")
+
+
+def load_sweep(path: str):
+  """The `sweep` function of the study file at `path`."""
+  spec = importlib.util.spec_from_file_location("study", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "sweep"):
+    raise app.UsageError(f"--config: {path} defines no sweep(study, add) function")
+  return module.sweep
+
+
+def run_point(point: ablation.Point, run_dir: str) -> tuple[str, str]:
+  """Trains one point (in this process or a worker); returns (status, error line)."""
+  os.makedirs(run_dir, exist_ok=True)
+  error_path = os.path.join(run_dir, "error.txt")
+  if os.path.exists(error_path):
+    os.remove(error_path)  # a retry
+  logging.set_verbosity(logging.WARNING)
+  with open(os.path.join(run_dir, "log.txt"), "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+    try:
+      from gru_jax import train  # pylint: disable=g-import-not-at-top
+
+      train.train_and_evaluate(ablation.build_config(point), run_dir)
+      return "done", ""
+    except Exception as e:  # pylint: disable=broad-except  (a failed point must not stop the study)
+      traceback.print_exc()
+      message = f"{type(e).__name__}: {e}".splitlines()[0]
+      with open(error_path, "w") as f:
+        f.write(traceback.format_exc() + message + "\n")
+      return "failed", message
+
+
+def write_results(study, points, workdir, plots: bool) -> list[dict]:
+  rows = ablation.collect(workdir, points)
+  ablation.write_csv(rows, os.path.join(workdir, "results.csv"))
+  tmp = os.path.join(workdir, "results.md.tmp")
+  with open(tmp, "w") as f:
+    f.write(ablation.markdown(rows, f"Study {study.name}"))
+  os.replace(tmp, os.path.join(workdir, "results.md"))
+  if plots:
+    from gru_jax import ablation_plots  # pylint: disable=g-import-not-at-top
+
+    ablation_plots.all_plots(rows, workdir, os.path.join(workdir, "plots"))
+  return rows
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _CONFIG.value is None:
+    raise app.UsageError("--config=configs/ablations/<study>.py is required")
+  if _JOBS.value < 1:
+    raise app.UsageError(f"--jobs must be a positive integer; got {_JOBS.value}")
+  logging.set_verbosity(logging.WARNING)
+  study = _CONFIG.value
+  try:
+    points = ablation.expand(load_sweep(config_flags.get_config_filename(flags.FLAGS["config"])), study)
+    from gru_jax import train  # pylint: disable=g-import-not-at-top
+
+    for point in points:  # every point's config is valid before anything runs
+      try:
+        train.check_config(ablation.build_config(point))
+      except train.ConfigError as e:
+        raise ValueError(f"point {ablation.point_name(point)}: {e}") from e
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  workdir = _WORKDIR.value or os.path.join("runs", study.name)
+  os.makedirs(workdir, exist_ok=True)
+  todo = [p for p in points if ablation.status(os.path.join(workdir, ablation.point_name(p))) != "done"]
+  bar = tqdm.tqdm(total=len(points), initial=len(points) - len(todo), desc=study.name, unit="run", disable=None)
+  print(f"{study.name}: {len(points)} points, {len(points) - len(todo)} done, {len(todo)} to run; workdir {workdir}",
+        flush=True)
+  failures = 0
+
+  def finished(point, outcome):
+    nonlocal failures
+    state, message = outcome
+    failures += state == "failed"
+    bar.update(1)
+    line = f"{ablation.point_name(point)}: {state}" + (f" ({message})" if message else "")
+    bar.write(line) if not bar.disable else print(line, flush=True)
+    write_results(study, points, workdir, plots=False)
+
+  if _JOBS.value == 1:
+    for point in todo:
+      finished(point, run_point(point, os.path.join(workdir, ablation.point_name(point))))
+  else:
+    context = multiprocessing.get_context("spawn")  # JAX does not survive fork
+    with concurrent.futures.ProcessPoolExecutor(_JOBS.value, mp_context=context) as pool:
+      futures = {pool.submit(run_point, p, os.path.join(workdir, ablation.point_name(p))): p for p in todo}
+      for future in concurrent.futures.as_completed(futures):
+        finished(futures[future], future.result())
+  bar.close()
+  rows = write_results(study, points, workdir, plots=_PLOTS.value)
+  done = sum(r["status"] == "done" for r in rows)
+  print(f"{study.name}: {done}/{len(rows)} points done, {failures} failed in this call; "
+        f"results in {os.path.join(workdir, 'results.md')}")
+  if done < len(rows):
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.parse_flags)

@@ -1,0 +1,222 @@
+"""Ablation studies as data: a grid of training runs, their configs, and their results table.
+
+A study file (configs/ablations/<study>.py) defines `get_config()`, the study's own settings (an
+ml_collections ConfigDict, overridable from the command line), and `sweep(study, add)`, which calls
+`add(cell=..., task=..., **fields)` once per run. A field whose name is a config key ("seed",
+"task.seq_len", "model.features", "model.cell_kwargs.layer_norm", "train.num_steps", ...) is set in
+the run's config, which starts from `configs/<cell>.py:<task>`; any other field ("budget", ...) is a
+label, recorded with the results and used to group them but not applied.
+
+`experiments/ablate.py` runs the points; this module expands the grid, builds each config, and
+reads finished runs back into rows (`collect`), a CSV and a markdown table of mean ± std over seeds.
+"""
+
+import csv
+import importlib
+import json
+import math
+import os
+from typing import Any, Callable
+
+import ml_collections
+import numpy as np
+
+Point = dict[str, Any]
+
+
+def expand(sweep: Callable, study: ml_collections.ConfigDict) -> list[Point]:
+  """The points `sweep(study, add)` declares, in order; duplicates and missing cell/task raise."""
+  points: list[Point] = []
+
+  def add(**fields):
+    for key in ("cell", "task"):
+      if key not in fields:
+        raise ValueError(f"sweep: every point needs {key}=...; got {sorted(fields)}")
+    point = {"cell": fields.pop("cell"), "task": fields.pop("task"), **fields}
+    if any(point_name(p) == point_name(point) for p in points):
+      raise ValueError(f"sweep: the point {point_name(point)} is declared twice")
+    points.append(point)
+
+  sweep(study, add)
+  if not points:
+    raise ValueError("sweep: declared no points")
+  return points
+
+
+def point_name(point: Point) -> str:
+  """The point's sub-folder: its fields in declared order, e.g. `gru-adding-task.seq_len=50-seed=0`."""
+  parts = [str(point["cell"]), str(point["task"])] + [f"{k}={v}" for k, v in point.items() if k not in ("cell", "task")]
+  return "-".join(parts).replace("/", "_").replace(" ", "")
+
+
+def is_config_key(key: str) -> bool:
+  return "." in key or key == "seed"
+
+
+def build_config(point: Point) -> ml_collections.ConfigDict:
+  """`configs/<cell>.py:<task>` with the point's config fields set; a bad key or value raises a
+  ValueError naming the point and the key."""
+  try:
+    module = importlib.import_module(f"configs.{point['cell']}")
+  except ModuleNotFoundError as e:
+    raise ValueError(f"point {point_name(point)}: no config file configs/{point['cell']}.py") from e
+  config = module.get_config(point["task"])
+  for key, value in point.items():
+    if key in ("cell", "task") or not is_config_key(key):
+      continue
+    *path, last = key.split(".")
+    section = config
+    try:
+      for part in path:
+        section = section[part]
+      if last not in section:
+        raise KeyError(last)
+      section[last] = value
+    except (KeyError, AttributeError) as e:
+      raise ValueError(f"point {point_name(point)}: {key!r} is not a key of configs/{point['cell']}.py") from e
+    except TypeError as e:
+      raise ValueError(f"point {point_name(point)}: {key}={value!r}: {e}") from e
+  return config
+
+
+def status(run_dir: str) -> str:
+  """'done' (summary.json of a finished run), 'failed' (error.txt), 'partial' or 'new'."""
+  summary = os.path.join(run_dir, "summary.json")
+  if os.path.exists(summary):
+    with open(summary) as f:
+      if json.load(f).get("finished"):
+        return "done"
+  if os.path.exists(os.path.join(run_dir, "error.txt")):
+    return "failed"
+  return "partial" if os.path.exists(run_dir) else "new"
+
+
+def read_records(run_dir: str) -> list[dict]:
+  path = os.path.join(run_dir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def collect(workdir: str, points: list[Point]) -> list[dict]:
+  """One row per point: its fields, status, parameter count, final and best metric, wall time and
+  steps/s (the mean of the run's logged rates), or the error of a failed point."""
+  rows = []
+  for point in points:
+    run_dir = os.path.join(workdir, point_name(point))
+    row = {**point, "run": point_name(point), "status": status(run_dir)}
+    if row["status"] == "done":
+      with open(os.path.join(run_dir, "summary.json")) as f:
+        summary = json.load(f)
+      metric = summary["metric"]
+      rates = [r["steps_per_s"] for r in read_records(run_dir) if r.get("split") == "train" and "steps_per_s" in r]
+      row.update(
+        params=summary["params"], steps=summary["steps"], metric=metric, final=summary["eval"][metric],
+        best=summary["best_eval"][metric], baseline=summary["baseline"], higher_is_better=summary["higher_is_better"],
+        wall_time_s=summary["wall_time_s_this_run"], steps_per_s=float(np.mean(rates)) if rates else None,
+      )
+    elif row["status"] == "failed":
+      with open(os.path.join(run_dir, "error.txt")) as f:
+        lines = f.read().strip().splitlines()
+      row["error"] = lines[-1] if lines else "(no message)"
+    rows.append(row)
+  return rows
+
+
+RESULT_COLUMNS = ["run", "status", "params", "steps", "metric", "final", "best", "baseline", "wall_time_s", "steps_per_s", "error"]
+
+
+def write_csv(rows: list[dict], path: str) -> None:
+  fields = []
+  for row in rows:
+    fields += [k for k in row if k not in fields and k not in RESULT_COLUMNS and k != "higher_is_better"]
+  columns = fields + RESULT_COLUMNS
+  tmp = path + ".tmp"
+  with open(tmp, "w", newline="") as f:
+    writer = csv.DictWriter(f, columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+  os.replace(tmp, path)
+
+
+def group_key(row: dict) -> tuple:
+  """The fields a row is averaged over seeds within: everything swept except the seed."""
+  return tuple((k, row[k]) for k in row if k not in RESULT_COLUMNS and k not in ("seed", "higher_is_better"))
+
+
+def groups(rows: list[dict]) -> dict[tuple, list[dict]]:
+  out: dict[tuple, list[dict]] = {}
+  for row in rows:
+    out.setdefault(group_key(row), []).append(row)
+  return out
+
+
+def _mean_std(values) -> str:
+  values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+  if not values:
+    return ""
+  if len(values) == 1:
+    return f"{values[0]:.4g}"
+  return f"{np.mean(values):.4g} ± {np.std(values, ddof=1):.2g}"
+
+
+def markdown(rows: list[dict], title: str) -> str:
+  """Mean ± std (sample std over seeds) of the final and best metric per group, one table per task."""
+  lines = [f"# {title}", ""]
+  by_task: dict[str, list[dict]] = {}
+  for row in rows:
+    by_task.setdefault(row["task"], []).append(row)
+  for task, task_rows in by_task.items():
+    done = [r for r in task_rows if r["status"] == "done"]
+    metric = done[0]["metric"] if done else "metric"
+    direction = "" if not done else (" (higher is better)" if done[0]["higher_is_better"] else " (lower is better)")
+    fields = [k for k, _ in group_key(task_rows[0]) if k != "task"]
+    fixed = [k for k in fields if len({str(r[k]) for r in task_rows}) == 1]
+    fields = [k for k in fields if k not in fixed]
+    lines += [f"## {task}: {metric}{direction}", ""]
+    if fixed:
+      lines += ["Same in every run: " + ", ".join(f"{k}={task_rows[0][k]}" for k in fixed) + ".", ""]
+    lines.append("| " + " | ".join(fields + ["seeds", "params", f"final {metric}", f"best {metric}", "baseline", "steps/s"]) + " |")
+    lines.append("|" + "---|" * (len(fields) + 6))
+    for key, members in groups(task_rows).items():
+      values = dict(key)
+      ok = [r for r in members if r["status"] == "done"]
+      failed = len(members) - len(ok)
+      seeds = f"{len(ok)}" + (f" (+{failed} not done)" if failed else "")
+      params = f"{ok[0]['params']:,}" if ok else ""
+      baseline = f"{ok[0]['baseline']:.4g}" if ok else ""
+      lines.append(
+        "| " + " | ".join(str(values[f]) for f in fields) + f" | {seeds} | {params} | {_mean_std(r['final'] for r in ok)} | "
+        f"{_mean_std(r['best'] for r in ok)} | {baseline} | {_mean_std(r['steps_per_s'] for r in ok)} |"
+      )
+    lines.append("")
+  failed = [r for r in rows if r["status"] == "failed"]
+  if failed:
+    lines += ["## Failed points", ""] + [f"- `{r['run']}`: {r.get('error', '')}" for r in failed] + [""]
+  return "\n".join(lines)
+
+
+def count_params(point: Point) -> int:
+  """Parameters of the model of `point` (shapes only: nothing is computed)."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  from gru_jax import train  # pylint: disable=g-import-not-at-top
+
+  task, model, _, _ = train.build(build_config(point))
+  xs = task.eval_set["xs"][:1]  # the parameters' shapes do not depend on the lengths
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), xs))
+  return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes["params"]))
+
+
+def features_for_params(point: Point, target: int) -> int:
+  """The `model.features` at which the model of `point` has the parameter count closest to
+  `target` (for comparisons at equal parameter count)."""
+  size = lambda features: count_params({**point, "model.features": features})
+  low, high = 1, 1
+  while size(high) < target:
+    low, high = high, high * 2
+  while high - low > 1:  # size(low) < target <= size(high)
+    mid = (low + high) // 2
+    low, high = (mid, high) if size(mid) < target else (low, mid)
+  return min((low, high), key=lambda f: abs(size(f) - target))

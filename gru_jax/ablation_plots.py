@@ -1,0 +1,131 @@
+"""The plots of an ablation study (matplotlib, PNG), from `gru_jax.ablation.collect` rows.
+
+- `learning_curves`: the training metric (the logged batches) against steps, mean and min-max band
+  over seeds, one line per group (every swept field but the seed), one figure per task.
+- `metric_vs_params`: parameter counts as bars and the final metric as a line (twin axis), one
+  group per bar, one figure per task.
+- `metric_vs_length`: the final metric against `task.seq_len` (when swept), mean ± std over seeds,
+  one line per group of the remaining fields.
+"""
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+import numpy as np  # noqa: E402
+
+from gru_jax import ablation  # noqa: E402
+
+
+def _label(key: tuple, varying: set[str]) -> str:
+  """The group's fields that differ between the task's runs (the rest is the same everywhere)."""
+  parts = [f"{v}" if k in ("cell", "variant") else f"{k.split('.')[-1]}={v}" for k, v in key if k in varying]
+  return ", ".join(parts) or "all runs"
+
+
+def _varying(task_rows: list[dict]) -> set[str]:
+  keys = [k for k, _ in ablation.group_key(task_rows[0])]
+  varying = {k for k in keys if len({str(r[k]) for r in task_rows}) > 1}
+  if "variant" in varying:  # the variant names the cell already
+    varying.discard("cell")
+  return varying
+
+
+def _by_task(rows):
+  tasks: dict[str, list[dict]] = {}
+  for row in rows:
+    if row["status"] == "done":
+      tasks.setdefault(row["task"], []).append(row)
+  return tasks
+
+
+def learning_curves(rows: list[dict], workdir: str, out_dir: str) -> list[str]:
+  paths = []
+  for task, task_rows in _by_task(rows).items():
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    metric = task_rows[0]["metric"]
+    for key, members in ablation.groups(task_rows).items():
+      curves = []
+      for row in members:
+        records = [r for r in ablation.read_records(os.path.join(workdir, row["run"])) if r.get("split") == "train"]
+        curves.append({r["step"]: r[metric] for r in records if metric in r})
+      steps = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
+      if not steps:
+        continue
+      values = np.array([[c[s] for s in steps] for c in curves])
+      line, = ax.plot(steps, values.mean(0), label=_label(key, _varying(task_rows)))
+      if len(curves) > 1:
+        ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
+    ax.axhline(task_rows[0]["baseline"], color="gray", linestyle=":", label="baseline")
+    low, high = ax.get_ylim()
+    if low > 0 and high / low > 20:
+      ax.set_yscale("log")
+    ax.set(xlabel="training step", ylabel=f"train {metric} (logged batches)",
+           title=f"{task}: train {metric} (mean, band: min-max over seeds)")
+    ax.legend(fontsize=7)
+    paths.append(_save(fig, out_dir, f"curves-{task}.png"))
+  return paths
+
+
+def metric_vs_params(rows: list[dict], out_dir: str) -> list[str]:
+  paths = []
+  for task, task_rows in _by_task(rows).items():
+    metric = task_rows[0]["metric"]
+    grouped = list(ablation.groups(task_rows).items())
+    labels = [_label(k, _varying(task_rows)) for k, _ in grouped]
+    params = [m[0]["params"] for _, m in grouped]
+    finals = [np.mean([r["final"] for r in m]) for _, m in grouped]
+    errors = [np.std([r["final"] for r in m], ddof=1) if len(m) > 1 else 0.0 for _, m in grouped]
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels)), 5))
+    x = np.arange(len(labels))
+    ax.bar(x, params, color="lightsteelblue", label="parameters")
+    ax.set_ylabel("parameters")
+    ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
+    twin = ax.twinx()
+    twin.errorbar(x, finals, yerr=errors, color="firebrick", marker="o", label=f"final {metric}")
+    twin.set_ylabel(f"final eval {metric} (mean ± std over seeds)")
+    ax.set_title(f"{task}: parameters (bars) and final {metric} (line)")
+    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    twin.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=7)
+    paths.append(_save(fig, out_dir, f"params-{task}.png"))
+  return paths
+
+
+def metric_vs_length(rows: list[dict], out_dir: str) -> list[str]:
+  paths = []
+  for task, task_rows in _by_task(rows).items():
+    if "task.seq_len" not in task_rows[0] or len({r["task.seq_len"] for r in task_rows}) < 2:
+      continue
+    metric = task_rows[0]["metric"]
+    lines: dict[tuple, dict[int, list[float]]] = {}
+    for key, members in ablation.groups(task_rows).items():
+      rest = tuple((k, v) for k, v in key if k != "task.seq_len")
+      lines.setdefault(rest, {})[dict(key)["task.seq_len"]] = [r["final"] for r in members]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for rest, by_length in lines.items():
+      lengths = sorted(by_length)
+      means = [np.mean(by_length[t]) for t in lengths]
+      stds = [np.std(by_length[t], ddof=1) if len(by_length[t]) > 1 else 0.0 for t in lengths]
+      ax.errorbar(lengths, means, yerr=stds, marker="o", capsize=3, label=_label(rest, _varying(task_rows)))
+    ax.axhline(task_rows[0]["baseline"], color="gray", linestyle=":", label=f"baseline (T={task_rows[0]['task.seq_len']})")
+    ax.set(xlabel="task.seq_len (T)", ylabel=f"final eval {metric}", title=f"{task}: final {metric} against T (mean ± std)")
+    ax.set_xscale("log", base=2)
+    ax.legend(fontsize=7)
+    paths.append(_save(fig, out_dir, f"length-{task}.png"))
+  return paths
+
+
+def all_plots(rows: list[dict], workdir: str, out_dir: str) -> list[str]:
+  return learning_curves(rows, workdir, out_dir) + metric_vs_params(rows, out_dir) + metric_vs_length(rows, out_dir)
+
+
+def _save(fig, out_dir: str, name: str) -> str:
+  os.makedirs(out_dir, exist_ok=True)
+  path = os.path.join(out_dir, name)
+  fig.tight_layout()
+  fig.savefig(path + ".tmp.png", dpi=110)
+  plt.close(fig)
+  os.replace(path + ".tmp.png", path)
+  return path

@@ -1,0 +1,112 @@
+"""The ablation runner on a tiny study: the grid, results files, resume, a failing point, plots."""
+
+import csv
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from gru_jax import ablation, train
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+STUDY = '''
+import ml_collections
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.name = "tiny"
+  c.seeds = 2
+  return c
+
+
+def sweep(study, add):
+  tiny = {"task.seq_len": 5, "model.features": 4, "train.num_steps": 4, "opt.warmup_steps": 0,
+          "train.batch_size": 4, "task.eval_size": 16, "train.eval_batch_size": 16, "train.eval_every": 2,
+          "train.log_every": 2}
+  for cell in ("gru", "rnn"):
+    for seed in range(study.seeds):
+      add(cell=cell, task="adding", size="tiny", **{**tiny, "task.seq_len": 5 if cell == "gru" else 6}, seed=seed)
+  add(cell="gru", task="text_classify", **{"task.path": "/nonexistent/reviews.csv", "train.num_steps": 4,
+                                            "opt.warmup_steps": 0})
+'''
+
+
+def ablate(study_file, workdir, *extra):
+  return subprocess.run(
+    [sys.executable, "-m", "experiments.ablate", f"--config={study_file}", f"--workdir={workdir}", *extra],
+    cwd=ROOT, capture_output=True, text=True,
+  )
+
+
+def test_study_runs_records_a_failure_resumes_and_plots(tmp_path):
+  study_file = tmp_path / "tiny_study.py"
+  study_file.write_text(STUDY)
+  workdir = tmp_path / "study"
+  spec = {"cell": "gru", "task": "adding", "size": "tiny"}
+  # One point half-trained beforehand: the runner must resume it, not start over.
+  import importlib.util
+
+  loader = importlib.util.spec_from_file_location("tiny_study", study_file)
+  module = importlib.util.module_from_spec(loader)
+  loader.loader.exec_module(module)
+  points = ablation.expand(module.sweep, module.get_config())
+  assert len(points) == 5 and [p["cell"] for p in points] == ["gru", "gru", "rnn", "rnn", "gru"]
+  assert {k: points[0][k] for k in spec} == spec and points[1]["seed"] == 1
+  partial = workdir / ablation.point_name(points[0])
+  train.train_and_evaluate(ablation.build_config(points[0]), str(partial), steps_this_run=2)
+  assert ablation.status(str(partial)) == "partial"
+
+  first = ablate(study_file, workdir, "--jobs=2")
+  assert first.returncode == 1, first.stderr  # one point failed
+  assert "5 points, 0 done, 5 to run" in first.stdout
+  rows = list(csv.DictReader(open(workdir / "results.csv")))
+  assert [r["run"] for r in rows] == [ablation.point_name(p) for p in points]
+  assert [r["status"] for r in rows] == ["done"] * 4 + ["failed"]
+  assert "reviews.csv" in rows[4]["error"] and os.path.exists(workdir / rows[4]["run"] / "error.txt")
+  for row in rows[:4]:
+    assert row["steps"] == "4" and float(row["params"]) > 0 and row["metric"] == "mse" and float(row["steps_per_s"]) > 0
+    assert {"cell", "task", "size", "seed", "task.seq_len", "final", "best", "wall_time_s"} <= set(row)
+  log = (partial / "log.txt").read_text()
+  assert "resum" in log.lower()  # the half-trained point continued from its checkpoint
+  markdown = (workdir / "results.md").read_text()
+  assert "## adding: mse (lower is better)" in markdown and " ± " in markdown and "## Failed points" in markdown
+  for name in ("curves-adding.png", "params-adding.png", "length-adding.png"):
+    assert (workdir / "plots" / name).stat().st_size > 1000
+
+  done_before = {r["run"]: os.path.getmtime(workdir / r["run"] / "summary.json") for r in rows[:4]}
+  second = ablate(study_file, workdir, "--plots=false")
+  assert "5 points, 4 done, 1 to run" in second.stdout
+  assert {run: os.path.getmtime(workdir / run / "summary.json") for run in done_before} == done_before
+
+
+def test_bad_studies_are_refused_before_anything_runs(tmp_path):
+  bad_key = tmp_path / "bad_key.py"
+  bad_key.write_text(STUDY.replace('"task.seq_len": 5', '"task.seq_length": 5'))
+  result = ablate(bad_key, tmp_path / "w")
+  assert result.returncode == 2 and "'task.seq_length' is not a key of configs/gru.py" in result.stderr
+  assert not (tmp_path / "w").exists()
+  bad_value = tmp_path / "bad_value.py"
+  bad_value.write_text(STUDY.replace('"opt.warmup_steps": 0,\n          "train.batch_size"', '"opt.warmup_steps": 9,\n          "train.batch_size"'))
+  result = ablate(bad_value, tmp_path / "w")
+  assert result.returncode == 2 and "opt.warmup_steps (9) must be smaller than train.num_steps (4)" in result.stderr
+
+
+def test_expand_refuses_duplicates_and_points_without_cell_or_task():
+  with pytest.raises(ValueError, match="declared twice"):
+    ablation.expand(lambda s, add: [add(cell="gru", task="adding", seed=0) for _ in range(2)], None)
+  with pytest.raises(ValueError, match="every point needs task"):
+    ablation.expand(lambda s, add: add(cell="gru"), None)
+  with pytest.raises(ValueError, match="no config file configs/grux.py"):
+    ablation.build_config({"cell": "grux", "task": "adding"})
+
+
+def test_features_for_params_matches_a_parameter_count():
+  target = ablation.count_params({"cell": "gru", "task": "adding", "model.features": 32})
+  features = ablation.features_for_params({"cell": "lstm", "task": "adding"}, target)
+  got = ablation.count_params({"cell": "lstm", "task": "adding", "model.features": features})
+  step = ablation.count_params({"cell": "lstm", "task": "adding", "model.features": features + 1}) - got
+  assert abs(got - target) <= step and features < 32
