@@ -100,8 +100,9 @@ def read_records(run_dir: str) -> list[dict]:
 
 
 def collect(workdir: str, points: list[Point]) -> list[dict]:
-  """One row per point: its fields, status, parameter count, final and best metric, wall time and
-  steps/s (the mean of the run's logged rates), or the error of a failed point."""
+  """One row per point: its fields, status, parameter count, final and best metric, wall time,
+  steps/s (the mean of the run's logged rates) and matmul GFLOP per step, or the error of a failed
+  point."""
   rows = []
   for point in points:
     run_dir = os.path.join(workdir, point_name(point))
@@ -115,6 +116,7 @@ def collect(workdir: str, points: list[Point]) -> list[dict]:
         params=summary["params"], steps=summary["steps"], metric=metric, final=summary["eval"][metric],
         best=summary["best_eval"][metric], baseline=summary["baseline"], higher_is_better=summary["higher_is_better"],
         wall_time_s=summary["wall_time_s_this_run"], steps_per_s=float(np.mean(rates)) if rates else None,
+        gflops_per_step=cached_flops(run_dir, point) / 1e9,
       )
     elif row["status"] == "failed":
       with open(os.path.join(run_dir, "error.txt")) as f:
@@ -124,7 +126,8 @@ def collect(workdir: str, points: list[Point]) -> list[dict]:
   return rows
 
 
-RESULT_COLUMNS = ["run", "status", "params", "steps", "metric", "final", "best", "baseline", "wall_time_s", "steps_per_s", "error"]
+RESULT_COLUMNS = ["run", "status", "params", "steps", "metric", "final", "best", "baseline", "wall_time_s", "steps_per_s",
+                  "gflops_per_step", "error"]
 
 
 def write_csv(rows: list[dict], path: str) -> None:
@@ -177,8 +180,9 @@ def markdown(rows: list[dict], title: str) -> str:
     lines += [f"## {task}: {metric}{direction}", ""]
     if fixed:
       lines += ["Same in every run: " + ", ".join(f"{k}={task_rows[0][k]}" for k in fixed) + ".", ""]
-    lines.append("| " + " | ".join(fields + ["seeds", "params", f"final {metric}", f"best {metric}", "baseline", "steps/s"]) + " |")
-    lines.append("|" + "---|" * (len(fields) + 6))
+    lines.append("| " + " | ".join(fields + ["seeds", "params", f"final {metric}", f"best {metric}", "baseline", "steps/s",
+                                             "matmul GFLOP/step"]) + " |")
+    lines.append("|" + "---|" * (len(fields) + 7))
     for key, members in groups(task_rows).items():
       values = dict(key)
       ok = [r for r in members if r["status"] == "done"]
@@ -186,9 +190,10 @@ def markdown(rows: list[dict], title: str) -> str:
       seeds = f"{len(ok)}" + (f" (+{failed} not done)" if failed else "")
       params = f"{ok[0]['params']:,}" if ok else ""
       baseline = f"{ok[0]['baseline']:.4g}" if ok else ""
+      gflops = f"{ok[0]['gflops_per_step']:.3g}" if ok else ""
       lines.append(
         "| " + " | ".join(str(values[f]) for f in fields) + f" | {seeds} | {params} | {_mean_std(r['final'] for r in ok)} | "
-        f"{_mean_std(r['best'] for r in ok)} | {baseline} | {_mean_std(r['steps_per_s'] for r in ok)} |"
+        f"{_mean_std(r['best'] for r in ok)} | {baseline} | {_mean_std(r['steps_per_s'] for r in ok)} | {gflops} |"
       )
     lines.append("")
   failed = [r for r in rows if r["status"] == "failed"]
@@ -220,3 +225,37 @@ def features_for_params(point: Point, target: int) -> int:
     mid = (low + high) // 2
     low, high = (mid, high) if size(mid) < target else (low, mid)
   return min((low, high), key=lambda f: abs(size(f) - target))
+
+
+def matmul_flops_per_step(config: ml_collections.ConfigDict) -> float:
+  """The matmul FLOPs of one training step of `config`'s recurrent stack: x @ W_x and h @ W_h over
+  all steps of a batch, for every layer and direction, backward counted as twice the forward (the
+  convention of benchmarks/speed.py; the SRU's highway matmul, the embedding and the head are left
+  out). Sequences are counted at their padded length."""
+  from gru_jax import models, train  # pylint: disable=g-import-not-at-top
+
+  task, _, _, _ = train.build(config)
+  cell = models.CELLS[config.model.cell].cell_class
+  xs = task.eval_set["xs"]
+  steps, width = xs.shape[1], config.model.features
+  inputs = config.model.embed_features if task.vocab_size else xs.shape[-1]
+  directions = 2 if config.model.bidirectional else 1
+  forward = 0.0
+  for layer in range(config.model.num_layers):
+    fan_in = inputs if layer == 0 else width * directions
+    fan_in += width if cell.has_recurrent_kernel else 0
+    forward += directions * 2.0 * config.train.batch_size * steps * fan_in * cell.num_gates * width
+  return 3.0 * forward
+
+
+def cached_flops(run_dir: str, point: Point) -> float:
+  """`matmul_flops_per_step` of a point, cached in its run folder (cost.json)."""
+  path = os.path.join(run_dir, "cost.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)["matmul_flops_per_step"]
+  flops = matmul_flops_per_step(build_config(point))
+  with open(path + ".tmp", "w") as f:
+    json.dump({"matmul_flops_per_step": flops}, f)
+  os.replace(path + ".tmp", path)
+  return flops

@@ -69,6 +69,7 @@ def test_study_runs_records_a_failure_resumes_and_plots(tmp_path):
   assert "reviews.csv" in rows[4]["error"] and os.path.exists(workdir / rows[4]["run"] / "error.txt")
   for row in rows[:4]:
     assert row["steps"] == "4" and float(row["params"]) > 0 and row["metric"] == "mse" and float(row["steps_per_s"]) > 0
+    assert float(row["gflops_per_step"]) > 0
     assert {"cell", "task", "size", "seed", "task.seq_len", "final", "best", "wall_time_s"} <= set(row)
   log = (partial / "log.txt").read_text()
   assert "resum" in log.lower()  # the half-trained point continued from its checkpoint
@@ -110,3 +111,13 @@ def test_features_for_params_matches_a_parameter_count():
   got = ablation.count_params({"cell": "lstm", "task": "adding", "model.features": features})
   step = ablation.count_params({"cell": "lstm", "task": "adding", "model.features": features + 1}) - got
   assert abs(got - target) <= step and features < 32
+
+
+def test_matmul_flops_per_step_counts_every_layer_direction_and_gate():
+  config = ablation.build_config({"cell": "lstm", "task": "adding", "model.features": 8, "task.seq_len": 10,
+                                  "model.num_layers": 2, "model.bidirectional": True, "train.batch_size": 4})
+  per_layer = lambda fan_in: 2 * 2 * 4 * 10 * (fan_in + 8) * 4 * 8  # 2 directions, B=4, T=10, G=4, H=8
+  assert ablation.matmul_flops_per_step(config) == 3 * (per_layer(2) + per_layer(16))
+  mingru = ablation.build_config({"cell": "mingru", "task": "adding", "model.features": 8, "task.seq_len": 10,
+                                  "train.batch_size": 4})
+  assert ablation.matmul_flops_per_step(mingru) == 3 * 2 * 4 * 10 * 2 * 2 * 8  # no recurrent matmul
