@@ -31,6 +31,7 @@ import optax
 from absl import app, flags
 
 import gru_jax as gj
+from gru_jax.models import matmul_flops as layer_matmul_flops
 
 _QUICK = flags.DEFINE_bool("quick", False, "A few small points.")
 _GRID = flags.DEFINE_bool("grid", False, "The full grid (hours on a 2-core CPU).")
@@ -53,8 +54,6 @@ GRID = [(b, t, h, h) for b in (1, 8, 32, 128) for t in (64, 256, 1024) for h in 
 PARALLEL = [(16, t, 128, 256) for t in (256, 1024, 4096)]
 PARALLEL_MODELS = ["gru_jax.GRU", "gru_jax.MinGRU", "gru_jax.MinGRU[sequential]", "gru_jax.MinLSTM", "gru_jax.SRU",
                    "gru_jax.SRU[sequential]"]
-GATES = {"gru": 3, "lstm": 4, "rnn": 1, "mingru": 2, "minlstm": 3, "sru": 3}
-NO_RECURRENT_KERNEL = ("mingru", "minlstm", "sru")
 
 
 def median_ms(fn: Callable[[], Any], repeats: int, warmup: int) -> float:
@@ -79,9 +78,8 @@ def matmul_peak_gflops(repeats: int) -> float:
 
 
 def matmul_flops(cell: str, b: int, t: int, d: int, h: int) -> tuple[float, float]:
-  """(forward, training step) matmul FLOPs: x @ W_i and h @ W_h over all steps; backward = 2x.
-  (The SRU's highway matmul, present when D != H, is not counted.)"""
-  forward = 2.0 * b * t * (d + (0 if cell in NO_RECURRENT_KERNEL else h)) * GATES[cell] * h
+  """(forward, training step) matmul FLOPs (`gru_jax.models.matmul_flops`); backward = 2x."""
+  forward = layer_matmul_flops(cell, b, t, d, h)
   return forward, 3.0 * forward
 
 

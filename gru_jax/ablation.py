@@ -155,6 +155,11 @@ def groups(rows: list[dict]) -> dict[tuple, list[dict]]:
   return out
 
 
+def varying_fields(rows: list[dict]) -> set[str]:
+  """The grouping fields whose values differ between `rows` (the rest is the same in every run)."""
+  return {k for k, _ in group_key(rows[0]) if len({str(r[k]) for r in rows}) > 1}
+
+
 def _mean_std(values) -> str:
   values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
   if not values:
@@ -174,9 +179,9 @@ def markdown(rows: list[dict], title: str) -> str:
     done = [r for r in task_rows if r["status"] == "done"]
     metric = done[0]["metric"] if done else "metric"
     direction = "" if not done else (" (higher is better)" if done[0]["higher_is_better"] else " (lower is better)")
-    fields = [k for k, _ in group_key(task_rows[0]) if k != "task"]
-    fixed = [k for k in fields if len({str(r[k]) for r in task_rows}) == 1]
-    fields = [k for k in fields if k not in fixed]
+    varying = varying_fields(task_rows)
+    fields = [k for k, _ in group_key(task_rows[0]) if k in varying]
+    fixed = [k for k, _ in group_key(task_rows[0]) if k not in varying and k != "task"]
     lines += [f"## {task}: {metric}{direction}", ""]
     if fixed:
       lines += ["Same in every run: " + ", ".join(f"{k}={task_rows[0][k]}" for k in fixed) + ".", ""]
@@ -202,22 +207,32 @@ def markdown(rows: list[dict], title: str) -> str:
   return "\n".join(lines)
 
 
-def count_params(point: Point) -> int:
-  """Parameters of the model of `point` (shapes only: nothing is computed)."""
+def _param_counter(point: Point) -> Callable[[int], int]:
+  """`features -> parameters` of the model of `point` at that width; the task is built once and
+  only shapes are evaluated."""
   import jax  # pylint: disable=g-import-not-at-top
 
   from gru_jax import train  # pylint: disable=g-import-not-at-top
 
   task, model, _, _ = train.build(build_config(point))
   xs = task.eval_set["xs"][:1]  # the parameters' shapes do not depend on the lengths
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), xs))
-  return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes["params"]))
+
+  def count(features: int) -> int:
+    shapes = jax.eval_shape(lambda: model.clone(features=features).init(jax.random.key(0), xs))
+    return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes["params"]))
+
+  return count
+
+
+def count_params(point: Point) -> int:
+  """Parameters of the model of `point` (shapes only: nothing is computed)."""
+  return _param_counter(point)(build_config(point).model.features)
 
 
 def features_for_params(point: Point, target: int) -> int:
   """The `model.features` at which the model of `point` has the parameter count closest to
   `target` (for comparisons at equal parameter count)."""
-  size = lambda features: count_params({**point, "model.features": features})
+  size = _param_counter(point)
   low, high = 1, 1
   while size(high) < target:
     low, high = high, high * 2
@@ -229,22 +244,21 @@ def features_for_params(point: Point, target: int) -> int:
 
 def matmul_flops_per_step(config: ml_collections.ConfigDict) -> float:
   """The matmul FLOPs of one training step of `config`'s recurrent stack: x @ W_x and h @ W_h over
-  all steps of a batch, for every layer and direction, backward counted as twice the forward (the
-  convention of benchmarks/speed.py; the SRU's highway matmul, the embedding and the head are left
-  out). Sequences are counted at their padded length."""
+  all steps of a batch (`gru_jax.models.matmul_flops`), for every layer and direction, backward
+  counted as twice the forward; the embedding and the head are left out. Sequences are counted at
+  their padded length."""
   from gru_jax import models, train  # pylint: disable=g-import-not-at-top
 
   task, _, _, _ = train.build(config)
-  cell = models.CELLS[config.model.cell].cell_class
   xs = task.eval_set["xs"]
-  steps, width = xs.shape[1], config.model.features
+  width = config.model.features
   inputs = config.model.embed_features if task.vocab_size else xs.shape[-1]
   directions = 2 if config.model.bidirectional else 1
-  forward = 0.0
-  for layer in range(config.model.num_layers):
-    fan_in = inputs if layer == 0 else width * directions
-    fan_in += width if cell.has_recurrent_kernel else 0
-    forward += directions * 2.0 * config.train.batch_size * steps * fan_in * cell.num_gates * width
+  forward = sum(
+    directions * models.matmul_flops(config.model.cell, config.train.batch_size, xs.shape[1],
+                                     inputs if layer == 0 else width * directions, width)
+    for layer in range(config.model.num_layers)
+  )
   return 3.0 * forward
 
 

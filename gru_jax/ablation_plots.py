@@ -26,8 +26,7 @@ def _label(key: tuple, varying: set[str]) -> str:
 
 
 def _varying(task_rows: list[dict]) -> set[str]:
-  keys = [k for k, _ in ablation.group_key(task_rows[0])]
-  varying = {k for k in keys if len({str(r[k]) for r in task_rows}) > 1}
+  varying = ablation.varying_fields(task_rows)
   if "variant" in varying:  # the variant names the cell already
     varying.discard("cell")
   return varying

@@ -30,6 +30,15 @@ def cell_options(cell: str) -> list[str]:
   return sorted(f.name for f in dataclasses.fields(CELLS[cell].cell_class) if f.name not in shared | {"parent", "name"})
 
 
+def matmul_flops(cell: str, batch: int, steps: int, in_features: int, features: int) -> float:
+  """Forward matmul FLOPs of one layer and direction of `cell` over a batch: x @ W_x, and h @ W_h
+  where the cell has a recurrent kernel. (A training step is counted as 3x this: backward = 2x.
+  The SRU's highway matmul, present when in_features != features, is not counted.)"""
+  cell_class = CELLS[cell].cell_class
+  fan_in = in_features + (features if cell_class.has_recurrent_kernel else 0)
+  return 2.0 * batch * steps * fan_in * cell_class.num_gates * features
+
+
 def make_layer(cell: str, features: int, **kwargs) -> layers.Recurrent:
   """The scanned layer of the cell called `cell`, with a clear error for unknown names."""
   if cell not in CELLS:

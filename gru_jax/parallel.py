@@ -76,7 +76,8 @@ def log_space_scan(log_a: Array, log_b: Array, h0: Array, *, chunk: int | None =
 
 def _cumlogsumexp(x: Array) -> Array:
   """log(cumsum(exp(x))) over axis 0, as an associative scan of logaddexp: the same values as
-  `jax.lax.cumlogsumexp`, whose XLA CPU lowering was over ten times slower in our trials."""
+  `jax.lax.cumlogsumexp`, whose XLA CPU lowering was much slower in a trial (not a committed
+  benchmark)."""
   return jax.lax.associative_scan(jnp.logaddexp, x, axis=0)
 
 

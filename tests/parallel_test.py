@@ -106,8 +106,3 @@ def test_chunked_log_space_scan_equals_the_loop(rng, t, chunk):
   for g, w in zip(got_grads, grad(lambda a, b: parallel.sequential_scan(a, b, h0))):
     np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-4)
 
-
-def test_parallel_default_follows_the_backend():
-  from gru_jax import scan as scan_lib
-
-  assert scan_lib.default_parallel() == (jax.default_backend() != "cpu")
