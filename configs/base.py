@@ -21,6 +21,7 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
     raise ValueError(f"unknown task {task!r} after ':' in --config; expected one of {list(TASKS)}")
   c = ml_collections.ConfigDict()
   c.seed = 0  # parameter init, data order and dropout all derive from it
+  c.num_seeds = 1  # seeds seed, seed + 1, ... trained as one vmapped program; each in workdir/seed=<s>/ when > 1
 
   c.model = ml_collections.ConfigDict()
   c.model.cell = "gru"  # a name in gru_jax.models.CELLS (each has its configs/<name>.py)
@@ -41,12 +42,14 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   c.task = ml_collections.ConfigDict()
   c.task.name = task
   c.task.seq_len = 100  # adding: sequence length T; copy: delay T (sequences are T + 20 long)
-  c.task.eval_size = 1000  # held-out examples of the generated tasks
+  c.task.eval_size = 1000  # adding, copy: examples in each of the fixed valid and test sets; char_lm: windows
   c.task.permute = False  # digits: a fixed random pixel order
-  c.task.split_seed = 0  # digits: the fixed train/test split
-  c.task.test_fraction = 0.2  # digits, forecast: held-out fraction (forecast: the end of the series)
+  c.task.split_seed = 0  # digits, text tasks: the fixed train/valid/test split (chorales: its own seeded 60/20/20)
+  c.task.test_fraction = 0.2  # digits, forecast, text tasks: test fraction (forecast: the end of the series)
+  c.task.valid_fraction = 0.1  # the same tasks: valid fraction (forecast: the span just before the test span)
   c.task.cache_dir = "~/.cache/gru_jax"  # chorales: where the parsed piano rolls are cached
   c.task.limit = 0  # chorales: only the first N chorales by corpus path (0: all); for smoke tests
+  c.task.transpose = ""  # chorales: "" as written, or "C" (each chorale moved to C major / C minor, as JSB)
   c.task.series = "sunspots"  # forecast: sunspots or co2
   c.task.horizon = 1  # forecast: steps ahead of the window's last value
   c.task.path = ""  # text_classify: the CSV/TSV file to read; char_lm: a text file ("" = BBC News)
@@ -65,6 +68,7 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   c.opt.clip_norm = 1.0  # global gradient-norm clipping; 0 turns it off
   c.opt.weight_decay = 1e-4  # adamw only
   c.opt.momentum = 0.0  # sgd and rmsprop
+  c.opt.weight_noise = 0.0  # std of Gaussian noise on every weight for each step's gradient (Graves 2011); 0: none
 
   c.train = ml_collections.ConfigDict()
   c.train.num_steps = 1500
@@ -74,6 +78,7 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   c.train.eval_every = 500  # 0: only at the end
   c.train.checkpoint_every = 500  # 0: only at the end (and on Ctrl-C)
   c.train.keep_checkpoints = 2
+  c.train.early_stopping = 0  # stop a seed after this many evaluations without a better valid metric; 0: never
 
   if task == "copy":
     c.task.seq_len = 20
@@ -81,30 +86,30 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
     c.train.num_steps = 2000
   elif task == "digits":
     c.model.features = 64
-    c.task.eval_size = 0  # unused: the test split is fixed by split_seed and test_fraction
+    c.task.eval_size = 0  # unused: the splits are fixed (see above)
     c.train.num_steps = 1000
   elif task == "chorales":
     c.model.features = 64
-    c.task.eval_size = 0  # unused: the test split is fixed by split_seed
+    c.task.eval_size = 0  # unused: the splits are fixed (see above)
     c.train.batch_size = 16
     c.train.num_steps = 1500
   elif task in ("sentiment", "text_classify"):
     c.model.features = 64
     c.task.seq_len = 40  # tokens kept per text
-    c.task.eval_size = 0  # unused: the test rows are fixed by split_seed and test_fraction
+    c.task.eval_size = 0  # unused: the splits are fixed (see above)
     c.train.num_steps = 1500
   elif task == "char_lm":
     c.model.features = 256
     c.model.embed_features = 32
     c.task.seq_len = 100  # characters per training window
-    c.task.eval_size = 200  # held-out windows
+    c.task.eval_size = 200  # windows of the valid and of the test text
     c.task.vocab_size = 200
     c.train.num_steps = 1500
     c.train.batch_size = 32
   elif task == "forecast":
     c.model.features = 32
     c.task.seq_len = 20
-    c.task.eval_size = 0  # unused: the test span is the end of the series
+    c.task.eval_size = 0  # unused: the splits are fixed (see above)
     c.train.batch_size = 32
     c.train.num_steps = 1000
   return c

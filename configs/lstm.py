@@ -10,13 +10,13 @@
   python -m experiments.train --config=configs/lstm.py:text_classify --config.task.path=mine.csv
 
 Results with the defaults (one seed; docs/results/reference.md, by python -m experiments.reference):
-  :adding    test mse 0.000319 (baseline 0.167), 1500 steps, 101 s on the 2-core CPU
-  :copy      test xent 0.313 (baseline 0.52), 2000 steps, 42 s on the 2-core CPU
-  :digits    test accuracy 0.942 (baseline 0.117), 1000 steps, 13 s on the 2-core CPU
-  :chorales  test nll 9.65 (baseline 11.5), 1500 steps, 24 s on the 2-core CPU
-  :forecast  test mse 0.359 (baseline 0.954), 1000 steps, 2 s on the 2-core CPU
-  :sentiment test accuracy 0.753 (baseline 0.423), 1500 steps, 18 s on the 2-core CPU
-  :char_lm   test bpc 2.64 (baseline 4.54), 1500 steps, 129 s on the 2-core CPU
+  :adding    test mse 0.00128 (baseline 0.167), 1500 steps, 70 s on the 2-core CPU
+  :copy      test xent 0.267 (baseline 0.52), 2000 steps, 25 s on the 2-core CPU
+  :digits    test accuracy 0.933 (baseline 0.117), 1000 steps, 9 s on the 2-core CPU
+  :chorales  test nll 9.65 (baseline 11.5), 1500 steps, 14 s on the 2-core CPU
+  :forecast  test mse 0.457 (baseline 0.947), 1000 steps, 3 s on the 2-core CPU
+  :sentiment test accuracy 0.749 (baseline 0.423), 1500 steps, 12 s on the 2-core CPU
+  :char_lm   test bpc 2.65 (baseline 4.54), 1500 steps, 90 s on the 2-core CPU
 """
 
 from configs import base

@@ -10,13 +10,13 @@
   python -m experiments.train --config=configs/rnn.py:text_classify --config.task.path=mine.csv
 
 Results with the defaults (one seed; docs/results/reference.md, by python -m experiments.reference):
-  :adding    test mse 0.059 (baseline 0.167), 1500 steps, 21 s on the 2-core CPU
-  :copy      test xent 0.52 (baseline 0.52), 2000 steps, 14 s on the 2-core CPU
-  :digits    test accuracy 0.953 (baseline 0.117), 1000 steps, 5 s on the 2-core CPU
-  :chorales  test nll 9.37 (baseline 11.5), 1500 steps, 12 s on the 2-core CPU
-  :forecast  test mse 0.387 (baseline 0.954), 1000 steps, 2 s on the 2-core CPU
-  :sentiment test accuracy 0.733 (baseline 0.423), 1500 steps, 8 s on the 2-core CPU
-  :char_lm   test bpc 2.53 (baseline 4.54), 1500 steps, 36 s on the 2-core CPU
+  :adding    test mse 0.0695 (baseline 0.167), 1500 steps, 12 s on the 2-core CPU
+  :copy      test xent 0.52 (baseline 0.52), 2000 steps, 7 s on the 2-core CPU
+  :digits    test accuracy 0.944 (baseline 0.117), 1000 steps, 3 s on the 2-core CPU
+  :chorales  test nll 9.37 (baseline 11.5), 1500 steps, 7 s on the 2-core CPU
+  :forecast  test mse 0.39 (baseline 0.947), 1000 steps, 2 s on the 2-core CPU
+  :sentiment test accuracy 0.731 (baseline 0.423), 1500 steps, 8 s on the 2-core CPU
+  :char_lm   test bpc 2.52 (baseline 4.54), 1500 steps, 25 s on the 2-core CPU
 """
 
 from configs import base

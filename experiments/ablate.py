@@ -4,8 +4,10 @@
   python -m experiments.ablate --config=configs/ablations/long_memory.py --config.seeds=1 --jobs=2
 
 The study file declares its grid with `sweep(study, add)` (see `gru_jax.ablation`). Each point runs
-through `gru_jax.train.train_and_evaluate`, as `experiments.train` does, with its output in
-<workdir>/<point>/log.txt. Run again, the same command skips finished points and resumes an
+through `gru_jax.train.train_and_evaluate`, as `experiments.train` does. Points that differ only in
+their seed train as one vmapped program (`--vmap_seeds`, on by default): its checkpoints and log.txt
+go to <workdir>/<point without seed>-seeds=<first>-<last>/, each seed's records and summary to
+<workdir>/<point>/, as a separate run's would. Run again, the same command skips finished points and resumes an
 unfinished one from its checkpoint. A point that fails is recorded (error.txt, and in the results)
 and the others go on. At the end (and after each point) the workdir gets results.csv, results.md and
 the plots under plots/. `--jobs=N` runs N points at once in separate processes.
@@ -33,6 +35,7 @@ except Exception as e:  # pylint: disable=broad-except
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the study (default: runs/<study name>).")
 _JOBS = flags.DEFINE_integer("jobs", 1, "Points run at once, each in its own process.")
 _PLOTS = flags.DEFINE_bool("plots", True, "Write the plots (matplotlib) after the runs.")
+_VMAP_SEEDS = flags.DEFINE_bool("vmap_seeds", True, "Train the seeds of a point as one vmapped program (else one run each).")
 
 
 def load_sweep(path: str):
@@ -45,33 +48,38 @@ def load_sweep(path: str):
   return module.sweep
 
 
-def run_point(point: ablation.Point, run_dir: str) -> tuple[str, str]:
-  """Trains one point (in this process or a worker); returns (status, error line)."""
-  os.makedirs(run_dir, exist_ok=True)
-  error_path = os.path.join(run_dir, "error.txt")
-  if os.path.exists(error_path):
-    os.remove(error_path)  # a retry
+def run_group(group: list[ablation.Point], workdir: str) -> tuple[str, str]:
+  """Trains the points of one group as one program (in this process or a worker); returns (status,
+  error line). A failure is written to error.txt in the group's folder and in every point's."""
+  group_dir = os.path.join(workdir, ablation.group_name(group))
+  point_dirs = [os.path.join(workdir, ablation.point_name(p)) for p in group]
+  for folder in {group_dir, *point_dirs}:
+    os.makedirs(folder, exist_ok=True)
+    if os.path.exists(os.path.join(folder, "error.txt")):
+      os.remove(os.path.join(folder, "error.txt"))  # a retry
   logging.set_verbosity(logging.WARNING)
-  with open(os.path.join(run_dir, "log.txt"), "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+  with open(os.path.join(group_dir, "log.txt"), "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
     try:
       from gru_jax import train  # pylint: disable=g-import-not-at-top
 
-      train.train_and_evaluate(ablation.build_config(point), run_dir)
+      train.train_and_evaluate(ablation.build_group_config(group), group_dir, seed_dirs=point_dirs)
       return "done", ""
     except Exception as e:  # pylint: disable=broad-except  (a failed point must not stop the study)
       traceback.print_exc()
       message = f"{type(e).__name__}: {e}".splitlines()[0]
-      with open(error_path, "w") as f:
-        f.write(traceback.format_exc() + message + "\n")
+      for folder in {group_dir, *point_dirs}:
+        with open(os.path.join(folder, "error.txt"), "w") as f:
+          f.write(traceback.format_exc() + message + "\n")
       return "failed", message
 
 
 def write_results(study, points, workdir, plots: bool) -> list[dict]:
-  rows = ablation.collect(workdir, points)
+  solved_below = study.get("solved_below")  # studies that count seeds reaching a threshold
+  rows = ablation.collect(workdir, points, solved_below)
   ablation.write_csv(rows, os.path.join(workdir, "results.csv"))
   tmp = os.path.join(workdir, "results.md.tmp")
   with open(tmp, "w") as f:
-    f.write(ablation.markdown(rows, f"Study {study.name}"))
+    f.write(ablation.markdown(rows, f"Study {study.name}", solved_below))
   os.replace(tmp, os.path.join(workdir, "results.md"))
   if plots:
     from gru_jax import ablation_plots  # pylint: disable=g-import-not-at-top
@@ -103,33 +111,36 @@ def main(argv):
     sys.exit(2)
   workdir = _WORKDIR.value or os.path.join("runs", study.name)
   os.makedirs(workdir, exist_ok=True)
-  todo = [p for p in points if ablation.status(os.path.join(workdir, ablation.point_name(p))) != "done"]
-  bar = tqdm.tqdm(total=len(points), initial=len(points) - len(todo), desc=study.name, unit="run", disable=None)
-  print(f"{study.name}: {len(points)} points, {len(points) - len(todo)} done, {len(todo)} to run; workdir {workdir}",
-        flush=True)
+  groups = ablation.seed_groups(points) if _VMAP_SEEDS.value else [[p] for p in points]
+  is_done = lambda p: ablation.status(os.path.join(workdir, ablation.point_name(p))) == "done"
+  todo = [g for g in groups if not all(is_done(p) for p in g)]
+  remaining = sum(len(g) for g in todo)
+  bar = tqdm.tqdm(total=len(points), initial=len(points) - remaining, desc=study.name, unit="run", disable=None)
+  print(f"{study.name}: {len(points)} points in {len(groups)} programs, {len(points) - remaining} done, {remaining} to "
+        f"run; workdir {workdir}", flush=True)
   failures = 0
 
-  def finished(point, outcome):
+  def finished(group, outcome):
     nonlocal failures
     state, message = outcome
-    failures += state == "failed"
-    bar.update(1)
-    line = f"{ablation.point_name(point)}: {state}" + (f" ({message})" if message else "")
+    failures += len(group) * (state == "failed")
+    bar.update(len(group))
+    line = f"{ablation.group_name(group)}: {state}" + (f" ({message})" if message else "")
     bar.write(line) if not bar.disable else print(line, flush=True)
     write_results(study, points, workdir, plots=False)
 
   if _JOBS.value == 1:
-    for point in todo:
-      finished(point, run_point(point, os.path.join(workdir, ablation.point_name(point))))
+    for group in todo:
+      finished(group, run_group(group, workdir))
   else:
     context = multiprocessing.get_context("spawn")  # JAX does not survive fork
     with concurrent.futures.ProcessPoolExecutor(_JOBS.value, mp_context=context) as pool:
-      futures = {pool.submit(run_point, p, os.path.join(workdir, ablation.point_name(p))): p for p in todo}
+      futures = {pool.submit(run_group, g, workdir): g for g in todo}
       for future in concurrent.futures.as_completed(futures):
         finished(futures[future], future.result())
   bar.close()
   rows = write_results(study, points, workdir, plots=_PLOTS.value)
-  done = sum(r["status"] == "done" for r in rows)
+  done = sum(r["status"] in ("done", "diverged") for r in rows)
   print(f"{study.name}: {done}/{len(rows)} points done, {failures} failed in this call; "
         f"results in {os.path.join(workdir, 'results.md')}")
   if done < len(rows):

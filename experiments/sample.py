@@ -2,8 +2,9 @@
 
   python -m experiments.sample --workdir=runs/gru-charlm --length=300 --temperature=0.8 --prime="The "
 
-Rebuilds the run from workdir/config.json, restores its latest checkpoint and samples one
-character at a time, carrying the recurrent state; temperature 0 picks the most likely character.
+Rebuilds the run from workdir/config.json, restores its latest checkpoint, takes the parameters
+that were best on the valid text (of the first seed, when the run trained several), and samples
+one character at a time, carrying the recurrent state; temperature 0 picks the most likely character.
 """
 
 import json
@@ -35,16 +36,8 @@ def sample(workdir: str, length: int, temperature: float, prime: str, seed: int)
     raise train.ConfigError(f"sampling needs a char_lm run; {workdir} trained task.name={config.task.name!r}")
   if temperature < 0 or length < 0 or not prime:
     raise train.ConfigError("--temperature and --length must be >= 0 and --prime non-empty")
-  task, model, tx, _ = train.build(config)
-  state = train.create_train_state(model, tx, task, jax.random.key(0))
-  manager = train._checkpoint_manager(workdir, 1)  # pylint: disable=protected-access
-  try:
-    step = manager.latest_step()
-    if step is None:
-      raise train.CheckpointError(f"{workdir} has no checkpoint to sample from")
-    params = train._restore(manager, state, step).params  # pylint: disable=protected-access
-  finally:
-    manager.close()
+  task, model, ckpt, _ = train.restore(config, workdir)
+  params = jax.tree_util.tree_map(lambda x: x[0], ckpt["best_params"])  # the first seed's
   inverse = {i: c for c, i in task.vocab.items()}
   ids = jnp.asarray(text_lib.encode([prime], task.vocab, "chars", len(prime))[0])
   apply = jax.jit(lambda p, x, c: model.apply({"params": p}, x, initial_carry=c, return_carry=True))

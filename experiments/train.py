@@ -49,9 +49,10 @@ def main(argv):
   except KeyboardInterrupt as e:
     print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
     sys.exit(130)
-  ev = summary["eval"]
+  metric, best = summary["metric"], summary["best_valid"]
   print(
-    f"{summary['cell']} on {summary['task']}: test {summary['metric']} {ev[summary['metric']]:.4g} "
+    f"{summary['cell']} on {summary['task']}: test {metric} {summary['test_at_best_valid'][metric]:.4g} at the best "
+    f"valid step {best['step']} (valid {metric} {best[metric]:.4g}) "
     f"(baseline {summary['baseline']:.4g}: {summary['baseline_note']}); "
     f"{summary['params']} params, {summary['steps']} steps; this run {summary['wall_time_s_this_run']:.0f} s; "
     f"workdir {workdir}"

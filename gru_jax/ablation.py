@@ -49,6 +49,35 @@ def point_name(point: Point) -> str:
   return "-".join(parts).replace("/", "_").replace(" ", "")
 
 
+def seed_groups(points: list[Point]) -> list[list[Point]]:
+  """The points as programs: points equal but for "seed", with consecutive seeds, form one group
+  (trained as one vmapped program); any other point is a group of its own. Declared order is kept."""
+  groups_: dict[str, list[Point]] = {}
+  for point in points:
+    groups_.setdefault(point_name({k: v for k, v in point.items() if k != "seed"}), []).append(point)
+  out = []
+  for members in groups_.values():
+    seeds = [p.get("seed") for p in members]
+    consecutive = all(isinstance(s, int) for s in seeds) and seeds == list(range(seeds[0], seeds[0] + len(seeds)))
+    out += [members] if consecutive else [[p] for p in members]
+  return out
+
+
+def group_name(group: list[Point]) -> str:
+  """The folder of a group's program (checkpoints, config.json, log.txt); a single point's own."""
+  if len(group) == 1:
+    return point_name(group[0])
+  base = point_name({k: v for k, v in group[0].items() if k != "seed"})
+  return f"{base}-seeds={group[0]['seed']}-{group[-1]['seed']}"
+
+
+def build_group_config(group: list[Point]) -> ml_collections.ConfigDict:
+  """The config that trains every point of `group` in one program (num_seeds = its size)."""
+  config = build_config(group[0])
+  config.num_seeds = len(group)
+  return config
+
+
 def is_config_key(key: str) -> bool:
   return "." in key or key == "seed"
 
@@ -80,7 +109,7 @@ def build_config(point: Point) -> ml_collections.ConfigDict:
 
 
 def status(run_dir: str) -> str:
-  """'done' (summary.json of a finished run), 'failed' (error.txt), 'partial' or 'new'."""
+  """'done' (summary.json of a finished run, diverged or not), 'failed' (error.txt), 'partial' or 'new'."""
   summary = os.path.join(run_dir, "summary.json")
   if os.path.exists(summary):
     with open(summary) as f:
@@ -99,10 +128,19 @@ def read_records(run_dir: str) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
-def collect(workdir: str, points: list[Point]) -> list[dict]:
-  """One row per point: its fields, status, parameter count, final and best metric, wall time,
-  steps/s (the mean of the run's logged rates) and matmul GFLOP per step, or the error of a failed
-  point."""
+def solved_step(records: list[dict], metric: str, below: float, higher_is_better: bool = False) -> int | None:
+  """The first step whose valid `metric` is below `below` (above, when higher is better), or None."""
+  for r in records:
+    if r.get("split") == "valid" and metric in r and (r[metric] > below if higher_is_better else r[metric] < below):
+      return r["step"]
+  return None
+
+
+def collect(workdir: str, points: list[Point], solved_below: float | None = None) -> list[dict]:
+  """One row per point: its fields, status, parameter count, the best valid metric and its step,
+  the test metric at that step ("test") and at the final step ("test_final"), wall time, steps/s
+  (the mean of the run's logged rates) and matmul GFLOP per step, or the error of a failed point.
+  With `solved_below`, also "solved_step": the first evaluation whose valid metric passed it."""
   rows = []
   for point in points:
     run_dir = os.path.join(workdir, point_name(point))
@@ -112,12 +150,19 @@ def collect(workdir: str, points: list[Point]) -> list[dict]:
         summary = json.load(f)
       metric = summary["metric"]
       rates = [r["steps_per_s"] for r in read_records(run_dir) if r.get("split") == "train" and "steps_per_s" in r]
+      best, test = summary["best_valid"] or {}, summary["test_at_best_valid"] or {}
+      stop = summary["stopped"]
+      if stop and "metric" in stop:  # a non-finite value; a seed stopped early by valid is a finished run
+        row.update(status="diverged", error=f"{stop['metric']} is {stop['value']} at step {stop['step']}")
       row.update(
-        params=summary["params"], steps=summary["steps"], metric=metric, final=summary["eval"][metric],
-        best=summary["best_eval"][metric], baseline=summary["baseline"], higher_is_better=summary["higher_is_better"],
+        params=summary["params"], steps=summary["steps_run"], metric=metric, valid=best.get(metric),
+        valid_step=best.get("step"), test=test.get(metric), test_final=summary["test_final"][metric],
+        baseline=summary["baseline"], higher_is_better=summary["higher_is_better"],
         wall_time_s=summary["wall_time_s_this_run"], steps_per_s=float(np.mean(rates)) if rates else None,
         gflops_per_step=cached_flops(run_dir, point) / 1e9,
       )
+      if solved_below is not None:
+        row["solved_step"] = solved_step(read_records(run_dir), metric, solved_below, summary["higher_is_better"])
     elif row["status"] == "failed":
       with open(os.path.join(run_dir, "error.txt")) as f:
         lines = f.read().strip().splitlines()
@@ -126,8 +171,8 @@ def collect(workdir: str, points: list[Point]) -> list[dict]:
   return rows
 
 
-RESULT_COLUMNS = ["run", "status", "params", "steps", "metric", "final", "best", "baseline", "wall_time_s", "steps_per_s",
-                  "gflops_per_step", "error"]
+RESULT_COLUMNS = ["run", "status", "params", "steps", "metric", "valid", "valid_step", "test", "test_final", "baseline",
+                  "wall_time_s", "steps_per_s", "gflops_per_step", "solved_step", "error"]
 
 
 def write_csv(rows: list[dict], path: str) -> None:
@@ -160,18 +205,26 @@ def varying_fields(rows: list[dict]) -> set[str]:
   return {k for k, _ in group_key(rows[0]) if len({str(r[k]) for r in rows}) > 1}
 
 
-def _mean_std(values) -> str:
+def _mean_std(values, digits: int = 4) -> str:
   values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
   if not values:
     return ""
   if len(values) == 1:
-    return f"{values[0]:.4g}"
-  return f"{np.mean(values):.4g} ± {np.std(values, ddof=1):.2g}"
+    return f"{values[0]:.{digits}g}"
+  return f"{np.mean(values):.{digits}g} ± {np.std(values, ddof=1):.2g}"
 
 
-def markdown(rows: list[dict], title: str) -> str:
-  """Mean ± std (sample std over seeds) of the final and best metric per group, one table per task."""
-  lines = [f"# {title}", ""]
+SELECTION_NOTE = ("Each run keeps the parameters best on the valid split; \"test\" is the test metric at those "
+                  "parameters (scored once, at the end), \"best valid\" the valid metric there and \"at step\" "
+                  "its step; \"test (final)\" is the test metric at the last step, for reference. "
+                  "Mean ± sample std over seeds.")
+
+
+def markdown(rows: list[dict], title: str, solved_below: float | None = None) -> str:
+  """Per group, mean ± std over seeds of the test metric at the best-on-valid step (and of that
+  valid metric, its step and the final test metric), one table per task; with `solved_below`, the
+  seeds whose valid metric passed it and the steps they needed."""
+  lines = [f"# {title}", "", SELECTION_NOTE, ""]
   by_task: dict[str, list[dict]] = {}
   for row in rows:
     by_task.setdefault(row["task"], []).append(row)
@@ -185,9 +238,12 @@ def markdown(rows: list[dict], title: str) -> str:
     lines += [f"## {task}: {metric}{direction}", ""]
     if fixed:
       lines += ["Same in every run: " + ", ".join(f"{k}={task_rows[0][k]}" for k in fixed) + ".", ""]
-    lines.append("| " + " | ".join(fields + ["seeds", "params", f"final {metric}", f"best {metric}", "baseline", "steps/s",
-                                             "matmul GFLOP/step"]) + " |")
-    lines.append("|" + "---|" * (len(fields) + 7))
+    columns = ["seeds", "params", f"test {metric}", f"best valid {metric}", "at step", f"test {metric} (final)",
+               "baseline", "steps/s", "matmul GFLOP/step"]
+    if solved_below is not None:
+      columns += [f"solved (valid {metric} < {solved_below:g})", "steps to solve"]
+    lines.append("| " + " | ".join(fields + columns) + " |")
+    lines.append("|" + "---|" * (len(fields) + len(columns)))
     for key, members in groups(task_rows).items():
       values = dict(key)
       ok = [r for r in members if r["status"] == "done"]
@@ -197,13 +253,16 @@ def markdown(rows: list[dict], title: str) -> str:
       baseline = f"{ok[0]['baseline']:.4g}" if ok else ""
       gflops = f"{ok[0]['gflops_per_step']:.3g}" if ok else ""
       lines.append(
-        "| " + " | ".join(str(values[f]) for f in fields) + f" | {seeds} | {params} | {_mean_std(r['final'] for r in ok)} | "
-        f"{_mean_std(r['best'] for r in ok)} | {baseline} | {_mean_std(r['steps_per_s'] for r in ok)} | {gflops} |"
+        "| " + " | ".join(str(values[f]) for f in fields) + f" | {seeds} | {params} | {_mean_std(r['test'] for r in ok)} | "
+        f"{_mean_std(r['valid'] for r in ok)} | {_mean_std((r['valid_step'] for r in ok), 6)} | "
+        f"{_mean_std(r['test_final'] for r in ok)} | {baseline} | {_mean_std(r['steps_per_s'] for r in ok)} | {gflops} |"
+        + ("" if solved_below is None else
+           f" {sum(r['solved_step'] is not None for r in ok)}/{len(ok)} | {_mean_std((r['solved_step'] for r in ok), 6)} |")
       )
     lines.append("")
-  failed = [r for r in rows if r["status"] == "failed"]
+  failed = [r for r in rows if r["status"] in ("failed", "diverged")]
   if failed:
-    lines += ["## Failed points", ""] + [f"- `{r['run']}`: {r.get('error', '')}" for r in failed] + [""]
+    lines += ["## Failed or diverged points", ""] + [f"- `{r['run']}` ({r['status']}): {r.get('error', '')}" for r in failed] + [""]
   return "\n".join(lines)
 
 
@@ -215,7 +274,7 @@ def _param_counter(point: Point) -> Callable[[int], int]:
   from gru_jax import train  # pylint: disable=g-import-not-at-top
 
   task, model, _, _ = train.build(build_config(point))
-  xs = task.eval_set["xs"][:1]  # the parameters' shapes do not depend on the lengths
+  xs = task.valid_set["xs"][:1]  # the parameters' shapes do not depend on the lengths
 
   def count(features: int) -> int:
     shapes = jax.eval_shape(lambda: model.clone(features=features).init(jax.random.key(0), xs))
@@ -250,7 +309,7 @@ def matmul_flops_per_step(config: ml_collections.ConfigDict) -> float:
   from gru_jax import models, train  # pylint: disable=g-import-not-at-top
 
   task, _, _, _ = train.build(config)
-  xs = task.eval_set["xs"]
+  xs = task.valid_set["xs"]
   width = config.model.features
   inputs = config.model.embed_features if task.vocab_size else xs.shape[-1]
   directions = 2 if config.model.bidirectional else 1

@@ -2,9 +2,9 @@
 
 - `learning_curves`: the training metric (the logged batches) against steps, mean and min-max band
   over seeds, one line per group (every swept field but the seed), one figure per task.
-- `metric_vs_params`: parameter counts as bars and the final metric as a line (twin axis), one
+- `metric_vs_params`: parameter counts as bars and the test metric (at the best valid step) as a line (twin axis), one
   group per bar, one figure per task.
-- `metric_vs_length`: the final metric against `task.seq_len` (when swept), mean ± std over seeds,
+- `metric_vs_length`: the test metric (at the best valid step) against `task.seq_len` (when swept), mean ± std over seeds,
   one line per group of the remaining fields.
 """
 
@@ -75,17 +75,17 @@ def metric_vs_params(rows: list[dict], out_dir: str) -> list[str]:
     grouped = list(ablation.groups(task_rows).items())
     labels = [_label(k, _varying(task_rows)) for k, _ in grouped]
     params = [m[0]["params"] for _, m in grouped]
-    finals = [np.mean([r["final"] for r in m]) for _, m in grouped]
-    errors = [np.std([r["final"] for r in m], ddof=1) if len(m) > 1 else 0.0 for _, m in grouped]
+    finals = [np.mean([r["test"] for r in m]) for _, m in grouped]
+    errors = [np.std([r["test"] for r in m], ddof=1) if len(m) > 1 else 0.0 for _, m in grouped]
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels)), 5))
     x = np.arange(len(labels))
     ax.bar(x, params, color="lightsteelblue", label="parameters")
     ax.set_ylabel("parameters")
     ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
     twin = ax.twinx()
-    twin.errorbar(x, finals, yerr=errors, color="firebrick", marker="o", label=f"final {metric}")
-    twin.set_ylabel(f"final eval {metric} (mean ± std over seeds)")
-    ax.set_title(f"{task}: parameters (bars) and final {metric} (line)")
+    twin.errorbar(x, finals, yerr=errors, color="firebrick", marker="o", label=f"test {metric}")
+    twin.set_ylabel(f"test {metric} at best valid (mean ± std over seeds)")
+    ax.set_title(f"{task}: parameters (bars) and test {metric} at best valid (line)")
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
     twin.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=7)
     paths.append(_save(fig, out_dir, f"params-{task}.png"))
@@ -101,7 +101,7 @@ def metric_vs_length(rows: list[dict], out_dir: str) -> list[str]:
     lines: dict[tuple, dict[int, list[float]]] = {}
     for key, members in ablation.groups(task_rows).items():
       rest = tuple((k, v) for k, v in key if k != "task.seq_len")
-      lines.setdefault(rest, {})[dict(key)["task.seq_len"]] = [r["final"] for r in members]
+      lines.setdefault(rest, {})[dict(key)["task.seq_len"]] = [r["test"] for r in members]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for rest, by_length in lines.items():
       lengths = sorted(by_length)
@@ -109,7 +109,7 @@ def metric_vs_length(rows: list[dict], out_dir: str) -> list[str]:
       stds = [np.std(by_length[t], ddof=1) if len(by_length[t]) > 1 else 0.0 for t in lengths]
       ax.errorbar(lengths, means, yerr=stds, marker="o", capsize=3, label=_label(rest, _varying(task_rows)))
     ax.axhline(task_rows[0]["baseline"], color="gray", linestyle=":", label=f"baseline (T={task_rows[0]['task.seq_len']})")
-    ax.set(xlabel="task.seq_len (T)", ylabel=f"final eval {metric}", title=f"{task}: final {metric} against T (mean ± std)")
+    ax.set(xlabel="task.seq_len (T)", ylabel=f"test {metric} at best valid", title=f"{task}: test {metric} against T (mean ± std)")
     ax.set_xscale("log", base=2)
     ax.legend(fontsize=7)
     paths.append(_save(fig, out_dir, f"length-{task}.png"))

@@ -1,12 +1,17 @@
 """Training: a pure train_step and eval_step, and train_and_evaluate(config, workdir).
 
-A run's workdir holds config.json, metrics.jsonl (one JSON object per log or eval point),
-TensorBoard events under tb/, orbax checkpoints under checkpoints/ and, when it ends,
-summary.json. Running again on the same workdir resumes from the latest checkpoint; the data and
-dropout keys of step s are `fold_in(key, s)`, so a resumed run ends where an uninterrupted one
-would.
+A run's workdir holds config.json, metrics.jsonl (one JSON object per log or evaluation, with
+"split": "train", "valid" or "test"), TensorBoard events under tb/, orbax checkpoints under
+checkpoints/ and, when it ends, summary.json. Training evaluates on the task's valid set and keeps
+the parameters that were best on it (in every checkpoint, beside the train state); at the end the
+test set is scored once at those parameters ("at": "best_valid") and once at the final ones
+("at": "final"). Running again on the same workdir resumes from the latest checkpoint; the data
+and dropout keys of step s are `fold_in(key, s)`, so a resumed run ends where an uninterrupted one
+would. With config.num_seeds > 1 the seeds train as one program (a leading seed axis on the
+state, `jax.vmap` over it) and each seed's records and summary go to workdir/seed=<s>/.
 """
 
+import functools
 import json
 import math
 import os
@@ -17,6 +22,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -90,7 +96,13 @@ def check_config(config) -> None:
     require(isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0.0 <= rate < 1.0, f"model.{key}", "in [0, 1)")
   require(config.opt.learning_rate > 0, "opt.learning_rate", "positive")
   require(config.opt.clip_norm >= 0, "opt.clip_norm", ">= 0 (0: no clipping)")
+  require(config.opt.weight_noise >= 0, "opt.weight_noise", ">= 0 (0: none)")
+  require(is_int(config.train.early_stopping) and config.train.early_stopping >= 0, "train.early_stopping",
+          "an integer >= 0 (0: never)")
+  if config.train.early_stopping and not config.train.eval_every:
+    raise ConfigError("train.early_stopping needs train.eval_every > 0 (it counts evaluations on valid)")
   require(is_int(config.seed), "seed", "an integer")
+  require(is_int(config.num_seeds) and config.num_seeds > 0, "num_seeds", "a positive integer")
   if config.opt.warmup_steps >= config.train.num_steps:
     raise ConfigError(
       f"opt.warmup_steps ({config.opt.warmup_steps}) must be smaller than train.num_steps ({config.train.num_steps})"
@@ -115,17 +127,24 @@ def build(config) -> tuple[tasks.Task, models.SequenceModel, optax.GradientTrans
 
 
 def create_train_state(model, tx, task: tasks.Task, key: jax.Array) -> train_state.TrainState:
-  example = {k: v[:1] for k, v in task.eval_set.items()}
+  example = {k: v[:1] for k, v in task.valid_set.items()}
   params = model.init(key, example["xs"], seq_lengths=example.get("seq_lengths"))["params"]
   return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
 
-def train_step(state, key, *, model, task, schedule, batch_size):
-  """One optimizer step on the batch drawn from `key`. Pure; jit it with donate_argnums=0."""
+def train_step(state, key, *, model, task, schedule, batch_size, weight_noise=0.0):
+  """One optimizer step on the batch drawn from `key`. Pure; jit it with donate_argnums=0.
+
+  weight_noise > 0 adds Gaussian noise of that std to every parameter for this step's forward and
+  backward pass (one draw per step, Graves 2011); the gradient, taken at the noisy weights,
+  updates the clean ones.
+  """
   data_key, dropout_key = jax.random.split(key)
   batch = task.train_batch(data_key, batch_size)
 
   def loss_fn(params):
+    if weight_noise:
+      params = add_noise(params, jax.random.fold_in(key, 2), weight_noise)
     outputs = model.apply(
       {"params": params}, batch["xs"], seq_lengths=batch.get("seq_lengths"),
       deterministic=False, rngs={"dropout": dropout_key},
@@ -138,28 +157,63 @@ def train_step(state, key, *, model, task, schedule, batch_size):
   return state.apply_gradients(grads=grads), metrics
 
 
+def add_noise(params, key: jax.Array, std: float):
+  """`params` plus independent N(0, std^2) noise on every entry."""
+  leaves, treedef = jax.tree_util.tree_flatten(params)
+  keys = jax.random.split(key, len(leaves))
+  noisy = [p + std * jax.random.normal(k, p.shape, p.dtype) for p, k in zip(leaves, keys)]
+  return jax.tree_util.tree_unflatten(treedef, noisy)
+
+
+def train_steps(state, step_keys, stopped_at, step, *, model, task, schedule, batch_size, weight_noise=0.0):
+  """One optimizer step for every seed of `state` (a leading seed axis), each on its own batch.
+
+  Seed i draws its batch and dropout from `fold_in(step_keys[i], step)`, as a run of that seed
+  alone would. A seed whose loss or gradient norm is not finite keeps its state, and `stopped_at`
+  (-1 while training) records the step; a stopped seed stays stopped. Pure; jit it with
+  donate_argnums=0.
+  """
+  keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(step_keys, step)
+  step_one = functools.partial(train_step, model=model, task=task, schedule=schedule, batch_size=batch_size,
+                               weight_noise=weight_noise)
+  new, metrics = jax.vmap(step_one)(state, keys)
+  live = (stopped_at < 0) & jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
+  stopped_at = jnp.where((stopped_at < 0) & ~live, step + 1, stopped_at)
+  return _where_seeds(live, new, state), stopped_at, metrics
+
+
+def _where_seeds(mask, new, old):
+  """Per seed (the leading axis of every leaf): `new` where mask, else `old`."""
+  pick = lambda n, o: jnp.where(mask.reshape(mask.shape + (1,) * (n.ndim - 1)), n, o)
+  return jax.tree_util.tree_map(pick, new, old)
+
+
 def eval_step(params, batch, *, model, task):
   outputs = model.apply({"params": params}, batch["xs"], seq_lengths=batch.get("seq_lengths"))
   loss, metrics = task.loss_and_metrics(outputs, batch)
   return dict(metrics, loss=loss)
 
 
-def evaluate(params, task: tasks.Task, eval_fn, batch_size: int) -> dict[str, float]:
-  """Metrics over the whole held-out set, in chunks.
+def evaluate(params, task: tasks.Task, eval_fn, batch_size: int, split: str = "valid") -> list[dict[str, float]]:
+  """Metrics over the whole "valid" or "test" set, in chunks, for each seed of `params`.
 
-  Chunks are weighted by their number of examples, or by the metric "weight" when the task
-  reports one (e.g. the number of valid frames, for metrics averaged per frame).
+  `params` has a leading seed axis and `eval_fn(params, chunk)` returns metrics with one (e.g.
+  `jax.vmap(eval_step, in_axes=(0, None))`). Chunks are weighted by their number of examples, or
+  by the metric "weight" when the task reports one (e.g. the number of valid frames, for metrics
+  averaged per frame).
   """
-  totals: dict[str, float] = {}
+  totals: dict[str, np.ndarray] = {}
   total_weight = 0.0
-  for start in range(0, task.eval_size, batch_size):
-    chunk = {k: v[start : start + batch_size] for k, v in task.eval_set.items()}
-    metrics = jax.device_get(eval_fn(params, chunk))
-    weight = float(metrics.pop("weight", len(chunk["xs"])))
-    total_weight += weight
+  held_out = task.held_out(split)
+  for start in range(0, task.size(split), batch_size):
+    chunk = {k: v[start : start + batch_size] for k, v in held_out.items()}
+    metrics = {k: np.asarray(v, np.float64) for k, v in jax.device_get(eval_fn(params, chunk)).items()}
+    weight = metrics.pop("weight", np.full(len(metrics["loss"]), float(len(chunk["xs"]))))
+    total_weight = total_weight + weight
     for name, value in metrics.items():
-      totals[name] = totals.get(name, 0.0) + float(value) * weight
-  return task.finalize({name: total / total_weight for name, total in totals.items()})
+      totals[name] = totals.get(name, 0.0) + value * weight
+  num_seeds = len(total_weight)
+  return [task.finalize({name: float(total[i] / total_weight[i]) for name, total in totals.items()}) for i in range(num_seeds)]
 
 
 class MetricWriter:
@@ -178,15 +232,17 @@ class MetricWriter:
       return [json.loads(line) for line in f if line.strip()]
 
   def truncate_after(self, step: int) -> None:
-    """Drops the records after `step`, written by a run killed after its last checkpoint."""
-    kept = [r for r in self.records() if r["step"] <= step]
+    """Drops the records after `step`, written by a run killed after its last checkpoint, and the
+    test records (written again when the run ends)."""
+    kept = [r for r in self.records() if r["step"] <= step and r["split"] != "test"]
     _atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
-  def write(self, step: int, split: str, metrics: dict[str, float]) -> None:
+  def write(self, step: int, split: str, metrics: dict[str, Any], at: str | None = None, tb: bool = True) -> None:
+    """One record; `at` names the parameters a test record scored ("best_valid" or "final")."""
     with open(self.path, "a") as f:
-      f.write(json.dumps({"step": step, "split": split, **metrics}) + "\n")
-    for name, value in metrics.items():
-      self.tb.add_scalar(f"{split}/{name}", value, step)
+      f.write(json.dumps({"step": step, "split": split, **({"at": at} if at else {}), **metrics}) + "\n")
+    for name, value in metrics.items() if tb else ():
+      self.tb.add_scalar(f"{split}/{name}" + (f"@{at}" if at else ""), value, step)
 
   def close(self) -> None:
     self.tb.close()
@@ -219,7 +275,7 @@ def _mismatches(stored: dict, wanted: dict, most: int = 3) -> list[str]:
   problems = [f"{k}: checkpoint {stored[k]}, model {wanted[k]}" for k in sorted(set(stored) & set(wanted)) if stored[k] != wanted[k]]
   problems += [f"{k}: not in the checkpoint" for k in sorted(set(wanted) - set(stored))]
   problems += [f"{k}: not in the model" for k in sorted(set(stored) - set(wanted))]
-  problems.sort(key=lambda p: not p.startswith("params/"))  # the model's own arrays first
+  problems.sort(key=lambda p: not p.startswith("state/params/"))  # the model's own arrays first
   return problems[:most] + ([f"and {len(problems) - most} more"] if len(problems) > most else [])
 
 
@@ -287,151 +343,306 @@ def _format(metrics: dict[str, float]) -> str:
   return " ".join(f"{k} {v:.4g}" for k, v in metrics.items())
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, steps_this_run: int | None = None) -> dict[str, Any]:
+def run_seeds(config) -> list[int]:
+  """The seeds a config trains: config.seed, config.seed + 1, ..., config.num_seeds of them."""
+  return [config.seed + i for i in range(config.num_seeds)]
+
+
+def default_seed_dirs(config, workdir: str) -> list[str]:
+  """Where each seed's records and summary go: the workdir for one seed, workdir/seed=<s> for several."""
+  seeds = run_seeds(config)
+  return [workdir] if len(seeds) == 1 else [os.path.join(workdir, f"seed={s}") for s in seeds]
+
+
+def initial_checkpoint(config, task, model, tx) -> dict[str, Any]:
+  """The checkpointed item of a fresh run, every leaf with a leading seed axis: the train state,
+  the parameters best on valid so far, and the step at which each seed stopped (-1: training)."""
+  seeds = run_seeds(config)
+  init_keys = jnp.stack([jax.random.split(jax.random.key(s))[0] for s in seeds])
+  state = jax.vmap(lambda key: create_train_state(model, tx, task, key))(init_keys)
+  return {"state": state, "best_params": _copy(state.params), "stopped_at": jnp.full((len(seeds),), -1, jnp.int32)}
+
+
+def restore(config, workdir: str) -> tuple[tasks.Task, models.SequenceModel, dict[str, Any], int]:
+  """(task, model, checkpointed item, step) of the latest checkpoint of the run of `config` in
+  `workdir`; CheckpointError when there is none or it does not fit."""
+  task, model, tx, _ = build(config)
+  manager = _checkpoint_manager(workdir, config.train.keep_checkpoints)
+  try:
+    step = manager.latest_step()
+    if step is None:
+      raise CheckpointError(f"{workdir} has no checkpoint")
+    return task, model, _restore(manager, initial_checkpoint(config, task, model, tx), step), step
+  finally:
+    manager.close()
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, steps_this_run: int | None = None,
+                       seed_dirs: list[str] | None = None) -> dict[str, Any]:
   """Trains `config` in `workdir` (resuming from its latest checkpoint) and returns a summary.
+
+  The config.num_seeds seeds config.seed, config.seed + 1, ... train as one jit-compiled program:
+  the train state has a leading seed axis and each step advances every seed (`train_steps`). Each
+  seed's initialisation, data and dropout keys are those of a run with that seed alone, so its
+  results equal a separate run's up to float rounding. A seed that meets a non-finite loss or
+  gradient stops there (its parameters stay at the last finite step) and the others go on; when no
+  seed is left, NonFiniteError. With train.early_stopping = p > 0 a seed also stops once p
+  evaluations in a row have not improved its best valid metric; the run ends when every seed has
+  stopped or at train.num_steps.
 
   Args:
     config: see configs/base.py.
-    workdir: where config.json, metrics, TensorBoard events and checkpoints go.
+    workdir: where config.json and the checkpoints go (and, for one seed, everything else).
     steps_this_run: stop (after a checkpoint) once this many steps have run in this call,
       for time-sliced jobs; None runs to config.train.num_steps.
+    seed_dirs: each seed's folder for its metrics.jsonl, TensorBoard events, config.json and
+      summary.json; default `default_seed_dirs(config, workdir)`.
 
   Returns:
-    The summary also written to workdir/summary.json (only when the run reached num_steps).
+    For one seed, the summary also written to its summary.json (only when the run reached
+    num_steps): "valid" (the last evaluation on valid), "best_valid" (the best one, with its
+    "step"), "test_at_best_valid" (test metrics at those parameters, with their "step"),
+    "test_final" (test metrics at the final parameters), "train" (the last logged training
+    metrics) and "stopped" (None; or, for a seed stopped by a non-finite value, its "step",
+    "metric" and "value"; for one stopped early, its "step" and "reason"; both with "last_step",
+    the step of its final parameters). For several seeds,
+    {"runs": [each seed's summary], "test_at_best_valid": {"mean", "std", "values"}, ...}, also
+    written to workdir/summary.json.
 
   Raises:
     ConfigError, tasks.DataError, CheckpointError, NonFiniteError; KeyboardInterrupt after
     saving a checkpoint when interrupted by SIGINT or SIGTERM.
   """
   task, model, tx, schedule = build(config)
-  cfg = config.train
-  os.makedirs(workdir, exist_ok=True)
-  root = jax.random.key(config.seed)
-  init_key, step_key = jax.random.split(root)
-  state = create_train_state(model, tx, task, init_key)
-  num_params = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(state.params))
-  manager = _checkpoint_manager(workdir, cfg.keep_checkpoints)
+  dirs = default_seed_dirs(config, workdir) if seed_dirs is None else list(seed_dirs)
+  if len(dirs) != config.num_seeds:
+    raise ConfigError(f"{len(dirs)} seed folders for num_seeds={config.num_seeds}")
+  for d in [workdir, *dirs]:
+    os.makedirs(d, exist_ok=True)
+  ckpt = initial_checkpoint(config, task, model, tx)
+  manager = _checkpoint_manager(workdir, config.train.keep_checkpoints)
   try:
     latest = manager.latest_step()
     if latest is not None:
-      state = _restore(manager, state, latest)
+      ckpt = _restore(manager, ckpt, latest)
     # Written only once the workdir's checkpoint (if any) is known to fit this config.
-    _atomic_write(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
-    return _run(config, workdir, task, model, schedule, state, manager, latest, num_params, step_key, steps_this_run)
+    _write_config(config, workdir)
+    for i, d in enumerate(dirs):
+      if d != workdir:  # what a run of this seed alone would be
+        _write_config(config, d, seed=config.seed + i, num_seeds=1)
+    return _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, steps_this_run)
   finally:
     manager.close()
 
 
-def _run(config, workdir, task, model, schedule, state, manager, latest, num_params, step_key, steps_this_run):
-  """The training loop of train_and_evaluate, from a created or restored state."""
+def _write_config(config, folder: str, **overrides) -> None:
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.update(overrides)
+  _atomic_write(os.path.join(folder, "config.json"), config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+
+
+def _copy(tree):
+  """Fresh buffers: the train step donates the state's, so kept parameters must not share them."""
+  return jax.tree_util.tree_map(lambda x: x.copy(), tree)
+
+
+def _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, steps_this_run):
+  """The training loop of train_and_evaluate, from a created or restored checkpoint item."""
   cfg = config.train
-  start = int(state.step)
-  writer = MetricWriter(workdir)
-  writer.truncate_after(start)
+  seeds = run_seeds(config)
+  state, best_params, stopped_at = ckpt["state"], ckpt["best_params"], ckpt["stopped_at"]
+  num_params = sum(int(np.prod(p.shape[1:])) for p in jax.tree_util.tree_leaves(state.params))
+  step_keys = jnp.stack([jax.random.split(jax.random.key(s))[1] for s in seeds])
+  start = latest or 0
+  writers = [MetricWriter(d) for d in dirs]
+  for writer in writers:
+    writer.truncate_after(start)
   say = print
+  name = (lambda i: "") if len(seeds) == 1 else (lambda i: f"seed {seeds[i]}: ")
   if start:
     say(f"resumed from the checkpoint at step {start} in {workdir}")
 
   step_fn = jax.jit(
-    lambda s, k: train_step(s, k, model=model, task=task, schedule=schedule, batch_size=cfg.batch_size),
+    lambda s, k, stop, n: train_steps(s, k, stop, n, model=model, task=task, schedule=schedule, batch_size=cfg.batch_size,
+                                      weight_noise=config.opt.weight_noise),
     donate_argnums=0,
   )
-  eval_fn = jax.jit(lambda p, b: eval_step(p, b, model=model, task=task))
+  eval_fn = jax.jit(jax.vmap(lambda p, b: eval_step(p, b, model=model, task=task), in_axes=(0, None)))
+  select = jax.jit(_where_seeds)
   end = cfg.num_steps if steps_this_run is None else min(cfg.num_steps, start + steps_this_run)
 
   pending: list[tuple[int, dict]] = []  # device metrics not yet fetched: no host sync per step
   last_good = latest
-  history: dict[str, Any] = {"eval": None, "best_eval": None, "train": None}
+  histories = [{"valid": None, "best_valid": None, "train": None, "stopped": None} for _ in seeds]
   better = (lambda a, b: a > b) if task.higher_is_better else (lambda a, b: a < b)
 
-  def remember(step: int, split: str, metrics: dict[str, float]) -> None:
-    history[split] = metrics
-    if split == "eval" and (history["best_eval"] is None or better(metrics[task.metric], history["best_eval"][task.metric])):
-      history["best_eval"] = dict(metrics, step=step)
+  def remember(i: int, step: int, split: str, metrics: dict[str, Any]) -> bool:
+    """Records seed i's latest metrics of `split`; True when a valid evaluation is its best so far."""
+    history = histories[i]
+    history[split] = dict(metrics, step=step) if split == "stopped" else metrics
+    best = history["best_valid"]
+    if split == "valid" and (best is None or better(metrics[task.metric], best[task.metric])):
+      history["best_valid"] = dict(metrics, step=step)
+      return True
+    return False
 
-  for record in writer.records():  # a resumed run continues the history of the records it kept
-    remember(record["step"], record["split"], {k: v for k, v in record.items() if k not in ("step", "split")})
+  for i, writer in enumerate(writers):  # a resumed run continues the history of the records it kept
+    for record in writer.records():
+      remember(i, record["step"], record["split"], {k: v for k, v in record.items() if k not in ("step", "split")})
+  alive = [h["stopped"] is None for h in histories]
   timer = {"t": time.perf_counter(), "step": start}
   run_start = time.perf_counter()
 
   def flush(step: int) -> None:
-    """Fetches pending metrics, stops on a non-finite value, logs the latest."""
+    """Fetches pending metrics, stops seeds at non-finite values, logs the latest."""
     if not pending:
       return
     fetched = jax.device_get(pending)
     pending.clear()
     for s, metrics in fetched:
-      for name in ("loss", "grad_norm"):
-        if not math.isfinite(float(metrics[name])):
-          good = f"the last good checkpoint is step {last_good}" if last_good is not None else "no checkpoint was written"
-          raise NonFiniteError(f"{name} is {float(metrics[name])} at step {s + 1}; stopped ({good}, in {workdir})")
+      for i in range(len(seeds)):
+        bad = [n for n in ("loss", "grad_norm") if alive[i] and not math.isfinite(float(metrics[n][i]))]
+        if bad:
+          alive[i] = False
+          record = {"metric": bad[0], "value": float(metrics[bad[0]][i]), "last_step": s}
+          remember(i, s + 1, "stopped", record)
+          writers[i].write(s + 1, "stopped", record, tb=False)
+          if any(alive):
+            say(f"{name(i)}{bad[0]} is {record['value']} at step {s + 1}; this seed stops there, the others go on")
+    if all(h["stopped"] is not None and "metric" in h["stopped"] for h in histories):  # every seed diverged
+      good = f"the last good checkpoint is step {last_good}" if last_good is not None else "no checkpoint was written"
+      why = "; ".join(f"{name(i)}{h['stopped']['metric']} is {h['stopped']['value']} at step {h['stopped']['step']}"
+                      for i, h in enumerate(histories))
+      raise NonFiniteError(f"{why}; stopped ({good}, in {workdir})")
     now = time.perf_counter()
-    metrics = {k: float(v) for k, v in fetched[-1][1].items()}
-    metrics["steps_per_s"] = (step - timer["step"]) / max(now - timer["t"], 1e-9)
+    rate = (step - timer["step"]) / max(now - timer["t"], 1e-9)
     timer.update(t=now, step=step)
-    remember(step, "train", metrics)
-    writer.write(step, "train", metrics)
-    if bar is None:
-      say(f"step {step}/{cfg.num_steps} {_format(metrics)}")
+    latest_metrics = fetched[-1][1]
+    logged = []
+    for i in range(len(seeds)):
+      if alive[i]:
+        metrics = dict({k: float(v[i]) for k, v in latest_metrics.items()}, steps_per_s=rate)
+        remember(i, step, "train", metrics)
+        writers[i].write(step, "train", metrics)
+        logged.append(metrics)
+    if not logged:  # every seed has stopped
+      return
+    if bar is not None:
+      bar.set_postfix(loss=f"{np.mean([m['loss'] for m in logged]):.4g}")
+    elif len(seeds) == 1:
+      say(f"step {step}/{cfg.num_steps} {_format(logged[0])}")
     else:
-      bar.set_postfix(loss=f"{metrics['loss']:.4g}")
+      say(f"step {step}/{cfg.num_steps} {_format(_mean(logged))} (mean of {len(logged)} seeds)")
 
-  def run_eval(step: int) -> None:
-    metrics = evaluate(state.params, task, eval_fn, cfg.eval_batch_size)
-    remember(step, "eval", metrics)
-    writer.write(step, "eval", metrics)
-    say(f"eval step {step}: {_format(metrics)} (baseline {task.metric} {task.baseline:.4g})")
+  def validate(step: int) -> None:
+    nonlocal best_params, stopped_at
+    results = evaluate(state.params, task, eval_fn, cfg.eval_batch_size, "valid")
+    improved = np.zeros(len(seeds), bool)
+    shown = [m for i, m in enumerate(results) if alive[i]]
+    for i, metrics in enumerate(results):
+      if alive[i]:
+        improved[i] = remember(i, step, "valid", metrics)
+        writers[i].write(step, "valid", metrics)
+    if improved.any():
+      best_params = select(jnp.asarray(improved), state.params, best_params)
+    patience = cfg.early_stopping
+    for i, history in enumerate(histories):
+      if alive[i] and patience and step - history["best_valid"]["step"] >= patience * cfg.eval_every:
+        alive[i] = False  # early stopping: this seed's state stays as it is from here on
+        stopped_at = stopped_at.at[i].set(step)
+        record = {"reason": f"no better valid {task.metric} in {patience} evaluations", "last_step": step}
+        remember(i, step, "stopped", record)
+        writers[i].write(step, "stopped", record, tb=False)
+        say(f"{name(i)}early stopping at step {step} (best valid at step {history['best_valid']['step']})")
+    seeds_note = "" if len(seeds) == 1 else f" (mean of {len(shown)} seeds)"
+    say(f"valid step {step}: {_format(_mean(shown))}{seeds_note} (baseline {task.metric} {task.baseline:.4g})")
 
   def save(step: int) -> None:
     nonlocal last_good
-    flush(step)  # never checkpoint a state that followed a non-finite step
+    flush(step)  # notes every non-finite step before the state is written
     if manager.latest_step() != step:
-      manager.save(step, args=ocp.args.StandardSave(state))
+      manager.save(step, args=ocp.args.StandardSave({"state": state, "best_params": best_params, "stopped_at": stopped_at}))
       manager.wait_until_finished()
     last_good = step
 
   bar = _progress(cfg.num_steps, start)
+  if not any(alive):  # every seed had stopped by the checkpoint this run resumed from
+    end = start
   try:
     with _StopRequests() as stop:
       for step in range(start, end):
-        state, metrics = step_fn(state, jax.random.fold_in(step_key, step))
+        state, stopped_at, metrics = step_fn(state, step_keys, stopped_at, np.int32(step))
         pending.append((step, metrics))
         done = step + 1
         if bar is not None:
           bar.update(1)
         if done % cfg.log_every == 0:
           flush(done)
-        if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.num_steps:
+        if done == cfg.num_steps or (cfg.eval_every and done % cfg.eval_every == 0):
           flush(done)
-          run_eval(done)
+          validate(done)  # before the checkpoint of this step, which keeps the best parameters
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
           save(done)
         if stop.signal is not None:
           save(done)
           raise KeyboardInterrupt(f"stopped by signal {stop.signal} after step {done}; checkpoint saved")
+        if not any(alive):  # every seed stopped early
+          end = done
+          break
       flush(end)
       save(end)
-  except BaseException:
-    writer.close()
-    raise
+    if end < cfg.num_steps and any(alive):
+      return {"step": end, "finished": False}
+    at_best = evaluate(best_params, task, eval_fn, cfg.eval_batch_size, "test")
+    at_final = evaluate(state.params, task, eval_fn, cfg.eval_batch_size, "test")
+    tested = []
+    for i, (history, writer) in enumerate(zip(histories, writers)):
+      final_step = end if history["stopped"] is None else history["stopped"]["last_step"]
+      tests = {"final": dict(at_final[i], step=final_step)}
+      if history["best_valid"] is not None:  # None: the seed stopped before its first evaluation
+        tests["best_valid"] = dict(at_best[i], step=history["best_valid"]["step"])
+      for at in ("best_valid", "final"):
+        if at in tests:
+          writer.write(tests[at]["step"], "test", {k: v for k, v in tests[at].items() if k != "step"}, at=at)
+      tested.append(tests)
+      if "best_valid" in tests:
+        say(f"{name(i)}test at the best valid step {tests['best_valid']['step']}: {_format(tests['best_valid'])}")
   finally:
+    for writer in writers:
+      writer.close()
     if bar is not None:
       bar.close()
 
-  if end < cfg.num_steps:
-    writer.close()
-    return {"step": end, "finished": False}
-  try:
-    run_eval(cfg.num_steps)  # written to TensorBoard too, so the writer closes after it
-  finally:
-    writer.close()
-  summary = {
-    "task": task.name, "cell": config.model.cell, "features": config.model.features,
-    "num_layers": config.model.num_layers, "params": num_params, "steps": cfg.num_steps,
-    "metric": task.metric, "higher_is_better": task.higher_is_better,
-    "baseline": task.baseline, "baseline_note": task.baseline_note,
-    "eval": history["eval"], "best_eval": history["best_eval"], "train": history["train"],
-    "wall_time_s_this_run": time.perf_counter() - run_start, "workdir": workdir, "finished": True,
+  wall_time = time.perf_counter() - run_start
+  summaries = []
+  for i, (history, d) in enumerate(zip(histories, dirs)):
+    summary = {
+      "task": task.name, "cell": config.model.cell, "features": config.model.features,
+      "num_layers": config.model.num_layers, "params": num_params, "steps": cfg.num_steps, "seed": seeds[i],
+      "metric": task.metric, "higher_is_better": task.higher_is_better,
+      "baseline": task.baseline, "baseline_note": task.baseline_note, "train": history["train"],
+      "valid": history["valid"], "best_valid": history["best_valid"],
+      "test_at_best_valid": tested[i].get("best_valid"), "test_final": tested[i]["final"], "stopped": history["stopped"],
+      "steps_run": tested[i]["final"]["step"],
+      "wall_time_s_this_run": wall_time, "num_seeds_in_program": len(seeds), "workdir": d, "finished": True,
+    }
+    _atomic_write(os.path.join(d, "summary.json"), json.dumps(summary, indent=2) + "\n")
+    summaries.append(summary)
+  if len(seeds) == 1:
+    return summaries[0]
+  values = [s["test_at_best_valid"][task.metric] for s in summaries if s["test_at_best_valid"] is not None]
+  overall = {
+    "task": task.name, "cell": config.model.cell, "seeds": seeds, "metric": task.metric, "params": num_params,
+    "steps": cfg.num_steps, "baseline": task.baseline,
+    "test_at_best_valid": {"mean": float(np.mean(values)) if values else None,
+                           "std": float(np.std(values, ddof=1)) if len(values) > 1 else None, "values": values},
+    "stopped_seeds": [s["seed"] for s in summaries if s["stopped"] is not None],
+    "runs": summaries, "wall_time_s_this_run": wall_time, "workdir": workdir, "finished": True,
   }
-  _atomic_write(os.path.join(workdir, "summary.json"), json.dumps(summary, indent=2) + "\n")
-  return summary
+  _atomic_write(os.path.join(workdir, "summary.json"), json.dumps(overall, indent=2) + "\n")
+  return overall
+
+
+def _mean(metrics: list[dict[str, float]]) -> dict[str, float]:
+  return {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]} if metrics else {}

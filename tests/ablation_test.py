@@ -1,6 +1,8 @@
 """The ablation runner on a tiny study: the grid, results files, resume, a failing point, plots."""
 
 import csv
+import json
+import math
 import os
 import pathlib
 import subprocess
@@ -56,13 +58,17 @@ def test_study_runs_records_a_failure_resumes_and_plots(tmp_path):
   points = ablation.expand(module.sweep, module.get_config())
   assert len(points) == 5 and [p["cell"] for p in points] == ["gru", "gru", "rnn", "rnn", "gru"]
   assert {k: points[0][k] for k in spec} == spec and points[1]["seed"] == 1
-  partial = workdir / ablation.point_name(points[0])
-  train.train_and_evaluate(ablation.build_config(points[0]), str(partial), steps_this_run=2)
-  assert ablation.status(str(partial)) == "partial"
+  groups = ablation.seed_groups(points)  # the two seeds of each cell train as one program
+  assert [[p["seed"] for p in g if "seed" in p] for g in groups] == [[0, 1], [0, 1], []]
+  partial = workdir / ablation.group_name(groups[0])
+  assert partial.name.endswith("-seeds=0-1")
+  seed_dirs = [str(workdir / ablation.point_name(p)) for p in groups[0]]
+  train.train_and_evaluate(ablation.build_group_config(groups[0]), str(partial), steps_this_run=2, seed_dirs=seed_dirs)
+  assert ablation.status(seed_dirs[0]) == "partial"
 
   first = ablate(study_file, workdir, "--jobs=2")
   assert first.returncode == 1, first.stderr  # one point failed
-  assert "5 points, 0 done, 5 to run" in first.stdout
+  assert "5 points in 3 programs, 0 done, 5 to run" in first.stdout
   rows = list(csv.DictReader(open(workdir / "results.csv")))
   assert [r["run"] for r in rows] == [ablation.point_name(p) for p in points]
   assert [r["status"] for r in rows] == ["done"] * 4 + ["failed"]
@@ -70,17 +76,21 @@ def test_study_runs_records_a_failure_resumes_and_plots(tmp_path):
   for row in rows[:4]:
     assert row["steps"] == "4" and float(row["params"]) > 0 and row["metric"] == "mse" and float(row["steps_per_s"]) > 0
     assert float(row["gflops_per_step"]) > 0
-    assert {"cell", "task", "size", "seed", "task.seq_len", "final", "best", "wall_time_s"} <= set(row)
+    assert {"cell", "task", "size", "seed", "task.seq_len", "valid", "valid_step", "test", "test_final", "wall_time_s"} <= set(row)
   log = (partial / "log.txt").read_text()
   assert "resum" in log.lower()  # the half-trained point continued from its checkpoint
   markdown = (workdir / "results.md").read_text()
-  assert "## adding: mse (lower is better)" in markdown and " ± " in markdown and "## Failed points" in markdown
+  assert "## adding: mse (lower is better)" in markdown and " ± " in markdown and "## Failed or diverged points" in markdown
+  assert "the test metric at those parameters" in markdown
+  # one checkpoint folder per program; each seed's records and summary in its point's folder
+  assert (partial / "checkpoints").is_dir() and not (workdir / rows[0]["run"] / "checkpoints").exists()
+  assert json.load(open(workdir / rows[1]["run"] / "summary.json"))["seed"] == 1
   for name in ("curves-adding.png", "params-adding.png", "length-adding.png"):
     assert (workdir / "plots" / name).stat().st_size > 1000
 
   done_before = {r["run"]: os.path.getmtime(workdir / r["run"] / "summary.json") for r in rows[:4]}
   second = ablate(study_file, workdir, "--plots=false")
-  assert "5 points, 4 done, 1 to run" in second.stdout
+  assert "5 points in 3 programs, 4 done, 1 to run" in second.stdout
   assert {run: os.path.getmtime(workdir / run / "summary.json") for run in done_before} == done_before
 
 
@@ -121,3 +131,65 @@ def test_matmul_flops_per_step_counts_every_layer_direction_and_gate():
   mingru = ablation.build_config({"cell": "mingru", "task": "adding", "model.features": 8, "task.seq_len": 10,
                                   "train.batch_size": 4})
   assert ablation.matmul_flops_per_step(mingru) == 3 * 2 * 4 * 10 * 2 * 2 * 8  # no recurrent matmul
+
+
+def load_study(name):
+  import importlib.util
+
+  spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / "ablations" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_long_memory_follows_the_published_budgets():
+  study = load_study("long_memory")
+  config = study.get_config()
+  config.tasks, config.lengths = "adding", "200,400"
+  points = ablation.expand(study.sweep, config)
+  assert {(p["task.seq_len"], p["train.num_steps"]) for p in points} == {(200, 20000), (400, 40000)}
+  assert all(p["opt.name"] == "rmsprop" and p["opt.learning_rate"] == 1e-3 and p["train.batch_size"] == 50 for p in points)
+  chrono = [p for p in points if p["init"] == "chrono"]
+  assert {p["cell"] for p in chrono} == {"gru", "lstm"} and all(p["model.cell_kwargs.chrono_init"] == p["task.seq_len"] for p in chrono)
+  for group in ablation.seed_groups(points):
+    assert [p["seed"] for p in group] == [0, 1, 2]
+    train.check_config(ablation.build_group_config(group))
+  config.max_steps = 5000
+  assert {p["train.num_steps"] for p in ablation.expand(study.sweep, config)} == {5000}
+
+
+def test_chung2014_search_then_final_reads_the_picked_rates(tmp_path):
+  study = load_study("chung2014")
+  config = study.get_config()
+  points = ablation.expand(study.sweep, config)
+  rates = study.learning_rates(config)
+  assert len(points) == 30 and len(set(rates)) == 10
+  assert all(math.exp(-12) * 0.99 <= r <= math.exp(-6) * 1.01 for r in rates)
+  gru = [p for p in points if p["cell"] == "gru"]
+  assert all(p["model.cell_kwargs.reset_after"] is False and p["model.features"] == 46 for p in gru)
+  for p in points[:1] + gru[:1]:
+    built = ablation.build_config(p)
+    train.check_config(built)
+    assert built.task.transpose == "C" and built.opt.weight_noise == 0.075 and built.train.early_stopping == 8
+  config.phase = "final"
+  config.search_dir = str(tmp_path)
+  with pytest.raises(ValueError, match="run the search phase first"):
+    ablation.expand(study.sweep, config)
+  rows = [{"cell": p["cell"], "opt.learning_rate": p["opt.learning_rate"], "status": "done", "valid": 9.0 - i * 0.01}
+          for i, p in enumerate(points)]
+  with open(tmp_path / "results.csv", "w", newline="") as f:
+    writer = csv.DictWriter(f, ["cell", "opt.learning_rate", "status", "valid"])
+    writer.writeheader()
+    writer.writerows(rows)
+  final = ablation.expand(study.sweep, config)
+  assert len(final) == 15 and [len(g) for g in ablation.seed_groups(final)] == [5, 5, 5]
+  last = {p["cell"]: p["opt.learning_rate"] for p in points}  # the lowest valid NLL is each cell's last rate
+  assert all(p["opt.learning_rate"] == last[p["cell"]] for p in final)
+
+
+def test_solved_step_is_the_first_valid_record_past_the_threshold():
+  records = [{"step": 1, "split": "valid", "mse": 0.2}, {"step": 2, "split": "train", "mse": 0.001},
+             {"step": 3, "split": "valid", "mse": 0.005}, {"step": 4, "split": "valid", "mse": 0.001}]
+  assert ablation.solved_step(records, "mse", 0.01) == 3
+  assert ablation.solved_step(records, "mse", 0.0001) is None
+  assert ablation.solved_step([{"step": 5, "split": "valid", "accuracy": 0.99}], "accuracy", 0.9, higher_is_better=True) == 5

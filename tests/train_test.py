@@ -12,8 +12,8 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from gru_jax import train
@@ -33,9 +33,9 @@ def tiny(config_file="gru", task="adding", **overrides):
   c.task.eval_size = 32
   c.train.update(num_steps=4, batch_size=4, eval_batch_size=16, log_every=2, eval_every=2, checkpoint_every=2)
   c.opt.warmup_steps = 1
-  for key, value in overrides.items():
-    section, name = key.split("__")
-    c[section][name] = value
+  for key, value in overrides.items():  # section__name=value, or a top-level key (seed, num_seeds)
+    section, _, name = key.rpartition("__")
+    (c[section] if section else c)[name] = value
   return c
 
 
@@ -51,15 +51,19 @@ def test_every_config_runs_a_few_steps(tmp_path, config_file, task):
     config.task.update(limit=12, cache_dir=str(tmp_path / "cache"))
   summary = train.train_and_evaluate(config, str(tmp_path / "run"))
   assert summary["finished"] and summary["steps"] == 4
-  assert np.isfinite(summary["eval"][summary["metric"]])
+  metric = summary["metric"]
+  assert np.isfinite(summary["test_at_best_valid"][metric]) and np.isfinite(summary["test_final"][metric])
+  assert summary["best_valid"]["step"] in (2, 4) and summary["test_at_best_valid"]["step"] == summary["best_valid"]["step"]
   run = tmp_path / "run"
   assert json.load(open(run / "config.json"))["model"]["cell"] == config_file
   records = read_jsonl(run / "metrics.jsonl")
   assert [r["step"] for r in records if r["split"] == "train"] == [2, 4]
+  assert [r["step"] for r in records if r["split"] == "valid"] == [2, 4]
+  assert [r["at"] for r in records if r["split"] == "test"] == ["best_valid", "final"]
   assert {"loss", "grad_norm", "learning_rate", "steps_per_s"} <= set(records[0])
   assert "weight" not in records[0]
   assert glob.glob(str(run / "tb" / "events.out.tfevents.*"))
-  assert json.load(open(run / "summary.json"))["eval"] == summary["eval"]
+  assert json.load(open(run / "summary.json"))["test_at_best_valid"] == summary["test_at_best_valid"]
 
 
 def test_one_train_step_changes_every_parameter():
@@ -86,24 +90,147 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
   part = train.train_and_evaluate(config, str(tmp_path / "parts"), steps_this_run=3)
   assert part == {"step": 3, "finished": False}
   resumed = train.train_and_evaluate(config, str(tmp_path / "parts"))
-  assert resumed["eval"] == whole["eval"]
+  for key in ("valid", "best_valid", "test_at_best_valid", "test_final"):
+    assert resumed[key] == whole[key], key
   assert resumed["train"]["loss"] == whole["train"]["loss"]
-  assert resumed["best_eval"] == whole["best_eval"]
-  steps = [r["step"] for r in read_jsonl(tmp_path / "parts" / "metrics.jsonl") if r["split"] == "train"]
-  assert steps == sorted(set(steps))
+  records = read_jsonl(tmp_path / "parts" / "metrics.jsonl")
+  held_out = lambda rs: [r for r in rs if r["split"] != "train"]  # the stopped run also logged step 3
+  assert held_out(records) == held_out(read_jsonl(tmp_path / "whole" / "metrics.jsonl"))
+  again = train.train_and_evaluate(config, str(tmp_path / "parts"))  # a finished run, run again, tests again
+  assert again["test_at_best_valid"] == whole["test_at_best_valid"]
+  assert [r["at"] for r in read_jsonl(tmp_path / "parts" / "metrics.jsonl") if r["split"] == "test"] == ["best_valid", "final"]
 
 
-def test_best_eval_counts_evaluations_from_before_a_resume(tmp_path):
+def valid_records(path):
+  return [r for r in read_jsonl(path) if r["split"] == "valid"]
+
+
+def test_test_is_scored_at_the_parameters_best_on_valid(tmp_path):
+  # A constant, too-high learning rate makes the valid curve bounce, so the best step is not the last.
+  config = tiny(train__num_steps=12, train__eval_every=1, train__checkpoint_every=0, opt__schedule="constant",
+                opt__warmup_steps=0, opt__learning_rate=0.3)
+  summary = train.train_and_evaluate(config, str(tmp_path / "long"))
+  valid = valid_records(tmp_path / "long" / "metrics.jsonl")
+  best = min(valid, key=lambda r: r["mse"])
+  assert summary["best_valid"]["step"] == best["step"] < 12, [r["mse"] for r in valid]
+  assert summary["best_valid"]["mse"] == best["mse"]
+  # The same run stopped at the best step: its final parameters are the ones selected above.
+  config.train.num_steps = best["step"]
+  short = train.train_and_evaluate(config, str(tmp_path / "short"))
+  assert short["test_final"]["mse"] == pytest.approx(summary["test_at_best_valid"]["mse"], rel=1e-6)
+  assert summary["test_final"]["mse"] != summary["test_at_best_valid"]["mse"]
+
+
+def test_best_valid_counts_evaluations_from_before_a_resume(tmp_path):
   config = tiny(train__num_steps=6, train__checkpoint_every=2, train__eval_every=2)
   train.train_and_evaluate(config, str(tmp_path), steps_this_run=3)
   path = tmp_path / "metrics.jsonl"
   records = read_jsonl(path)
   for r in records:  # make the step-2 evaluation the best one the run will ever see
-    if r["split"] == "eval":
+    if r["split"] == "valid":
       r["mse"] = -1.0
   path.write_text("".join(json.dumps(r) + "\n" for r in records))
   resumed = train.train_and_evaluate(config, str(tmp_path))
-  assert resumed["best_eval"]["step"] == 2 and resumed["best_eval"]["mse"] == -1.0
+  assert resumed["best_valid"]["step"] == 2 and resumed["best_valid"]["mse"] == -1.0
+  assert resumed["test_at_best_valid"]["step"] == 2
+
+
+def test_vmapped_seeds_equal_separate_runs(tmp_path):
+  config = tiny(train__num_steps=6, train__eval_every=2, model__dropout=0.1, model__num_layers=2)
+  config.num_seeds = 3
+  together = train.train_and_evaluate(config, str(tmp_path / "together"))
+  assert together["seeds"] == [0, 1, 2] and len(together["test_at_best_valid"]["values"]) == 3
+  losses = set()
+  for seed, run in zip((0, 1, 2), together["runs"]):
+    alone = train.train_and_evaluate(tiny(train__num_steps=6, train__eval_every=2, model__dropout=0.1, model__num_layers=2,
+                                          seed=seed), str(tmp_path / f"alone{seed}"))
+    folder = tmp_path / "together" / f"seed={seed}"
+    assert json.load(open(folder / "summary.json")) == run and json.load(open(folder / "config.json"))["seed"] == seed
+    assert run["best_valid"]["step"] == alone["best_valid"]["step"]
+    for key in ("best_valid", "test_at_best_valid", "test_final", "train"):
+      for name in ("loss", "mse"):
+        assert run[key][name] == pytest.approx(alone[key][name], rel=1e-5, abs=1e-7), (seed, key, name)
+    records, alone_records = read_jsonl(folder / "metrics.jsonl"), read_jsonl(tmp_path / f"alone{seed}" / "metrics.jsonl")
+    assert [(r["step"], r["split"]) for r in records] == [(r["step"], r["split"]) for r in alone_records]
+    losses.add(run["train"]["loss"])
+  assert len(losses) == 3  # the seeds really differ
+
+
+def test_vmapped_seeds_resume_like_an_uninterrupted_run(tmp_path):
+  config = tiny(train__num_steps=6, train__checkpoint_every=2, train__eval_every=2, model__dropout=0.1)
+  config.num_seeds = 2
+  whole = train.train_and_evaluate(config, str(tmp_path / "whole"))
+  assert train.train_and_evaluate(config, str(tmp_path / "parts"), steps_this_run=3) == {"step": 3, "finished": False}
+  resumed = train.train_and_evaluate(config, str(tmp_path / "parts"))
+  for a, b in zip(resumed["runs"], whole["runs"]):
+    for key in ("valid", "best_valid", "test_at_best_valid", "test_final"):
+      assert a[key] == b[key], key
+
+
+def poison_seed(monkeypatch, seed):
+  """Makes the initial parameters of `seed` NaN (the init runs under vmap, so the seed is found by its key)."""
+  create = train.create_train_state
+  target = jax.random.key_data(jax.random.split(jax.random.key(seed))[0])
+
+  def poisoned(model, tx, task, key):
+    state = create(model, tx, task, key)
+    bad = jnp.all(jax.random.key_data(key) == target)
+    return state.replace(params=jax.tree_util.tree_map(lambda p: jnp.where(bad, jnp.nan, p), state.params))
+
+  monkeypatch.setattr(train, "create_train_state", poisoned)
+
+
+def test_a_seed_with_a_nonfinite_loss_stops_and_the_others_go_on(tmp_path, monkeypatch):
+  poison_seed(monkeypatch, 1)
+  config = tiny(train__num_steps=4, train__eval_every=2)
+  config.num_seeds = 3
+  result = train.train_and_evaluate(config, str(tmp_path))
+  assert result["stopped_seeds"] == [1]
+  stopped = result["runs"][1]
+  assert stopped["stopped"]["step"] == 1 and stopped["stopped"]["metric"] in ("loss", "grad_norm")
+  assert stopped["best_valid"] is None and stopped["test_at_best_valid"] is None
+  assert [r["split"] for r in read_jsonl(tmp_path / "seed=1" / "metrics.jsonl")] == ["stopped", "test"]
+  for run in (result["runs"][0], result["runs"][2]):
+    assert run["stopped"] is None and np.isfinite(run["test_at_best_valid"]["mse"])
+  alone = train.train_and_evaluate(tiny(train__num_steps=4, train__eval_every=2, seed=2), str(tmp_path / "alone"))
+  assert result["runs"][2]["test_at_best_valid"]["mse"] == pytest.approx(alone["test_at_best_valid"]["mse"], rel=1e-5)
+
+
+def test_weight_noise_takes_the_gradient_at_noisy_weights():
+  config = tiny(opt__weight_noise=0.075)
+  task, model, tx, schedule = train.build(config)
+  state = train.create_train_state(model, tx, task, jax.random.key(0))
+  key = jax.random.key(5)
+  _, noisy = train.train_step(state, key, model=model, task=task, schedule=schedule, batch_size=4, weight_noise=0.075)
+  _, clean = train.train_step(state, key, model=model, task=task, schedule=schedule, batch_size=4)
+  assert noisy["loss"] != clean["loss"]
+  batch = task.train_batch(jax.random.split(key)[0], 4)
+  perturbed = train.add_noise(state.params, jax.random.fold_in(key, 2), 0.075)
+  outputs = model.apply({"params": perturbed}, batch["xs"])
+  assert float(noisy["loss"]) == pytest.approx(float(task.loss_and_metrics(outputs, batch)[0]), rel=1e-5)
+  deltas = [np.std(np.asarray(a - b)) for a, b in zip(jax.tree_util.tree_leaves(perturbed), jax.tree_util.tree_leaves(state.params))
+            if a.size > 50]
+  assert all(0.05 < d < 0.1 for d in deltas), deltas
+
+
+def test_early_stopping_stops_each_seed_after_its_patience(tmp_path):
+  config = tiny(train__num_steps=40, train__eval_every=1, train__checkpoint_every=5, train__early_stopping=3,
+                opt__schedule="constant", opt__warmup_steps=0, opt__learning_rate=0.3, num_seeds=2)
+  whole = train.train_and_evaluate(config, str(tmp_path / "whole"))
+  for run in whole["runs"]:
+    stop = run["stopped"]
+    assert "no better valid mse in 3 evaluations" in stop["reason"] and "metric" not in stop
+    assert stop["last_step"] == run["steps_run"] == run["best_valid"]["step"] + 3 < 40
+    assert run["test_final"]["step"] == run["steps_run"]
+  steps = [r["steps_run"] for r in whole["runs"]]
+  part = train.train_and_evaluate(config, str(tmp_path / "parts"), steps_this_run=min(steps) - 1)
+  assert not part["finished"]
+  resumed = train.train_and_evaluate(config, str(tmp_path / "parts"))
+  for a, b in zip(resumed["runs"], whole["runs"]):
+    for key in ("stopped", "best_valid", "test_at_best_valid", "test_final"):
+      assert a[key] == b[key], key
+  with pytest.raises(train.ConfigError, match=r"train.early_stopping needs train.eval_every > 0"):
+    train.train_and_evaluate(tiny(train__early_stopping=2, train__eval_every=0), str(tmp_path / "bad"))
 
 
 def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -112,17 +239,14 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   blown = tiny(train__num_steps=40, opt__learning_rate=1e30, opt__schedule="constant")
   with pytest.raises(train.NonFiniteError, match=r"(loss|grad_norm) is (nan|inf) at step \d+; stopped \(the last good checkpoint is step \d+"):
     train.train_and_evaluate(blown, str(tmp_path))
-  manager = train._checkpoint_manager(str(tmp_path), 2)
-  task, model, tx, _ = train.build(blown)
-  restored = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(train.create_train_state(model, tx, task, jax.random.key(0))))
-  manager.close()
-  assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(jax.device_get(restored.params)))
+  _, _, restored, _ = train.restore(blown, str(tmp_path))
+  assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(jax.device_get(restored)))
 
 
 def test_checkpoint_of_another_model_is_an_error_and_the_run_is_kept(tmp_path):
   train.train_and_evaluate(tiny(), str(tmp_path))
   config_before = (tmp_path / "config.json").read_text()
-  with pytest.raises(train.CheckpointError, match=r"written by another model or optimizer \(params/.*checkpoint \(\d+, \d+\), model"):
+  with pytest.raises(train.CheckpointError, match=r"written by another model or optimizer \(state/params/.*checkpoint \(\d+, \d+\), model"):
     train.train_and_evaluate(tiny(model__features=16), str(tmp_path))
   with pytest.raises(train.CheckpointError, match=r"recurrent_bias_n: not in the model"):
     train.train_and_evaluate(tiny(model__cell_kwargs={"reset_after": False}), str(tmp_path))
@@ -169,7 +293,7 @@ def test_adding_problem_learns_at_a_tiny_size(tmp_path):
   config = tiny(model__features=32, task__seq_len=10, task__eval_size=500, opt__learning_rate=1e-2, opt__warmup_steps=20)
   config.train.update(num_steps=400, batch_size=32, log_every=100, eval_every=0, checkpoint_every=0)
   summary = train.train_and_evaluate(config, str(tmp_path))
-  assert summary["eval"]["mse"] < summary["baseline"] / 5, summary["eval"]
+  assert summary["test_at_best_valid"]["mse"] < summary["baseline"] / 5, summary["test_at_best_valid"]
 
 
 def cli(workdir, *overrides):
@@ -211,7 +335,7 @@ def test_cli_killed_with_sigkill_and_restarted_ends_like_an_uninterrupted_run(tm
   whole = subprocess.run(cli(tmp_path / "whole", *LONG), cwd=ROOT, capture_output=True, text=True)
   assert whole.returncode == 0, whole.stderr
   final = lambda d: json.load(open(tmp_path / d / "summary.json"))
-  assert final("killed")["eval"] == final("whole")["eval"]
+  assert final("killed")["test_at_best_valid"] == final("whole")["test_at_best_valid"]
   assert final("killed")["train"]["loss"] == final("whole")["train"]["loss"]
 
 

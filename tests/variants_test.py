@@ -305,4 +305,4 @@ def test_every_variant_trains_one_step_from_its_config(cell, tmp_path):
   config.train.num_steps, config.opt.warmup_steps, config.train.eval_every = 2, 0, 0
   config.task.eval_size, config.train.eval_batch_size = 8, 8
   summary = train.train_and_evaluate(config, str(tmp_path))
-  assert summary["finished"] and summary["cell"] == cell and np.isfinite(summary["eval"]["mse"])
+  assert summary["finished"] and summary["cell"] == cell and np.isfinite(summary["test_at_best_valid"]["mse"])

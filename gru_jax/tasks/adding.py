@@ -7,9 +7,8 @@ marked values. Predicting 1 whatever the input gives MSE Var(U1 + U2) = 1/6 ≈ 
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from gru_jax.tasks.common import EVAL_SEED, Task, positive_int
+from gru_jax.tasks.common import Task, generated_held_out, positive_int
 
 BASELINE_MSE = 1.0 / 6.0
 
@@ -33,11 +32,12 @@ def loss_and_metrics(outputs, batch):
 
 
 def make(config) -> Task:
-  """Settings: task.seq_len (T >= 2), task.eval_size."""
+  """Settings: task.seq_len (T >= 2), task.eval_size (examples in
+  each of the fixed valid and test sets)."""
   seq_len = positive_int(config, "seq_len", "adding")
   if seq_len < 2:
     raise ValueError(f"task.seq_len must be at least 2 for the adding task (one marker per half); got {seq_len}")
-  eval_set = generate(jax.random.key(EVAL_SEED), positive_int(config, "eval_size", "adding"), seq_len)
+  valid_set, test_set = generated_held_out(lambda key, n: generate(key, n, seq_len), positive_int(config, "eval_size", "adding"))
   return Task(
     name="adding",
     output_features=1,
@@ -47,6 +47,7 @@ def make(config) -> Task:
     baseline=BASELINE_MSE,
     baseline_note="predict 1 always: Var(U1 + U2) = 1/6",
     train_batch=lambda key, batch_size: generate(key, batch_size, seq_len),
-    eval_set={k: np.asarray(v) for k, v in eval_set.items()},
+    valid_set=valid_set,
+    test_set=test_set,
     loss_and_metrics=loss_and_metrics,
   )

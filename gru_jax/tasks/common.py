@@ -9,9 +9,12 @@ import numpy as np
 
 Batch = dict[str, Any]  # "xs" [B, T, D], "ys" targets, optionally "seq_lengths" [B]
 
-# Held-out data of the generated tasks comes from this seed, whatever the run's seed, so every run
-# is evaluated on the same examples.
-EVAL_SEED = 2**31 - 1
+# Held-out data of the generated tasks comes from these seeds, whatever the run's seed, so every run
+# is validated and tested on the same examples (the test seed is the one used before a valid split
+# existed, so earlier test figures stay comparable).
+TEST_SEED = 2**31 - 1
+VALID_SEED = 2**31 - 2
+SPLITS = ("valid", "test")
 
 
 class DataError(ValueError):
@@ -31,7 +34,10 @@ class Task:
     baseline: the metric a trivial predictor reaches; `baseline_note` says which.
     train_batch: `(key, batch_size) -> Batch`, pure and jittable; the data order of a run is a
       function of the step alone, so a resumed run sees what an uninterrupted one would.
-    eval_set: the fixed held-out data, numpy arrays.
+    valid_set: the fixed validation data, numpy arrays: training evaluates on it and selects the
+      checkpoint that is best on it.
+    test_set: the fixed test data, numpy arrays: evaluated once, at the end, at the parameters
+      that were best on valid (and at the final step). `baseline` is scored on it.
     loss_and_metrics: `(outputs, batch) -> (loss, {name: value})`, batch means; an optional
       "weight" entry (e.g. the number of valid frames) weights the batch in evaluation, and
       entries whose names start with "_" are totals for `finalize`, not logged during training.
@@ -49,15 +55,21 @@ class Task:
   baseline: float
   baseline_note: str
   train_batch: Callable[[jax.Array, int], Batch]
-  eval_set: Batch
+  valid_set: Batch
+  test_set: Batch
   loss_and_metrics: Callable[[jax.Array, Batch], tuple[jax.Array, dict[str, jax.Array]]]
   vocab_size: int | None = None
   finalize: Callable[[dict[str, float]], dict[str, float]] = lambda metrics: metrics
   vocab: dict[str, int] | None = None
 
-  @property
-  def eval_size(self) -> int:
-    return int(np.shape(self.eval_set["xs"])[0])
+  def held_out(self, split: str) -> Batch:
+    """The "valid" or "test" set."""
+    if split not in SPLITS:
+      raise ValueError(f"split={split!r} is not a held-out split; expected one of {list(SPLITS)}")
+    return self.valid_set if split == "valid" else self.test_set
+
+  def size(self, split: str) -> int:
+    return int(np.shape(self.held_out(split)["xs"])[0])
 
 
 def positive_int(config: Any, key: str, owner: str) -> int:
@@ -65,6 +77,46 @@ def positive_int(config: Any, key: str, owner: str) -> int:
   if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
     raise ValueError(f"task.{key} must be a positive integer for the {owner} task; got {value!r}")
   return int(value)
+
+
+def fraction(config: Any, key: str, owner: str) -> float:
+  value = config[key]
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+    raise ValueError(f"task.{key} must lie in (0, 1) for the {owner} task; got {value!r}")
+  return float(value)
+
+
+def split_fractions(config: Any, owner: str) -> tuple[float, float]:
+  """(task.test_fraction, task.valid_fraction), each in (0, 1), summing to less than 1."""
+  test_fraction, valid_fraction = fraction(config, "test_fraction", owner), fraction(config, "valid_fraction", owner)
+  if test_fraction + valid_fraction >= 1.0:
+    raise ValueError(f"task.test_fraction + task.valid_fraction must be below 1 for the {owner} task; got "
+                     f"{test_fraction} + {valid_fraction}")
+  return test_fraction, valid_fraction
+
+
+def shuffled_split(n: int, config: Any, owner: str, what: str = "rows") -> dict[str, np.ndarray]:
+  """Sorted indices of the train / valid / test parts of n items after a seeded shuffle.
+
+  The shuffle is `task.split_seed`'s permutation; its first `task.test_fraction` is test (the same
+  test items as before a valid split existed), the next `task.valid_fraction` valid, the rest train.
+  Every part must be non-empty.
+  """
+  test_fraction, valid_fraction = split_fractions(config, owner)
+  order = np.random.default_rng(int(config.split_seed)).permutation(n)
+  num_test = max(1, int(round(test_fraction * n)))
+  num_valid = max(1, int(round(valid_fraction * n)))
+  if num_test + num_valid >= n:
+    raise DataError(f"{n} {what} are too few to hold out task.test_fraction={test_fraction} and "
+                    f"task.valid_fraction={valid_fraction} and train on the rest")
+  return {"train": np.sort(order[num_test + num_valid :]), "valid": np.sort(order[num_test : num_test + num_valid]),
+          "test": np.sort(order[:num_test])}
+
+
+def generated_held_out(generate: Callable[[jax.Array, int], Batch], size: int) -> tuple[Batch, Batch]:
+  """(valid, test) sets of `size` examples of a generated task, from VALID_SEED and TEST_SEED."""
+  draw = lambda seed: {k: np.asarray(v) for k, v in generate(jax.random.key(seed), size).items()}
+  return draw(VALID_SEED), draw(TEST_SEED)
 
 
 def require_package(module: str, task: str, extra: str = "data"):

@@ -10,10 +10,9 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from gru_jax.tasks.common import EVAL_SEED, Task, positive_int
+from gru_jax.tasks.common import Task, generated_held_out, positive_int
 
 NUM_SYMBOLS, COPY_LENGTH, DELIMITER, NUM_CATEGORIES = 8, 10, 9, 10
 
@@ -39,9 +38,10 @@ def loss_and_metrics(outputs, batch):
 
 
 def make(config) -> Task:
-  """Settings: task.seq_len (the delay T between the symbols and the delimiter), task.eval_size."""
+  """Settings: task.seq_len (the delay T between the symbols and the delimiter), task.eval_size (examples in
+  each of the fixed valid and test sets)."""
   delay = positive_int(config, "seq_len", "copy")
-  eval_set = generate(jax.random.key(EVAL_SEED), positive_int(config, "eval_size", "copy"), delay)
+  valid_set, test_set = generated_held_out(lambda key, n: generate(key, n, delay), positive_int(config, "eval_size", "copy"))
   return Task(
     name="copy",
     output_features=NUM_SYMBOLS + 1,
@@ -51,6 +51,7 @@ def make(config) -> Task:
     baseline=baseline(delay),
     baseline_note="blanks, then a uniform guess over the 8 symbols: 10 ln 8 / (T + 20)",
     train_batch=lambda key, batch_size: generate(key, batch_size, delay),
-    eval_set={k: np.asarray(v) for k, v in eval_set.items()},
+    valid_set=valid_set,
+    test_set=test_set,
     loss_and_metrics=loss_and_metrics,
   )

@@ -1,30 +1,31 @@
 """Sequential digits: scikit-learn's 1,797 8x8 digit images read pixel by pixel (T = 64).
 
 The pixels (0..16, scaled to [0, 1]) enter one per step, in raster order or in a fixed random
-permutation (`task.permute`). A fixed split (`task.split_seed`, `task.test_fraction`) holds out
-the test images; the metric is test accuracy. Chance is 1/10; logistic regression on the flat
-images gets about 97%.
+permutation (`task.permute`). A fixed seeded split (`task.split_seed`) holds out
+`task.test_fraction` of the images as test (the same images as before a valid split existed) and
+`task.valid_fraction` as valid; the metric is accuracy. Chance is 1/10; logistic regression on the
+flat images gets about 97%.
 """
 
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gru_jax.tasks.common import Task, random_rows, require_package
+from gru_jax.tasks.common import Task, random_rows, require_package, shuffled_split
 
 
-def load(split_seed: int, test_fraction: float, permute: bool):
-  """(train, test) dicts of xs [N, 64, 1] float32 and ys [N] int32, split with `split_seed`."""
+def load(config) -> dict[str, dict[str, np.ndarray]]:
+  """{"train", "valid", "test"}: dicts of xs [N, 64, 1] float32 and ys [N] int32.
+
+  Settings: task.split_seed, task.test_fraction, task.valid_fraction, task.permute.
+  """
   digits = require_package("sklearn.datasets", "digits").load_digits()
   images = (digits.data / 16.0).astype(np.float32)
   labels = digits.target.astype(np.int32)
-  if permute:  # its own generator, so the split is the same with and without permutation
-    images = images[:, np.random.default_rng([split_seed, 1]).permutation(images.shape[1])]
-  order = np.random.default_rng(split_seed).permutation(len(labels))
-  num_test = int(round(test_fraction * len(labels)))
-  test, train = order[:num_test], order[num_test:]
-  pack = lambda idx: {"xs": images[idx, :, None], "ys": labels[idx]}
-  return pack(train), pack(test)
+  parts = shuffled_split(len(labels), config, "digits", "images")
+  if config.permute:  # its own generator, so the split is the same with and without permutation
+    images = images[:, np.random.default_rng([int(config.split_seed), 1]).permutation(images.shape[1])]
+  return {name: {"xs": images[idx, :, None], "ys": labels[idx]} for name, idx in parts.items()}
 
 
 def loss_and_metrics(outputs, batch):
@@ -33,10 +34,9 @@ def loss_and_metrics(outputs, batch):
 
 
 def make(config) -> Task:
-  """Settings: task.permute, task.split_seed, task.test_fraction (in (0, 1))."""
-  if not 0.0 < config.test_fraction < 1.0:
-    raise ValueError(f"task.test_fraction must lie in (0, 1) for the digits task; got {config.test_fraction!r}")
-  train, test = load(int(config.split_seed), float(config.test_fraction), bool(config.permute))
+  """Settings: task.permute, task.split_seed, task.test_fraction, task.valid_fraction."""
+  parts = load(config)
+  train, test = parts["train"], parts["test"]
   majority = float(np.bincount(test["ys"]).max() / len(test["ys"]))
   return Task(
     name="digits",
@@ -47,6 +47,7 @@ def make(config) -> Task:
     baseline=majority,
     baseline_note="always the test set's most common class",
     train_batch=random_rows(train),
-    eval_set=test,
+    valid_set=parts["valid"],
+    test_set=test,
     loss_and_metrics=loss_and_metrics,
   )

@@ -4,15 +4,16 @@ Series (`task.series`): "sunspots" (yearly sunspot activity, 1700-2008, 309 valu
 (weekly Mauna Loa CO2, 2,284 values; its 59 missing values are interpolated linearly). The
 input is a window of `task.seq_len` values and the target the value `task.horizon` steps after
 the window's last. The series is split in time: windows whose target lies in the last
-`task.test_fraction` of the series are the test set, the others train. Values are normalised
-with the mean and standard deviation of the train span only. The metric is MSE in normalised
+`task.test_fraction` of the series are the test set, those whose target lies in the
+`task.valid_fraction` before it the valid set, the others train. Values are normalised with the
+mean and standard deviation of the train span only. The metric is MSE in normalised
 units; the baseline is persistence (the window's last value).
 """
 
 import jax.numpy as jnp
 import numpy as np
 
-from gru_jax.tasks.common import DataError, Task, positive_int, random_rows, require_package
+from gru_jax.tasks.common import DataError, Task, positive_int, random_rows, require_package, split_fractions
 
 
 def _sunspots(sm) -> np.ndarray:
@@ -26,21 +27,23 @@ def _co2(sm) -> np.ndarray:
 SERIES = {"sunspots": _sunspots, "co2": _co2}
 
 
-def windows(series: np.ndarray, seq_len: int, horizon: int, test_fraction: float):
-  """(train, test) dicts of xs [N, seq_len, 1] and ys [N, 1], normalised on the train span."""
+def windows(series: np.ndarray, seq_len: int, horizon: int, valid_fraction: float, test_fraction: float):
+  """{"train", "valid", "test"}: dicts of xs [N, seq_len, 1] and ys [N, 1], normalised on the train
+  span; a window belongs to the part its target lies in."""
   n = len(series)
   first_test = n - int(round(test_fraction * n))
+  first_valid = first_test - int(round(valid_fraction * n))
   targets = np.arange(seq_len + horizon - 1, n)
-  if len(targets) == 0 or targets[0] >= first_test:
+  if len(targets) == 0 or targets[0] >= first_valid:
     raise DataError(f"the series has {n} values: too few for windows of task.seq_len={seq_len} "
-                    f"and task.horizon={horizon} with a train span of {first_test}")
-  span = series[:first_test]
+                    f"and task.horizon={horizon} with a train span of {first_valid}")
+  span = series[:first_valid]
   mean, std = span.mean(), span.std() or 1.0
   z = ((series - mean) / std).astype(np.float32)
   xs = np.stack([z[t - horizon - seq_len + 1 : t - horizon + 1] for t in targets])[..., None]
   ys = z[targets][:, None]
-  is_test = targets >= first_test
-  return {"xs": xs[~is_test], "ys": ys[~is_test]}, {"xs": xs[is_test], "ys": ys[is_test]}
+  part = np.where(targets >= first_test, 2, np.where(targets >= first_valid, 1, 0))
+  return {name: {"xs": xs[part == i], "ys": ys[part == i]} for i, name in enumerate(("train", "valid", "test"))}
 
 
 def loss_and_metrics(outputs, batch):
@@ -49,16 +52,17 @@ def loss_and_metrics(outputs, batch):
 
 
 def make(config) -> Task:
-  """Settings: task.series, task.seq_len, task.horizon, task.test_fraction."""
+  """Settings: task.series, task.seq_len, task.horizon, task.valid_fraction, task.test_fraction."""
   if config.series not in SERIES:
     raise ValueError(f"task.series={config.series!r} is not a series; expected one of {sorted(SERIES)}")
-  if not 0.0 < config.test_fraction < 1.0:
-    raise ValueError(f"task.test_fraction must lie in (0, 1) for the forecast task; got {config.test_fraction!r}")
+  test_fraction, valid_fraction = split_fractions(config, "forecast")
   seq_len, horizon = positive_int(config, "seq_len", "forecast"), positive_int(config, "horizon", "forecast")
   sm = require_package("statsmodels.api", "forecast")
-  train, test = windows(SERIES[config.series](sm), seq_len, horizon, float(config.test_fraction))
-  if len(test["ys"]) == 0:
-    raise DataError(f"task.test_fraction={config.test_fraction} leaves no test windows in the {config.series} series")
+  parts = windows(SERIES[config.series](sm), seq_len, horizon, valid_fraction, test_fraction)
+  for name, key in (("test", "test_fraction"), ("valid", "valid_fraction")):
+    if len(parts[name]["ys"]) == 0:
+      raise DataError(f"task.{key}={config[key]} leaves no {name} windows in the {config.series} series")
+  train, test = parts["train"], parts["test"]
   persistence = float(np.mean((test["xs"][:, -1] - test["ys"]) ** 2))
   return Task(
     name="forecast",
@@ -69,6 +73,7 @@ def make(config) -> Task:
     baseline=persistence,
     baseline_note="persistence: the window's last value",
     train_batch=random_rows(train),
-    eval_set=test,
+    valid_set=parts["valid"],
+    test_set=test,
     loss_and_metrics=loss_and_metrics,
   )

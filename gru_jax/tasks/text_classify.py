@@ -2,9 +2,10 @@
 
 Settings: task.path, task.text_column, task.label_column, task.delimiter ("" picks tab for .tsv
 and comma otherwise), task.tokens ("words" or "chars"), task.vocab_size, task.seq_len (tokens
-kept per text), task.test_fraction, task.split_seed, task.encoding_errors. The rows are split
-with a seeded shuffle; the vocabulary and the label set come from the train rows only, and a test
-label never seen in training is an error. Metrics: accuracy (the task metric), per-class F1 and
+kept per text), task.test_fraction, task.valid_fraction, task.split_seed, task.encoding_errors.
+The rows are split train / valid / test with a seeded shuffle (`common.shuffled_split`); the
+vocabulary and the label set come from the train rows only, and a valid or test label never seen
+in training is an error. Metrics: accuracy (the task metric), per-class F1 and
 macro F1. Baseline: always the most common train label.
 """
 
@@ -16,7 +17,7 @@ import numpy as np
 import optax
 
 from gru_jax.tasks import text as text_lib
-from gru_jax.tasks.common import DataError, Task, positive_int, random_rows
+from gru_jax.tasks.common import DataError, Task, positive_int, random_rows, shuffled_split
 
 
 def load_table(path: str, text_column: str, label_column: str, delimiter: str, encoding_errors: str):
@@ -39,24 +40,15 @@ def load_table(path: str, text_column: str, label_column: str, delimiter: str, e
   return texts, labels
 
 
-def split_rows(n: int, test_fraction: float, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
-  if not 0.0 < test_fraction < 1.0:
-    raise ValueError(f"task.test_fraction must lie in (0, 1); got {test_fraction!r}")
-  order = np.random.default_rng(split_seed).permutation(n)
-  num_test = max(1, int(round(test_fraction * n)))
-  if num_test >= n:
-    raise DataError(f"{n} rows are too few to hold out task.test_fraction={test_fraction} and train on the rest")
-  return np.sort(order[num_test:]), np.sort(order[:num_test])
-
-
 def build(name: str, texts: list[str], labels: list[str], config, source: str) -> Task:
   """A classification task over (texts, labels) read from `source`."""
-  train_idx, test_idx = split_rows(len(texts), float(config.test_fraction), int(config.split_seed))
+  parts = shuffled_split(len(texts), config, name)
+  train_idx = parts["train"]
   classes = sorted({labels[i] for i in train_idx})
-  unseen = sorted({labels[i] for i in test_idx} - set(classes))
+  unseen = sorted({labels[i] for i in (*parts["valid"], *parts["test"])} - set(classes))
   if unseen:
-    raise DataError(f"{source}: test labels unseen in training: {unseen} (too few rows of them; change "
-                    "task.split_seed or task.test_fraction, or drop those rows)")
+    raise DataError(f"{source}: valid or test labels unseen in training: {unseen} (too few rows of them; change "
+                    "task.split_seed, task.test_fraction or task.valid_fraction, or drop those rows)")
   if len(classes) < 2:
     raise DataError(f"{source}: the training rows hold a single label {classes}; a classifier needs two or more")
   seq_len = positive_int(config, "seq_len", name)
@@ -67,7 +59,7 @@ def build(name: str, texts: list[str], labels: list[str], config, source: str) -
     ids, lengths = text_lib.encode([texts[i] for i in idx], vocab, config.tokens, seq_len)
     return {"xs": ids, "seq_lengths": lengths, "ys": np.array([label_id[labels[i]] for i in idx], np.int32)}
 
-  train, test = arrays(train_idx), arrays(test_idx)
+  train, valid, test = (arrays(parts[k]) for k in ("train", "valid", "test"))
   def loss_and_metrics(outputs, batch):
     xent = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(outputs, batch["ys"]))
     pred = jnp.argmax(outputs, -1)
@@ -93,7 +85,7 @@ def build(name: str, texts: list[str], labels: list[str], config, source: str) -
     name=name, output_features=len(classes), head="last", metric="accuracy", higher_is_better=True,
     baseline=float(np.mean(test["ys"] == majority)),
     baseline_note=f"always the most common training label ({classes[majority]!r})",
-    train_batch=random_rows(train), eval_set=test, loss_and_metrics=loss_and_metrics,
+    train_batch=random_rows(train), valid_set=valid, test_set=test, loss_and_metrics=loss_and_metrics,
     vocab_size=len(vocab) + 2, finalize=finalize,
   )
 

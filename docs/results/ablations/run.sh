@@ -10,6 +10,8 @@ publish() {  # study name
 python -m experiments.ablate --config=configs/ablations/gru_design.py --workdir=runs/gru_design \
   --config.seeds=2 --config.num_steps=600 --jobs=2
 publish gru_design
+# long_memory and chorales below ran on 2026-11-22 with the study files of commit daa3402 (before the
+# valid split; `git show daa3402:configs/ablations/long_memory.py`); the current files take other keys.
 python -m experiments.ablate --config=configs/ablations/long_memory.py --workdir=runs/long_memory \
   --config.tasks=adding --config.lengths=50,200 --config.seeds=2 --config.num_steps=600 --jobs=2
 publish long_memory
