@@ -12,6 +12,7 @@ reads finished runs back into rows (`collect`), a CSV and a markdown table of me
 """
 
 import csv
+import hashlib
 import importlib
 import json
 import math
@@ -43,10 +44,17 @@ def expand(sweep: Callable, study: ml_collections.ConfigDict) -> list[Point]:
   return points
 
 
+MAX_NAME = 150  # folder names stay well below the file systems' 255 bytes
+
+
 def point_name(point: Point) -> str:
-  """The point's sub-folder: its fields in declared order, e.g. `gru-adding-task.seq_len=50-seed=0`."""
+  """The point's sub-folder: its fields in declared order, e.g. `gru-adding-task.seq_len=50-seed=0`;
+  a name longer than MAX_NAME keeps its start and ends with a hash of the whole, so it stays unique."""
   parts = [str(point["cell"]), str(point["task"])] + [f"{k}={v}" for k, v in point.items() if k not in ("cell", "task")]
-  return "-".join(parts).replace("/", "_").replace(" ", "")
+  name = "-".join(parts).replace("/", "_").replace(" ", "")
+  if len(name) <= MAX_NAME:
+    return name
+  return f"{name[:MAX_NAME - 14]}--{hashlib.sha256(name.encode()).hexdigest()[:12]}"
 
 
 def seed_groups(points: list[Point]) -> list[list[Point]]:
@@ -157,6 +165,7 @@ def collect(workdir: str, points: list[Point], solved_below: float | None = None
       row.update(
         params=summary["params"], steps=summary["steps_run"], metric=metric, valid=best.get(metric),
         valid_step=best.get("step"), test=test.get(metric), test_final=summary["test_final"][metric],
+        train=(summary.get("train_at_best_valid") or {}).get(metric),
         baseline=summary["baseline"], higher_is_better=summary["higher_is_better"],
         wall_time_s=summary["wall_time_s_this_run"], steps_per_s=float(np.mean(rates)) if rates else None,
         gflops_per_step=cached_flops(run_dir, point) / 1e9,
@@ -171,7 +180,7 @@ def collect(workdir: str, points: list[Point], solved_below: float | None = None
   return rows
 
 
-RESULT_COLUMNS = ["run", "status", "params", "steps", "metric", "valid", "valid_step", "test", "test_final", "baseline",
+RESULT_COLUMNS = ["run", "status", "params", "steps", "metric", "valid", "valid_step", "test", "test_final", "train", "baseline",
                   "wall_time_s", "steps_per_s", "gflops_per_step", "solved_step", "error"]
 
 
@@ -216,7 +225,8 @@ def _mean_std(values, digits: int = 4) -> str:
 
 SELECTION_NOTE = ("Each run keeps the parameters best on the valid split; \"test\" is the test metric at those "
                   "parameters (scored once, at the end), \"best valid\" the valid metric there and \"at step\" "
-                  "its step; \"test (final)\" is the test metric at the last step, for reference. "
+                  "its step; \"test (final)\" is the test metric at the last step, for reference; \"train\", "
+                  "where shown, the whole train set at the selected parameters. "
                   "Mean ± sample std over seeds.")
 
 
@@ -240,6 +250,9 @@ def markdown(rows: list[dict], title: str, solved_below: float | None = None) ->
       lines += ["Same in every run: " + ", ".join(f"{k}={task_rows[0][k]}" for k in fixed) + ".", ""]
     columns = ["seeds", "params", f"test {metric}", f"best valid {metric}", "at step", f"test {metric} (final)",
                "baseline", "steps/s", "matmul GFLOP/step"]
+    with_train = any(r.get("train") is not None for r in done)
+    if with_train:
+      columns.insert(columns.index("baseline"), f"train {metric}")
     if solved_below is not None:
       columns += [f"solved (valid {metric} < {solved_below:g})", "steps to solve"]
     lines.append("| " + " | ".join(fields + columns) + " |")
@@ -252,13 +265,15 @@ def markdown(rows: list[dict], title: str, solved_below: float | None = None) ->
       params = f"{ok[0]['params']:,}" if ok else ""
       baseline = f"{ok[0]['baseline']:.4g}" if ok else ""
       gflops = f"{ok[0]['gflops_per_step']:.3g}" if ok else ""
-      lines.append(
-        "| " + " | ".join(str(values[f]) for f in fields) + f" | {seeds} | {params} | {_mean_std(r['test'] for r in ok)} | "
-        f"{_mean_std(r['valid'] for r in ok)} | {_mean_std((r['valid_step'] for r in ok), 6)} | "
-        f"{_mean_std(r['test_final'] for r in ok)} | {baseline} | {_mean_std(r['steps_per_s'] for r in ok)} | {gflops} |"
-        + ("" if solved_below is None else
-           f" {sum(r['solved_step'] is not None for r in ok)}/{len(ok)} | {_mean_std((r['solved_step'] for r in ok), 6)} |")
-      )
+      cells = [str(values[f]) for f in fields] + [
+        seeds, params, _mean_std(r["test"] for r in ok), _mean_std(r["valid"] for r in ok),
+        _mean_std((r["valid_step"] for r in ok), 6), _mean_std(r["test_final"] for r in ok)]
+      if with_train:
+        cells.append(_mean_std(r["train"] for r in ok))
+      cells += [baseline, _mean_std(r["steps_per_s"] for r in ok), gflops]
+      if solved_below is not None:
+        cells += [f"{sum(r['solved_step'] is not None for r in ok)}/{len(ok)}", _mean_std((r["solved_step"] for r in ok), 6)]
+      lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
   failed = [r for r in rows if r["status"] in ("failed", "diverged")]
   if failed:

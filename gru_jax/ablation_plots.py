@@ -1,7 +1,7 @@
 """The plots of an ablation study (matplotlib, PNG), from `gru_jax.ablation.collect` rows.
 
-- `learning_curves`: the training metric (the logged batches) against steps, mean and min-max band
-  over seeds, one line per group (every swept field but the seed), one figure per task.
+- `learning_curves`: the valid metric against steps, mean and min-max band over seeds, one line per
+  group (every swept field but the seed), one figure per task.
 - `metric_vs_params`: parameter counts as bars and the test metric (at the best valid step) as a line (twin axis), one
   group per bar, one figure per task.
 - `metric_vs_length`: the test metric (at the best valid step) against `task.seq_len` (when swept), mean ± std over seeds,
@@ -48,21 +48,22 @@ def learning_curves(rows: list[dict], workdir: str, out_dir: str) -> list[str]:
     for key, members in ablation.groups(task_rows).items():
       curves = []
       for row in members:
-        records = [r for r in ablation.read_records(os.path.join(workdir, row["run"])) if r.get("split") == "train"]
+        records = [r for r in ablation.read_records(os.path.join(workdir, row["run"])) if r.get("split") == "valid"]
         curves.append({r["step"]: r[metric] for r in records if metric in r})
-      steps = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
+      steps = sorted(set().union(*curves)) if curves else []
       if not steps:
         continue
-      values = np.array([[c[s] for s in steps] for c in curves])
-      line, = ax.plot(steps, values.mean(0), label=_label(key, _varying(task_rows)))
+      # seeds stopped early have fewer evaluations: each step averages the seeds evaluated there
+      values = np.array([[c.get(s, np.nan) for s in steps] for c in curves])
+      line, = ax.plot(steps, np.nanmean(values, 0), label=_label(key, _varying(task_rows)))
       if len(curves) > 1:
-        ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
-    ax.axhline(task_rows[0]["baseline"], color="gray", linestyle=":", label="baseline")
+        ax.fill_between(steps, np.nanmin(values, 0), np.nanmax(values, 0), color=line.get_color(), alpha=0.2)
+    ax.axhline(task_rows[0]["baseline"], color="gray", linestyle=":", label="baseline (test)")
     low, high = ax.get_ylim()
     if low > 0 and high / low > 20:
       ax.set_yscale("log")
-    ax.set(xlabel="training step", ylabel=f"train {metric} (logged batches)",
-           title=f"{task}: train {metric} (mean, band: min-max over seeds)")
+    ax.set(xlabel="training step", ylabel=f"valid {metric}",
+           title=f"{task}: valid {metric} (mean, band: min-max over seeds)")
     ax.legend(fontsize=7)
     paths.append(_save(fig, out_dir, f"curves-{task}.png"))
   return paths

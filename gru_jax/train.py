@@ -5,7 +5,7 @@ A run's workdir holds config.json, metrics.jsonl (one JSON object per log or eva
 checkpoints/ and, when it ends, summary.json. Training evaluates on the task's valid set and keeps
 the parameters that were best on it (in every checkpoint, beside the train state); at the end the
 test set is scored once at those parameters ("at": "best_valid") and once at the final ones
-("at": "final"). Running again on the same workdir resumes from the latest checkpoint; the data
+("at": "final"), and a task's fixed train set, where it has one, at the former ("train_set"). Running again on the same workdir resumes from the latest checkpoint; the data
 and dropout keys of step s are `fold_in(key, s)`, so a resumed run ends where an uninterrupted one
 would. With config.num_seeds > 1 the seeds train as one program (a leading seed axis on the
 state, `jax.vmap` over it) and each seed's records and summary go to workdir/seed=<s>/.
@@ -233,8 +233,8 @@ class MetricWriter:
 
   def truncate_after(self, step: int) -> None:
     """Drops the records after `step`, written by a run killed after its last checkpoint, and the
-    test records (written again when the run ends)."""
-    kept = [r for r in self.records() if r["step"] <= step and r["split"] != "test"]
+    evaluations at the end (those with "at"; written again when the run ends)."""
+    kept = [r for r in self.records() if r["step"] <= step and "at" not in r]
     _atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
   def write(self, step: int, split: str, metrics: dict[str, Any], at: str | None = None, tb: bool = True) -> None:
@@ -402,8 +402,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, steps
     For one seed, the summary also written to its summary.json (only when the run reached
     num_steps): "valid" (the last evaluation on valid), "best_valid" (the best one, with its
     "step"), "test_at_best_valid" (test metrics at those parameters, with their "step"),
-    "test_final" (test metrics at the final parameters), "train" (the last logged training
-    metrics) and "stopped" (None; or, for a seed stopped by a non-finite value, its "step",
+    "test_final" (test metrics at the final parameters), "train_at_best_valid" (the whole train set
+    at the best-on-valid parameters, for tasks with a fixed one; else None), "train" (the last
+    logged training metrics) and "stopped" (None; or, for a seed stopped by a non-finite value, its "step",
     "metric" and "value"; for one stopped early, its "step" and "reason"; both with "last_step",
     the step of its final parameters). For several seeds,
     {"runs": [each seed's summary], "test_at_best_valid": {"mean", "std", "values"}, ...}, also
@@ -596,12 +597,16 @@ def _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, st
       return {"step": end, "finished": False}
     at_best = evaluate(best_params, task, eval_fn, cfg.eval_batch_size, "test")
     at_final = evaluate(state.params, task, eval_fn, cfg.eval_batch_size, "test")
+    on_train = None if task.train_set is None else evaluate(best_params, task, eval_fn, cfg.eval_batch_size, "train")
     tested = []
     for i, (history, writer) in enumerate(zip(histories, writers)):
       final_step = end if history["stopped"] is None else history["stopped"]["last_step"]
       tests = {"final": dict(at_final[i], step=final_step)}
       if history["best_valid"] is not None:  # None: the seed stopped before its first evaluation
         tests["best_valid"] = dict(at_best[i], step=history["best_valid"]["step"])
+        if on_train is not None:  # the whole train set at the selected parameters
+          tests["train"] = dict(on_train[i], step=history["best_valid"]["step"])
+          writer.write(tests["train"]["step"], "train_set", on_train[i], at="best_valid")
       for at in ("best_valid", "final"):
         if at in tests:
           writer.write(tests[at]["step"], "test", {k: v for k, v in tests[at].items() if k != "step"}, at=at)
@@ -623,7 +628,8 @@ def _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, st
       "metric": task.metric, "higher_is_better": task.higher_is_better,
       "baseline": task.baseline, "baseline_note": task.baseline_note, "train": history["train"],
       "valid": history["valid"], "best_valid": history["best_valid"],
-      "test_at_best_valid": tested[i].get("best_valid"), "test_final": tested[i]["final"], "stopped": history["stopped"],
+      "test_at_best_valid": tested[i].get("best_valid"), "test_final": tested[i]["final"],
+      "train_at_best_valid": tested[i].get("train"), "stopped": history["stopped"],
       "steps_run": tested[i]["final"]["step"],
       "wall_time_s_this_run": wall_time, "num_seeds_in_program": len(seeds), "workdir": d, "finished": True,
     }

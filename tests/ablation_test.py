@@ -187,9 +187,31 @@ def test_chung2014_search_then_final_reads_the_picked_rates(tmp_path):
   assert all(p["opt.learning_rate"] == last[p["cell"]] for p in final)
 
 
+def test_long_point_names_are_shortened_and_stay_unique():
+  fields = {f"train.field_{i}": 1000 + i for i in range(20)}
+  a = ablation.point_name({"cell": "gru", "task": "adding", **fields, "seed": 0})
+  b = ablation.point_name({"cell": "gru", "task": "adding", **fields, "seed": 1})
+  assert len(a) == len(b) == ablation.MAX_NAME and a != b and a.startswith("gru-adding-train.field_0=1000")
+  assert ablation.point_name({"cell": "gru", "task": "adding", "seed": 0}) == "gru-adding-seed=0"
+
+
 def test_solved_step_is_the_first_valid_record_past_the_threshold():
   records = [{"step": 1, "split": "valid", "mse": 0.2}, {"step": 2, "split": "train", "mse": 0.001},
              {"step": 3, "split": "valid", "mse": 0.005}, {"step": 4, "split": "valid", "mse": 0.001}]
   assert ablation.solved_step(records, "mse", 0.01) == 3
   assert ablation.solved_step(records, "mse", 0.0001) is None
   assert ablation.solved_step([{"step": 5, "split": "valid", "accuracy": 0.99}], "accuracy", 0.9, higher_is_better=True) == 5
+
+
+def test_markdown_reports_test_at_best_valid_with_train_and_solved_columns():
+  def row(seed, test, train, solved):
+    return {"cell": "gru", "task": "chorales", "seed": seed, "run": f"r{seed}", "status": "done", "params": 100, "steps": 10,
+            "metric": "nll", "valid": test + 0.5, "valid_step": 4 + seed, "test": test, "test_final": test + 1, "train": train,
+            "baseline": 11.0, "higher_is_better": False, "steps_per_s": 5.0, "gflops_per_step": 0.1, "solved_step": solved}
+  rows = [row(0, 8.0, 7.0, 3), row(1, 9.0, 7.5, None)]
+  text = ablation.markdown(rows, "Study t", solved_below=8.5)
+  header = next(line for line in text.splitlines() if line.startswith("| seeds"))
+  assert header.split(" | ")[:6] == ["| seeds", "params", "test nll", "best valid nll", "at step", "test nll (final)"]
+  assert "train nll" in header and "solved (valid nll < 8.5)" in header
+  line = next(line for line in text.splitlines() if line.startswith("| 2 |"))
+  assert "| 8.5 ± 0.71 |" in line and "| 7.25 ± 0.35 |" in line and "| 1/2 | 3 |" in line

@@ -105,7 +105,7 @@ def test_generated_tasks_validate_and_test_on_different_fixed_sets():
     assert task.size("valid") == task.size("test") == 8
     assert not np.array_equal(task.valid_set["xs"], task.test_set["xs"])
     np.testing.assert_array_equal(task.test_set["xs"], again.test_set["xs"])
-    with pytest.raises(ValueError, match=r"split='train' is not a held-out split"):
+    with pytest.raises(ValueError, match=rf"split='train' is not an evaluation split of the {name} task"):
       task.held_out("train")
 
 

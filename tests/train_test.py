@@ -60,6 +60,9 @@ def test_every_config_runs_a_few_steps(tmp_path, config_file, task):
   assert [r["step"] for r in records if r["split"] == "train"] == [2, 4]
   assert [r["step"] for r in records if r["split"] == "valid"] == [2, 4]
   assert [r["at"] for r in records if r["split"] == "test"] == ["best_valid", "final"]
+  has_train_set = task in ("digits", "chorales", "forecast", "sentiment")  # the tasks with a fixed train set
+  assert [r["step"] for r in records if r["split"] == "train_set"] == ([summary["best_valid"]["step"]] if has_train_set else [])
+  assert (summary["train_at_best_valid"] is not None) == has_train_set
   assert {"loss", "grad_norm", "learning_rate", "steps_per_s"} <= set(records[0])
   assert "weight" not in records[0]
   assert glob.glob(str(run / "tb" / "events.out.tfevents.*"))
@@ -137,11 +140,11 @@ def test_best_valid_counts_evaluations_from_before_a_resume(tmp_path):
 
 def test_vmapped_seeds_equal_separate_runs(tmp_path):
   config = tiny(train__num_steps=6, train__eval_every=2, model__dropout=0.1, model__num_layers=2)
-  config.num_seeds = 3
+  config.num_seeds = 2
   together = train.train_and_evaluate(config, str(tmp_path / "together"))
-  assert together["seeds"] == [0, 1, 2] and len(together["test_at_best_valid"]["values"]) == 3
+  assert together["seeds"] == [0, 1] and len(together["test_at_best_valid"]["values"]) == 2
   losses = set()
-  for seed, run in zip((0, 1, 2), together["runs"]):
+  for seed, run in zip((0, 1), together["runs"]):
     alone = train.train_and_evaluate(tiny(train__num_steps=6, train__eval_every=2, model__dropout=0.1, model__num_layers=2,
                                           seed=seed), str(tmp_path / f"alone{seed}"))
     folder = tmp_path / "together" / f"seed={seed}"
@@ -153,18 +156,7 @@ def test_vmapped_seeds_equal_separate_runs(tmp_path):
     records, alone_records = read_jsonl(folder / "metrics.jsonl"), read_jsonl(tmp_path / f"alone{seed}" / "metrics.jsonl")
     assert [(r["step"], r["split"]) for r in records] == [(r["step"], r["split"]) for r in alone_records]
     losses.add(run["train"]["loss"])
-  assert len(losses) == 3  # the seeds really differ
-
-
-def test_vmapped_seeds_resume_like_an_uninterrupted_run(tmp_path):
-  config = tiny(train__num_steps=6, train__checkpoint_every=2, train__eval_every=2, model__dropout=0.1)
-  config.num_seeds = 2
-  whole = train.train_and_evaluate(config, str(tmp_path / "whole"))
-  assert train.train_and_evaluate(config, str(tmp_path / "parts"), steps_this_run=3) == {"step": 3, "finished": False}
-  resumed = train.train_and_evaluate(config, str(tmp_path / "parts"))
-  for a, b in zip(resumed["runs"], whole["runs"]):
-    for key in ("valid", "best_valid", "test_at_best_valid", "test_final"):
-      assert a[key] == b[key], key
+  assert len(losses) == 2  # the seeds really differ
 
 
 def poison_seed(monkeypatch, seed):
@@ -213,7 +205,7 @@ def test_weight_noise_takes_the_gradient_at_noisy_weights():
   assert all(0.05 < d < 0.1 for d in deltas), deltas
 
 
-def test_early_stopping_stops_each_seed_after_its_patience(tmp_path):
+def test_early_stopping_stops_each_seed_after_its_patience_and_resumes(tmp_path):
   config = tiny(train__num_steps=40, train__eval_every=1, train__checkpoint_every=5, train__early_stopping=3,
                 opt__schedule="constant", opt__warmup_steps=0, opt__learning_rate=0.3, num_seeds=2)
   whole = train.train_and_evaluate(config, str(tmp_path / "whole"))

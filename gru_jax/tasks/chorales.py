@@ -186,6 +186,7 @@ def make(config) -> Task:
     baseline=bernoulli_baseline(train, test),
     baseline_note="independent Bernoullis at the training key frequencies",
     train_batch=random_rows(train),
+    train_set=train,
     valid_set=valid,
     test_set=test,
     loss_and_metrics=loss_and_metrics,

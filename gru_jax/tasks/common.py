@@ -14,7 +14,7 @@ Batch = dict[str, Any]  # "xs" [B, T, D], "ys" targets, optionally "seq_lengths"
 # existed, so earlier test figures stay comparable).
 TEST_SEED = 2**31 - 1
 VALID_SEED = 2**31 - 2
-SPLITS = ("valid", "test")
+SPLITS = ("train", "valid", "test")
 
 
 class DataError(ValueError):
@@ -45,6 +45,9 @@ class Task:
     finalize: turns the evaluation's averaged metrics into the reported ones (e.g. F1 from
       true/false positive fractions).
     vocab: for token tasks, token -> id (ids 0 and 1 are padding and unknown); used to sample.
+    train_set: the whole training data, for tasks that draw batches from a fixed set (None for
+      generated data and for text read in random windows); scored at the end, at the parameters
+      best on valid, so that train and test can be compared.
   """
 
   name: str
@@ -61,12 +64,15 @@ class Task:
   vocab_size: int | None = None
   finalize: Callable[[dict[str, float]], dict[str, float]] = lambda metrics: metrics
   vocab: dict[str, int] | None = None
+  train_set: Batch | None = None
 
   def held_out(self, split: str) -> Batch:
-    """The "valid" or "test" set."""
-    if split not in SPLITS:
-      raise ValueError(f"split={split!r} is not a held-out split; expected one of {list(SPLITS)}")
-    return self.valid_set if split == "valid" else self.test_set
+    """The "valid" or "test" set, or the fixed "train" set where the task has one."""
+    sets = {"train": self.train_set, "valid": self.valid_set, "test": self.test_set}
+    if sets.get(split) is None:
+      raise ValueError(f"split={split!r} is not an evaluation split of the {self.name} task; expected one of "
+                       f"{[k for k in SPLITS if sets[k] is not None]}")
+    return sets[split]
 
   def size(self, split: str) -> int:
     return int(np.shape(self.held_out(split)["xs"])[0])

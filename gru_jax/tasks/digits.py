@@ -47,6 +47,7 @@ def make(config) -> Task:
     baseline=majority,
     baseline_note="always the test set's most common class",
     train_batch=random_rows(train),
+    train_set=train,
     valid_set=parts["valid"],
     test_set=test,
     loss_and_metrics=loss_and_metrics,

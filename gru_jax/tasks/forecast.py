@@ -73,6 +73,7 @@ def make(config) -> Task:
     baseline=persistence,
     baseline_note="persistence: the window's last value",
     train_batch=random_rows(train),
+    train_set=train,
     valid_set=parts["valid"],
     test_set=test,
     loss_and_metrics=loss_and_metrics,

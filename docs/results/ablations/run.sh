@@ -1,25 +1,32 @@
 #!/usr/bin/env bash
-# The exact commands behind docs/results/ablations/: reduced grids that fit a 2-core CPU, each run
-# by experiments.ablate into runs/<study>, then its results.csv, results.md and plots copied here.
+# The exact commands behind docs/results/ablations/: each study run by experiments.ablate into
+# runs/<study>, then its results.csv, results.md and plots copied here. Grids reduced to fit the
+# 2-core CPU say so in their command (and in the README).
 set -euo pipefail
-publish() {  # study name
-  mkdir -p "docs/results/ablations/$1"
-  cp "runs/$1/results.csv" "runs/$1/results.md" "docs/results/ablations/$1/"
-  rm -rf "docs/results/ablations/$1/plots" && cp -r "runs/$1/plots" "docs/results/ablations/$1/plots"
+publish() {  # study workdir name under runs/, published folder name
+  mkdir -p "docs/results/ablations/$2"
+  cp "runs/$1/results.csv" "runs/$1/results.md" "docs/results/ablations/$2/"
+  rm -rf "docs/results/ablations/$2/plots" && cp -r "runs/$1/plots" "docs/results/ablations/$2/plots"
 }
-python -m experiments.ablate --config=configs/ablations/gru_design.py --workdir=runs/gru_design \
-  --config.seeds=2 --config.num_steps=600 --jobs=2
-publish gru_design
-# long_memory and chorales below ran on 2026-11-22 with the study files of commit daa3402 (before the
-# valid split; `git show daa3402:configs/ablations/long_memory.py`); the current files take other keys.
+# Chung et al. 2014 (2026-11-26, 2-core CPU; the full protocol, no reduction):
+python -m experiments.ablate --config=configs/ablations/chung2014.py --workdir=runs/chung2014-search --jobs=2
+publish chung2014-search chung2014/search
+python -m experiments.ablate --config=configs/ablations/chung2014.py --config.phase=final \
+  --config.search_dir=runs/chung2014-search --workdir=runs/chung2014 --jobs=2
+publish chung2014 chung2014/final
+# Long memory, a CPU slice (2026-11-26): the adding problem at T=100 only, equal width only,
+# 5,000 of the published 20,000 steps; 3 seeds as one program per point.
 python -m experiments.ablate --config=configs/ablations/long_memory.py --workdir=runs/long_memory \
-  --config.tasks=adding --config.lengths=50,200 --config.seeds=2 --config.num_steps=600 --jobs=2
-publish long_memory
-python -m experiments.ablate --config=configs/ablations/chorales.py --workdir=runs/chorales \
-  --config.seeds=2 --jobs=2
-publish chorales
-python -m experiments.ablate --config=configs/ablations/classify.py --workdir=runs/classify \
-  --config.seeds=2 --jobs=2
-publish classify
-python -m experiments.ablate --config=configs/ablations/cost.py --workdir=runs/cost
-publish cost
+  --config.tasks=adding --config.lengths=100 --config.budgets=width --config.max_steps=5000 --jobs=2
+publish long_memory long_memory
+# GRU vs LSTM at equal parameters, a CPU slice (2026-11-26): the chorales only.
+python -m experiments.ablate --config=configs/ablations/params_accuracy.py --workdir=runs/params_accuracy \
+  --config.tasks=chorales --jobs=2
+publish params_accuracy params_accuracy
+
+# Ran on 2026-11-22 with the study files of commit daa3402, before the valid split: their tables'
+# "final" column is the test metric at the last step and "best" was picked on test.
+# python -m experiments.ablate --config=configs/ablations/gru_design.py --workdir=runs/gru_design \
+#   --config.seeds=2 --config.num_steps=600 --jobs=2
+# python -m experiments.ablate --config=configs/ablations/classify.py --workdir=runs/classify --config.seeds=2 --jobs=2
+# python -m experiments.ablate --config=configs/ablations/cost.py --workdir=runs/cost
