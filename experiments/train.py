@@ -49,15 +49,27 @@ def main(argv):
   except KeyboardInterrupt as e:
     print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
     sys.exit(130)
-  metric, best = summary["metric"], summary["best_valid"]
-  print(
-    f"{summary['cell']} on {summary['task']}: test {metric} {summary['test_at_best_valid'][metric]:.4g} at the best "
-    f"valid step {best['step']} (valid {metric} {best[metric]:.4g}) "
-    f"(baseline {summary['baseline']:.4g}: {summary['baseline_note']}); "
-    f"{summary['params']} params, {summary['steps']} steps; this run {summary['wall_time_s_this_run']:.0f} s; "
-    f"workdir {workdir}"
-  )
+  print(one_line(summary, workdir))
 
+
+def one_line(summary: dict, workdir: str) -> str:
+  """The run's result in one line: one seed's test metric at its best valid step, or the mean ±
+  std over seeds."""
+  metric = summary["metric"]
+  if "runs" in summary:  # several seeds
+    test = summary["test_at_best_valid"]
+    spread = f" ± {test['std']:.2g}" if test["std"] is not None else ""
+    stopped = f"; stopped on a non-finite value: seeds {summary['diverged_seeds']}" if summary["diverged_seeds"] else ""
+    result = (f"test {metric} {test['mean']:.4g}{spread} (mean ± std over seeds {summary['seeds']}, each at its best "
+              f"valid step){stopped}")
+  else:
+    best = summary["best_valid"]
+    result = (f"test {metric} {summary['test_at_best_valid'][metric]:.4g} at the best valid step {best['step']} "
+              f"(valid {metric} {best[metric]:.4g})")
+  return (f"{summary['cell']} on {summary['task']}: {result}; baseline {summary['baseline']:.4g} "
+          f"({summary['baseline_note']}); "
+          f"{summary['params']} params, {summary['steps']} steps; this run {summary['wall_time_s_this_run']:.0f} s; "
+          f"workdir {workdir}")
 
 if __name__ == "__main__":
   app.run(main, flags_parser=parse_flags)

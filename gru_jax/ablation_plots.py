@@ -4,8 +4,9 @@
   group (every swept field but the seed), one figure per task.
 - `metric_vs_params`: parameter counts as bars and the test metric (at the best valid step) as a line (twin axis), one
   group per bar, one figure per task.
-- `metric_vs_length`: the test metric (at the best valid step) against `task.seq_len` (when swept), mean ± std over seeds,
-  one line per group of the remaining fields.
+- `metric_vs_swept`: the test metric (at the best valid step) against `task.seq_len`, and the best
+  valid metric against `opt.learning_rate`, when swept; mean ± std over seeds, one line per group of
+  the remaining fields.
 """
 
 import os
@@ -93,32 +94,44 @@ def metric_vs_params(rows: list[dict], out_dir: str) -> list[str]:
   return paths
 
 
-def metric_vs_length(rows: list[dict], out_dir: str) -> list[str]:
+# Numeric fields plotted on the x axis when a study sweeps them: (field, column plotted, file prefix,
+# axis label). The learning rate is plotted against the valid metric it is selected on.
+SWEPT = [("task.seq_len", "test", "length", "task.seq_len (T)"),
+         ("opt.learning_rate", "valid", "rate", "opt.learning_rate")]
+
+
+def metric_vs_swept(rows: list[dict], out_dir: str) -> list[str]:
+  """For each numeric field in SWEPT that takes two or more values: the metric against it, mean ±
+  std over seeds, one line per group of the remaining fields (log x axis)."""
   paths = []
-  for task, task_rows in _by_task(rows).items():
-    if "task.seq_len" not in task_rows[0] or len({r["task.seq_len"] for r in task_rows}) < 2:
-      continue
-    metric = task_rows[0]["metric"]
-    lines: dict[tuple, dict[int, list[float]]] = {}
-    for key, members in ablation.groups(task_rows).items():
-      rest = tuple((k, v) for k, v in key if k != "task.seq_len")
-      lines.setdefault(rest, {})[dict(key)["task.seq_len"]] = [r["test"] for r in members]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for rest, by_length in lines.items():
-      lengths = sorted(by_length)
-      means = [np.mean(by_length[t]) for t in lengths]
-      stds = [np.std(by_length[t], ddof=1) if len(by_length[t]) > 1 else 0.0 for t in lengths]
-      ax.errorbar(lengths, means, yerr=stds, marker="o", capsize=3, label=_label(rest, _varying(task_rows)))
-    ax.axhline(task_rows[0]["baseline"], color="gray", linestyle=":", label=f"baseline (T={task_rows[0]['task.seq_len']})")
-    ax.set(xlabel="task.seq_len (T)", ylabel=f"test {metric} at best valid", title=f"{task}: test {metric} against T (mean ± std)")
-    ax.set_xscale("log", base=2)
-    ax.legend(fontsize=7)
-    paths.append(_save(fig, out_dir, f"length-{task}.png"))
+  for field, column, prefix, xlabel in SWEPT:
+    for task, task_rows in _by_task(rows).items():
+      if field not in task_rows[0] or len({r[field] for r in task_rows}) < 2:
+        continue
+      metric = task_rows[0]["metric"]
+      lines: dict[tuple, dict[float, list[float]]] = {}
+      for key, members in ablation.groups(task_rows).items():
+        rest = tuple((k, v) for k, v in key if k != field)
+        lines.setdefault(rest, {})[dict(key)[field]] = [r[column] for r in members]
+      fig, ax = plt.subplots(figsize=(7, 4.5))
+      varying = _varying(task_rows) - {field}
+      for rest, by_value in lines.items():
+        xs = sorted(by_value)
+        means = [np.mean(by_value[x]) for x in xs]
+        stds = [np.std(by_value[x], ddof=1) if len(by_value[x]) > 1 else 0.0 for x in xs]
+        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=_label(rest, varying))
+      if column == "test":
+        ax.axhline(task_rows[0]["baseline"], color="gray", linestyle=":", label="baseline (test)")
+      label = f"test {metric} at best valid" if column == "test" else f"best valid {metric}"
+      ax.set(xlabel=xlabel, ylabel=label, title=f"{task}: {label} against {field} (mean ± std)")
+      ax.set_xscale("log", base=2 if field == "task.seq_len" else 10)
+      ax.legend(fontsize=7)
+      paths.append(_save(fig, out_dir, f"{prefix}-{task}.png"))
   return paths
 
 
 def all_plots(rows: list[dict], workdir: str, out_dir: str) -> list[str]:
-  return learning_curves(rows, workdir, out_dir) + metric_vs_params(rows, out_dir) + metric_vs_length(rows, out_dir)
+  return learning_curves(rows, workdir, out_dir) + metric_vs_params(rows, out_dir) + metric_vs_swept(rows, out_dir)
 
 
 def _save(fig, out_dir: str, name: str) -> str:

@@ -643,7 +643,8 @@ def _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, st
     "steps": cfg.num_steps, "baseline": task.baseline,
     "test_at_best_valid": {"mean": float(np.mean(values)) if values else None,
                            "std": float(np.std(values, ddof=1)) if len(values) > 1 else None, "values": values},
-    "stopped_seeds": [s["seed"] for s in summaries if s["stopped"] is not None],
+    "diverged_seeds": [s["seed"] for s in summaries if s["stopped"] is not None and "metric" in s["stopped"]],
+    "baseline_note": task.baseline_note,
     "runs": summaries, "wall_time_s_this_run": wall_time, "workdir": workdir, "finished": True,
   }
   _atomic_write(os.path.join(workdir, "summary.json"), json.dumps(overall, indent=2) + "\n")

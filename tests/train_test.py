@@ -177,7 +177,7 @@ def test_a_seed_with_a_nonfinite_loss_stops_and_the_others_go_on(tmp_path, monke
   config = tiny(train__num_steps=4, train__eval_every=2)
   config.num_seeds = 3
   result = train.train_and_evaluate(config, str(tmp_path))
-  assert result["stopped_seeds"] == [1]
+  assert result["diverged_seeds"] == [1]
   stopped = result["runs"][1]
   assert stopped["stopped"]["step"] == 1 and stopped["stopped"]["metric"] in ("loss", "grad_norm")
   assert stopped["best_valid"] is None and stopped["test_at_best_valid"] is None
@@ -356,3 +356,14 @@ def test_cli_errors_are_one_line(tmp_path, flag, message):
   assert result.returncode == 2
   assert result.stderr.strip().startswith(message), result.stderr
   assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_cli_trains_several_seeds_as_one_program(tmp_path):
+  result = subprocess.run(cli(tmp_path, "--config.num_seeds=2", "--config.train.num_steps=4", "--config.train.eval_every=2"),
+                          cwd=ROOT, capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr
+  last = result.stdout.strip().splitlines()[-1]
+  assert re.search(r"gru on adding: test mse \S+ ± \S+ \(mean ± std over seeds \[0, 1\], each at its best valid step\)", last), last
+  for seed in (0, 1):
+    assert json.load(open(tmp_path / f"seed={seed}" / "summary.json"))["seed"] == seed
+  assert json.load(open(tmp_path / "config.json"))["num_seeds"] == 2 and (tmp_path / "checkpoints").is_dir()

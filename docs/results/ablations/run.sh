@@ -17,11 +17,11 @@ publish chung2014 chung2014/final
 # Long memory, a CPU slice (2026-11-26): the adding problem at T=100 only, equal width only,
 # 5,000 of the published 20,000 steps; 3 seeds as one program per point.
 python -m experiments.ablate --config=configs/ablations/long_memory.py --workdir=runs/long_memory \
-  --config.tasks=adding --config.lengths=100 --config.budgets=width --config.max_steps=5000 --jobs=2
+  --config.tasks=adding --config.lengths=100 --config.budgets=width --config.max_steps=5000 --jobs=1
 publish long_memory long_memory
-# GRU vs LSTM at equal parameters, a CPU slice (2026-11-26): the chorales only.
+# GRU vs LSTM at equal parameters, a CPU slice (2026-11-26): the chorales only, 3 of the 5 budgets.
 python -m experiments.ablate --config=configs/ablations/params_accuracy.py --workdir=runs/params_accuracy \
-  --config.tasks=chorales --jobs=2
+  --config.tasks=chorales --config.chorales_budgets=6000,24000,96000 --jobs=1
 publish params_accuracy params_accuracy
 
 # Ran on 2026-11-22 with the study files of commit daa3402, before the valid split: their tables'
