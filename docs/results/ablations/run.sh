@@ -15,9 +15,9 @@ python -m experiments.ablate --config=configs/ablations/chung2014.py --config.ph
   --config.search_dir=runs/chung2014-search --workdir=runs/chung2014 --jobs=2
 publish chung2014 chung2014/final
 # Long memory, a CPU slice (2026-11-26): the adding problem at T=100 only, equal width only,
-# 5,000 of the published 20,000 steps; 3 seeds as one program per point.
+# 2,000 of the published 20,000 steps; 3 seeds as one program per point.
 python -m experiments.ablate --config=configs/ablations/long_memory.py --workdir=runs/long_memory \
-  --config.tasks=adding --config.lengths=100 --config.budgets=width --config.max_steps=5000 --jobs=1
+  --config.tasks=adding --config.lengths=100 --config.budgets=width --config.max_steps=2000 --jobs=1
 publish long_memory long_memory
 # GRU vs LSTM at equal parameters, a CPU slice (2026-11-26): the chorales only, 3 of the 5 budgets.
 python -m experiments.ablate --config=configs/ablations/params_accuracy.py --workdir=runs/params_accuracy \
