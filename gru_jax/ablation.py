@@ -214,13 +214,15 @@ def varying_fields(rows: list[dict]) -> set[str]:
   return {k for k, _ in group_key(rows[0]) if len({str(r[k]) for r in rows}) > 1}
 
 
-def _mean_std(values, digits: int = 4) -> str:
+def _mean_std(values, digits: int = 4, steps: bool = False) -> str:
+  """Mean ± sample std of the values that are not None or NaN; `steps` prints whole numbers."""
   values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
   if not values:
     return ""
+  mean, spread = (".0f", ".0f") if steps else (f".{digits}g", ".2g")
   if len(values) == 1:
-    return f"{values[0]:.{digits}g}"
-  return f"{np.mean(values):.{digits}g} ± {np.std(values, ddof=1):.2g}"
+    return f"{values[0]:{mean}}"
+  return f"{np.mean(values):{mean}} ± {np.std(values, ddof=1):{spread}}"
 
 
 SELECTION_NOTE = ("Each run keeps the parameters best on the valid split; \"test\" is the test metric at those "
@@ -267,12 +269,12 @@ def markdown(rows: list[dict], title: str, solved_below: float | None = None) ->
       gflops = f"{ok[0]['gflops_per_step']:.3g}" if ok else ""
       cells = [str(values[f]) for f in fields] + [
         seeds, params, _mean_std(r["test"] for r in ok), _mean_std(r["valid"] for r in ok),
-        _mean_std((r["valid_step"] for r in ok), 6), _mean_std(r["test_final"] for r in ok)]
+        _mean_std((r["valid_step"] for r in ok), steps=True), _mean_std(r["test_final"] for r in ok)]
       if with_train:
         cells.append(_mean_std(r["train"] for r in ok))
       cells += [baseline, _mean_std(r["steps_per_s"] for r in ok), gflops]
       if solved_below is not None:
-        cells += [f"{sum(r['solved_step'] is not None for r in ok)}/{len(ok)}", _mean_std((r["solved_step"] for r in ok), 6)]
+        cells += [f"{sum(r['solved_step'] is not None for r in ok)}/{len(ok)}", _mean_std((r["solved_step"] for r in ok), steps=True)]
       lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
   failed = [r for r in rows if r["status"] in ("failed", "diverged")]
