@@ -48,6 +48,19 @@ def load_sweep(path: str):
   return module.sweep
 
 
+def _die_with_parent() -> None:
+  """Worker initializer: on Linux, SIGKILL this worker when the runner dies, so that no orphan
+  keeps training into a study's folders (or takes the next queued point). A killed point resumes
+  from its last checkpoint, which is written atomically, when the study runs again."""
+  try:
+    import ctypes  # pylint: disable=g-import-not-at-top
+    import signal  # pylint: disable=g-import-not-at-top
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+  except (OSError, AttributeError):
+    pass  # not Linux: workers outlive a killed runner, as before
+
+
 def run_group(group: list[ablation.Point], workdir: str) -> tuple[str, str]:
   """Trains the points of one group as one program (in this process or a worker); returns (status,
   error line). A failure is written to error.txt in the group's folder and in every point's."""
@@ -134,7 +147,7 @@ def main(argv):
       finished(group, run_group(group, workdir))
   else:
     context = multiprocessing.get_context("spawn")  # JAX does not survive fork
-    with concurrent.futures.ProcessPoolExecutor(_JOBS.value, mp_context=context) as pool:
+    with concurrent.futures.ProcessPoolExecutor(_JOBS.value, mp_context=context, initializer=_die_with_parent) as pool:
       futures = {pool.submit(run_group, g, workdir): g for g in todo}
       for future in concurrent.futures.as_completed(futures):
         finished(futures[future], future.result())

@@ -5,9 +5,9 @@ A run's workdir holds config.json, metrics.jsonl (one JSON object per log or eva
 checkpoints/ and, when it ends, summary.json. Training evaluates on the task's valid set and keeps
 the parameters that were best on it (in every checkpoint, beside the train state); at the end the
 test set is scored once at those parameters ("at": "best_valid") and once at the final ones
-("at": "final"), and a task's fixed train set, where it has one, at the former ("train_set"). Running again on the same workdir resumes from the latest checkpoint; the data
-and dropout keys of step s are `fold_in(key, s)`, so a resumed run ends where an uninterrupted one
-would. With config.num_seeds > 1 the seeds train as one program (a leading seed axis on the
+("at": "final"), and a task's fixed train set, where it has one, at the former ("train_set").
+Running again on the same workdir resumes from the latest checkpoint; the data and dropout keys of
+step s are `fold_in(key, s)`, so a resumed run ends where an uninterrupted one would. With config.num_seeds > 1 the seeds train as one program (a leading seed axis on the
 state, `jax.vmap` over it) and each seed's records and summary go to workdir/seed=<s>/.
 """
 
@@ -348,6 +348,12 @@ def run_seeds(config) -> list[int]:
   return [config.seed + i for i in range(config.num_seeds)]
 
 
+def seed_keys(config) -> tuple[jax.Array, jax.Array]:
+  """(init keys, step keys), one per seed: `split(key(seed))`, as a run of that seed alone."""
+  pairs = [jax.random.split(jax.random.key(s)) for s in run_seeds(config)]
+  return jnp.stack([p[0] for p in pairs]), jnp.stack([p[1] for p in pairs])
+
+
 def default_seed_dirs(config, workdir: str) -> list[str]:
   """Where each seed's records and summary go: the workdir for one seed, workdir/seed=<s> for several."""
   seeds = run_seeds(config)
@@ -357,10 +363,9 @@ def default_seed_dirs(config, workdir: str) -> list[str]:
 def initial_checkpoint(config, task, model, tx) -> dict[str, Any]:
   """The checkpointed item of a fresh run, every leaf with a leading seed axis: the train state,
   the parameters best on valid so far, and the step at which each seed stopped (-1: training)."""
-  seeds = run_seeds(config)
-  init_keys = jnp.stack([jax.random.split(jax.random.key(s))[0] for s in seeds])
+  init_keys, _ = seed_keys(config)
   state = jax.vmap(lambda key: create_train_state(model, tx, task, key))(init_keys)
-  return {"state": state, "best_params": _copy(state.params), "stopped_at": jnp.full((len(seeds),), -1, jnp.int32)}
+  return {"state": state, "best_params": _copy(state.params), "stopped_at": jnp.full((config.num_seeds,), -1, jnp.int32)}
 
 
 def restore(config, workdir: str) -> tuple[tasks.Task, models.SequenceModel, dict[str, Any], int]:
@@ -454,7 +459,7 @@ def _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, st
   seeds = run_seeds(config)
   state, best_params, stopped_at = ckpt["state"], ckpt["best_params"], ckpt["stopped_at"]
   num_params = sum(int(np.prod(p.shape[1:])) for p in jax.tree_util.tree_leaves(state.params))
-  step_keys = jnp.stack([jax.random.split(jax.random.key(s))[1] for s in seeds])
+  _, step_keys = seed_keys(config)
   start = latest or 0
   writers = [MetricWriter(d) for d in dirs]
   for writer in writers:

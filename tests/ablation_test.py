@@ -215,3 +215,29 @@ def test_markdown_reports_test_at_best_valid_with_train_and_solved_columns():
   assert "train nll" in header and "solved (valid nll < 8.5)" in header
   line = next(line for line in text.splitlines() if line.startswith("| 2 |"))
   assert "| 8.5 ± 0.71 |" in line and "| 7.25 ± 0.35 |" in line and "| 1/2 | 3 |" in line
+
+
+def test_workers_stop_when_the_runner_is_killed(tmp_path):
+  import signal
+  import time
+
+  study_file = tmp_path / "long_study.py"
+  study_file.write_text(STUDY.replace('"train.num_steps": 4, "opt.warmup_steps": 0,\n', '"train.num_steps": 100000, "opt.warmup_steps": 0,\n'))
+  runner = subprocess.Popen([sys.executable, "-m", "experiments.ablate", f"--config={study_file}",
+                             f"--workdir={tmp_path / 'w'}", "--jobs=2", "--plots=false"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  children = []
+  deadline = time.time() + 120
+  while time.time() < deadline and len(children) < 2:  # the two workers (and the resource tracker)
+    time.sleep(0.5)
+    out = subprocess.run(["pgrep", "-P", str(runner.pid)], capture_output=True, text=True).stdout
+    children = [int(p) for p in out.split()]
+  assert len(children) >= 2, "the workers did not start"
+  time.sleep(5)
+  runner.send_signal(signal.SIGKILL)
+  runner.wait()
+  deadline = time.time() + 60
+  alive = lambda: [p for p in children if os.path.exists(f"/proc/{p}") and "Z" not in open(f"/proc/{p}/stat").read().split()[2]]
+  while time.time() < deadline and alive():
+    time.sleep(0.5)
+  assert not alive(), "workers outlived the runner"
