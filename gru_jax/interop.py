@@ -96,16 +96,44 @@ def _unpack(module) -> tuple[layers.Recurrent, int, bool, float]:
   raise TypeError(f"to_torch: expected a gru_jax GRU, LSTM, SimpleRNN or Stacked of one; got {type(module).__name__}")
 
 
+# The gru_jax layers torch.nn holds exactly, by exact type (a subclass such as PeepholeLSTM adds
+# parameters or equations torch lacks).
+_TORCH_KINDS = {layers.GRU: "gru", layers.LSTM: "lstm", layers.SimpleRNN: "rnn"}
+
+
+def _torch_kind(template: layers.Recurrent) -> str:
+  """"gru" / "lstm" / "rnn" when torch.nn holds `template` exactly; else a one-line ValueError."""
+  name = type(template).__name__
+  kind = _TORCH_KINDS.get(type(template))
+  if kind is None:
+    raise ValueError(f"to_torch: {name} has no torch.nn equivalent; only GRU, LSTM and SimpleRNN convert")
+  refusals = [
+    (getattr(template, "layer_norm", False), "layer_norm=True (torch.nn has no layer-normalised cells)"),
+    (kind == "gru" and not template.reset_after, "reset_after=False (torch.nn.GRU has only the reset_after=True form)"),
+    (kind == "rnn" and getattr(template, "activation", None) not in ("tanh", "relu"),
+     f"activation={getattr(template, 'activation', None)!r} (torch.nn.RNN has tanh and relu)"),
+    (template.learn_initial_carry, "learn_initial_carry=True (torch.nn modules have no learned initial carry)"),
+    (template.recurrent_dropout, f"recurrent_dropout={template.recurrent_dropout} (torch.nn has no recurrent dropout)"),
+    (template.zoneout, f"zoneout={template.zoneout} (torch.nn has no zoneout; its evaluation output differs)"),
+  ]
+  for refused, why in refusals:
+    if refused:
+      raise ValueError(f"to_torch: {name} with {why}")
+  return kind
+
+
 def to_torch(module, variables: dict[str, Any]):
   """Builds the torch.nn.GRU / LSTM / RNN equal to a gru_jax layer or `Stacked` of layers.
 
-  The GRU must be `reset_after=True` (torch has no other form); learned initial carries have no
-  torch equivalent. Returns a float32 torch module in eval mode.
+  Only what torch.nn holds exactly converts: GRU (reset_after=True), LSTM and SimpleRNN (tanh or
+  relu), without layer norm, learned initial carries, recurrent dropout or zoneout; every other
+  variant or option raises a one-line ValueError naming it. (Initialisation options such as
+  chrono_init or forget_bias only change the starting values and convert.) Returns a float32
+  torch module in eval mode.
   """
   torch = _torch()
   template, num_layers, bidirectional, dropout = _unpack(module)
-  if getattr(template, "learn_initial_carry", False):
-    raise ValueError("to_torch: learn_initial_carry=True has no torch.nn equivalent")
+  kind = _torch_kind(template)
   hidden = template.features
   stacked = isinstance(module, layers.Stacked)
   params = variables["params"]
@@ -116,16 +144,12 @@ def to_torch(module, variables: dict[str, Any]):
     input_size=input_size, hidden_size=hidden, num_layers=num_layers, bias=template.use_bias,
     batch_first=not template.time_major, dropout=dropout, bidirectional=bidirectional,
   )
-  if isinstance(template, layers.GRU):
-    if not template.reset_after:
-      raise ValueError("to_torch: torch.nn.GRU has only the reset_after=True form; got reset_after=False")
-    kind, torch_module = "gru", torch.nn.GRU(**kwargs)
-  elif isinstance(template, layers.LSTM):
-    kind, torch_module = "lstm", torch.nn.LSTM(**kwargs)
-  elif isinstance(template, layers.SimpleRNN):
-    kind, torch_module = "rnn", torch.nn.RNN(**kwargs, nonlinearity=template.activation)
+  if kind == "gru":
+    torch_module = torch.nn.GRU(**kwargs)
+  elif kind == "lstm":
+    torch_module = torch.nn.LSTM(**kwargs)
   else:
-    raise TypeError(f"to_torch: no torch.nn equivalent of {type(template).__name__}")
+    torch_module = torch.nn.RNN(**kwargs, nonlinearity=template.activation)
 
   state = {}
   for layer in range(num_layers):

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import gru_jax as gj
+from gru_jax import models
 
 TORCH = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM, "rnn": torch.nn.RNN}
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -103,3 +104,37 @@ def test_unconvertible_modules_say_why():
   variables = layer.init(jax.random.key(0), jnp.zeros((1, 2, 3)))
   with pytest.raises(ValueError, match="only the reset_after=True form"):
     gj.interop.to_torch(layer, variables)
+
+
+# Every cell with its default options, and each option that changes the equations or the
+# parameters; with whether torch.nn can hold it.
+CONVERTIBLE = [
+  ("gru", {}), ("lstm", {}), ("rnn", {}), ("rnn", {"activation": "relu"}),
+  ("gru", {"chrono_init": 10}), ("lstm", {"chrono_init": 10}), ("lstm", {"forget_bias": 0.0}),
+]
+REFUSED = [
+  ("gru_no_reset", {}), ("mgu", {}), ("cifg_lstm", {}), ("peephole_lstm", {}), ("mingru", {}),
+  ("minlstm", {}), ("sru", {}), ("gru", {"layer_norm": True}), ("lstm", {"layer_norm": True}),
+  ("gru", {"reset_after": False}), ("rnn", {"activation": "identity"}), ("gru", {"learn_initial_carry": True}),
+  ("lstm", {"recurrent_dropout": 0.1}), ("rnn", {"zoneout": 0.2}),
+]
+
+
+def test_every_variant_covered():
+  assert {cell for cell, _ in CONVERTIBLE + REFUSED} == set(models.CELLS)
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+@pytest.mark.parametrize("cell,options", CONVERTIBLE + REFUSED)
+def test_to_torch_equals_or_refuses_every_variant(cell, options, stacked, rng):
+  layer = models.make_layer(cell, 4, **options)
+  module = gj.Stacked(layer, num_layers=2, bidirectional=True) if stacked else layer
+  xs = jnp.asarray(rng.normal(size=(2, 5, 3)).astype(np.float32))
+  variables = module.init(jax.random.key(1), xs)
+  if (cell, options) in REFUSED:
+    with pytest.raises(ValueError, match=r"^to_torch: \w+ (with|has no torch)[^\n]*$"):
+      gj.interop.to_torch(module, variables)
+    return
+  with torch.no_grad():
+    out, _ = gj.interop.to_torch(module, variables)(torch.from_numpy(np.array(xs)))
+  np.testing.assert_allclose(out.numpy(), np.asarray(module.apply(variables, xs)), **TOL)
