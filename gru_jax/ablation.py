@@ -19,8 +19,14 @@ import math
 import os
 from typing import Any, Callable
 
-import ml_collections
 import numpy as np
+
+from gru_jax import extras
+
+try:
+  import ml_collections
+except ImportError as e:
+  raise extras.lab_missing("gru_jax.ablation", e) from e
 
 Point = dict[str, Any]
 

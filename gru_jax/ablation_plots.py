@@ -11,7 +11,12 @@
 
 import os
 
-import matplotlib
+from gru_jax import extras
+
+try:
+  import matplotlib
+except ImportError as e:
+  raise extras.lab_missing("gru_jax.ablation_plots", e) from e
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)

@@ -23,13 +23,19 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax.training import train_state
 
-from gru_jax import models, tasks
+from gru_jax import extras, models, tasks
+
+try:
+  import ml_collections
+  import orbax.checkpoint as ocp
+  import tensorboardX  # noqa: F401  (used by the writer; checked here so a missing extra fails early)
+  import tqdm  # noqa: F401
+except ImportError as e:
+  raise extras.lab_missing("gru_jax.train", e) from e
 
 
 class ConfigError(ValueError):

