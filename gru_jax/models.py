@@ -1,13 +1,12 @@
 """Task heads around a recurrent stack, built by name so that a cell is one line of config."""
 
-import dataclasses
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gru_jax import layers
+from gru_jax import layers, specs
 
 CELLS: dict[str, type[layers.Recurrent]] = {
   "gru": layers.GRU,
@@ -26,17 +25,16 @@ HEADS = ("last", "each")
 
 def cell_options(cell: str) -> list[str]:
   """The options a cell takes beyond `features` (for `SequenceModel.cell_kwargs`)."""
-  shared = {f.name for f in dataclasses.fields(layers.Recurrent)}
-  return sorted(f.name for f in dataclasses.fields(CELLS[cell].cell_class) if f.name not in shared | {"parent", "name"})
+  return sorted(specs.options(CELLS[cell].cell_class.spec_class))
 
 
 def matmul_flops(cell: str, batch: int, steps: int, in_features: int, features: int) -> float:
   """Forward matmul FLOPs of one layer and direction of `cell` over a batch: x @ W_x, and h @ W_h
   where the cell has a recurrent kernel. (A training step is counted as 3x this: backward = 2x.
   The SRU's highway matmul, present when in_features != features, is not counted.)"""
-  cell_class = CELLS[cell].cell_class
-  fan_in = in_features + (features if cell_class.has_recurrent_kernel else 0)
-  return 2.0 * batch * steps * fan_in * cell_class.num_gates * features
+  spec_class = CELLS[cell].cell_class.spec_class
+  fan_in = in_features + (features if spec_class.has_recurrent_kernel else 0)
+  return 2.0 * batch * steps * fan_in * spec_class.num_gates * features
 
 
 def make_layer(cell: str, features: int, **kwargs) -> layers.Recurrent:

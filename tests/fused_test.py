@@ -81,7 +81,7 @@ def test_layer_custom_vjp_equals_autodiff(rng, layer, reverse):
 
 
 def test_reset_before_gru_has_no_split_and_still_runs():
-  assert gj.GRUCell(H, reset_after=False).gates_fn() is None
+  assert gj.GRUCell(H, reset_after=False).spec().gates_fn() is None
   layer = gj.GRU(H, reset_after=False)
   xs = jnp.ones((B, T, D))
   grads = jax.grad(lambda v: jnp.sum(layer.apply(v, xs)))(layer.init(jax.random.key(0), xs))

@@ -1,0 +1,257 @@
+"""A cell spec run over time, as a pure function of its parameters: the body of every scanned
+layer, whichever front-end declared the parameters (`gru_jax.layers` for linen, `gru_jax.nnx`).
+
+`run(spec, params, xs, options, ...)` checks and lays out the inputs, casts them and the params to
+the computation dtype, draws the recurrent-dropout and zoneout masks from the keys it is given,
+and picks the path: the parallel scan (recurrences linear in the carry), the fused scan with the
+hand-written backward pass, or autodiff through `lax.scan` (`gru_jax.scan`).
+"""
+
+import dataclasses
+import functools
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gru_jax import cells, specs
+from gru_jax import scan as scan_lib
+
+Array = jax.Array
+Carry = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerOptions:
+  """How a scanned layer runs its cell; the same fields on every front-end's layers.
+
+  Attributes:
+    unroll: time steps per loop iteration (`jax.lax.scan(unroll=...)`); None picks the measured
+      default of the backend (`gru_jax.scan.DEFAULT_UNROLL`: 16 on GPU, 1 on CPU).
+    remat: recompute each step in the backward pass rather than store it (long sequences).
+    time_major: inputs and outputs are [T, ..., D] / [T, ..., H] instead of [..., T, D].
+    custom_vjp: use the hand-written backward pass of `gru_jax.fused` where the cell allows it
+      (reset-after GRU, LSTM, SimpleRNN, GRU without reset gate, CIFG LSTM); False differentiates
+      `lax.scan` with autodiff. Both compute the same values and gradients (tested); they differ
+      in speed.
+    parallel: run cells whose recurrence is linear in the carry (minGRU, minLSTM, SRU 2017) with a
+      parallel scan over time (`gru_jax.parallel`); False runs their step with `lax.scan`. Same
+      function (tested). None picks the measured default of the backend
+      (`gru_jax.scan.default_parallel`: parallel on GPU and TPU, sequential on CPU).
+    recurrent_dropout: variational dropout on h where it enters the recurrent matmul, one mask per
+      sequence drawn before the loop (Gal & Ghahramani 2016); needs a dropout key in training.
+      Cells with a recurrent kernel only.
+    zoneout: each unit of the carry keeps its previous value with this probability at each step
+      (Krueger et al. 2017); at evaluation the carry is the expectation, zoneout * old + (1 -
+      zoneout) * new. Needs a dropout key in training.
+    dtype: computation dtype (None: inferred from inputs and params).
+  """
+
+  unroll: int | None = None
+  remat: bool = False
+  time_major: bool = False
+  custom_vjp: bool = True
+  parallel: bool | None = None
+  recurrent_dropout: float = 0.0
+  zoneout: float = 0.0
+  dtype: Any = None
+
+  def check(self, owner: str, spec: specs.CellSpec) -> None:
+    """Raises a ValueError naming `owner` and the option that does not fit `spec`."""
+    if self.unroll is not None:
+      specs.check_positive_int(owner, "unroll", self.unroll)
+    for name in ("recurrent_dropout", "zoneout"):
+      rate = getattr(self, name)
+      if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0.0 <= rate < 1.0:
+        raise ValueError(f"{owner}: {name} must be a number in [0, 1); got {rate!r}")
+    if self.recurrent_dropout and not spec.has_recurrent_kernel:
+      raise ValueError(f"{owner}: recurrent_dropout needs a cell with a recurrent kernel; {owner} has none")
+    if self.zoneout and not spec.output_in_carry:
+      raise ValueError(f"{owner}: zoneout needs a cell whose output is its carry; {owner}'s is not")
+
+
+def promote(x: Array, params: dict[str, Array], dtype: Any) -> tuple[Array, dict[str, Array]]:
+  """x and params in one computation dtype (`dtype`, or the result type of them all when None)."""
+  dtype = jnp.result_type(x, *params.values()) if dtype is None else dtype
+  return jnp.asarray(x, dtype), {k: jnp.asarray(v, dtype) for k, v in params.items()}
+
+
+def check_carry(owner: str, carry: Carry, expected: Carry) -> None:
+  """Raises a ValueError unless `carry` has the structure and shapes of `expected`."""
+  got_def = jax.tree_util.tree_structure(carry)
+  want_def = jax.tree_util.tree_structure(expected)
+  got_shapes = [tuple(np.shape(c)) for c in jax.tree_util.tree_leaves(carry)]
+  want_shapes = [tuple(c.shape) for c in jax.tree_util.tree_leaves(expected)]
+  if got_def != want_def or got_shapes != want_shapes:
+    got = jax.tree_util.tree_unflatten(got_def, got_shapes) if got_def.num_leaves else carry
+    want = jax.tree_util.tree_unflatten(want_def, want_shapes)
+    raise ValueError(f"{owner}: initial_carry must have shapes {want}; got {got}")
+
+
+def to_time_major(owner: str, xs: Any, time_major: bool) -> tuple[Array, tuple[int, ...]]:
+  """Checks xs and returns it as [T, B, D] with one flat batch axis, plus the batch shape."""
+  if not hasattr(xs, "ndim") or xs.ndim < 2:
+    layout = "[T, ..., D]" if time_major else "[..., T, D]"
+    raise ValueError(f"{owner}: xs must have shape {layout} (at least 2 axes); got {np.shape(xs)}")
+  if not jnp.issubdtype(xs.dtype, jnp.floating):
+    raise TypeError(f"{owner}: xs must be floating point; got dtype {xs.dtype}")
+  if time_major:
+    batch_shape = tuple(xs.shape[1:-1])
+    xs_TxBxD = xs
+  else:
+    batch_shape = tuple(xs.shape[:-2])
+    xs_TxBxD = jnp.moveaxis(xs, -2, 0)
+  num_steps, features = xs_TxBxD.shape[0], xs_TxBxD.shape[-1]
+  return xs_TxBxD.reshape(num_steps, math.prod(batch_shape), features), batch_shape
+
+
+def check_lengths(owner, seq_lengths, batch_shape, num_steps, xs_shape):
+  """Checks seq_lengths against the batch shape (and, when concrete, against [0, T])."""
+  if seq_lengths is None:
+    return None
+  lengths = jnp.asarray(seq_lengths)
+  if lengths.shape != batch_shape:
+    raise ValueError(
+      f"{owner}: seq_lengths must have the batch shape {batch_shape} of xs {tuple(xs_shape)}; "
+      f"got shape {lengths.shape} (no broadcasting)"
+    )
+  if not jnp.issubdtype(lengths.dtype, jnp.integer):
+    raise TypeError(f"{owner}: seq_lengths must be integers; got dtype {lengths.dtype}")
+  if not isinstance(seq_lengths, jax.core.Tracer) and lengths.size:
+    low, high = int(np.min(np.asarray(lengths))), int(np.max(np.asarray(lengths)))
+    if low < 0 or high > num_steps:
+      raise ValueError(
+        f"{owner}: seq_lengths must lie in [0, T={num_steps}]; got values from {low} to {high}"
+      )
+  return lengths
+
+
+def in_features(owner: str, xs: Any, time_major: bool) -> int:
+  """The number of input features D of xs (checked), to declare the parameters with."""
+  return int(to_time_major(owner, xs, time_major)[0].shape[-1])
+
+
+def check_params(owner: str, spec: specs.CellSpec, params: dict[str, Array], in_features: int) -> None:
+  """Raises a ValueError when the input kernel does not take inputs of `in_features` features."""
+  got = tuple(np.shape(params["input_kernel"]))
+  want = spec.param_specs(in_features)["input_kernel"][1]
+  if got != want:
+    raise ValueError(
+      f"{owner}: inputs have {in_features} features (last axis of xs) but the parameters "
+      f"expect {got[0]} (input_kernel has shape {got})"
+    )
+
+
+def initial_carry_of(owner, spec, initial_carry, learned_carry, batch_shape, dtype):
+  """The carry to start from: the given one (checked), the learned one broadcast, or zeros."""
+  zeros = spec.zero_carry(batch_shape, dtype)
+  if initial_carry is not None:
+    check_carry(owner, initial_carry, zeros)
+    return jax.tree_util.tree_map(lambda c: jnp.asarray(c).astype(dtype), initial_carry)
+  if learned_carry is not None:
+    return jax.tree_util.tree_map(lambda c, z: jnp.broadcast_to(c.astype(dtype), z.shape), learned_carry, zeros)
+  return zeros
+
+
+def run(
+  spec: specs.CellSpec,
+  params: dict[str, Array],
+  xs: Array,
+  options: LayerOptions = LayerOptions(),
+  *,
+  seq_lengths: Array | None = None,
+  initial_carry: Carry | None = None,
+  learned_carry: Carry | None = None,
+  reverse: bool = False,
+  dropout_key: Array | None = None,
+  zoneout_key: Array | None = None,
+  owner: str | None = None,
+) -> tuple[Array, Carry]:
+  """Runs the cell `spec` with `params` over the time axis of `xs`.
+
+  Args:
+    spec, params: the cell and its parameters (`spec.param_specs`).
+    xs: [..., T, D] (or [T, ..., D] when `options.time_major`), floating point.
+    options: the layer's `LayerOptions`.
+    seq_lengths: optional integers with the batch shape of xs. The carry stops at each
+      sequence's last valid step, outputs past it are zeros, and a length of 0 returns the
+      initial carry. Concrete lengths must lie in [0, T].
+    initial_carry: carry with leaves [..., H]; else `learned_carry` (leaves [H]) broadcast; else
+      zeros.
+    reverse: run from each sequence's last valid step back to its first; outputs stay aligned.
+    dropout_key: the key of the recurrent-dropout mask; None turns recurrent dropout off
+      (evaluation).
+    zoneout_key: the key of the zoneout draws; None uses zoneout's expectation (evaluation).
+    owner: the name used in error messages (the spec's cell name by default).
+
+  Returns:
+    (ys [..., T, H] (or [T, ..., H]), final carry with leaves [..., H]).
+  """
+  owner = owner or spec.cell_name
+  xs_TxBxD, batch_shape = to_time_major(owner, xs, options.time_major)
+  num_steps, batch = xs_TxBxD.shape[0], math.prod(batch_shape)
+  check_params(owner, spec, params, xs_TxBxD.shape[-1])
+  xs_TxBxD, params = promote(xs_TxBxD, params, options.dtype)
+  dtype = xs_TxBxD.dtype
+
+  carry = initial_carry_of(owner, spec, initial_carry, learned_carry, batch_shape, dtype)
+  carry = jax.tree_util.tree_map(lambda c: c.reshape(batch, spec.features), carry)
+  lengths = check_lengths(owner, seq_lengths, batch_shape, num_steps, xs.shape)
+  if lengths is not None:
+    lengths = lengths.reshape(batch)
+
+  if options.recurrent_dropout and dropout_key is not None:
+    keep = jax.random.bernoulli(dropout_key, 1.0 - options.recurrent_dropout, (batch, spec.features))
+    params = {**params, "hidden_mask": keep.astype(dtype) / (1.0 - options.recurrent_dropout)}
+  step = functools.partial(spec.step_fn(), params)
+  split = None if ("hidden_mask" in params or options.zoneout) else _split(spec, options, params, dtype)
+  parallel = scan_lib.default_parallel() if options.parallel is None else options.parallel
+  all_steps = spec.parallel_fn() if parallel and not options.zoneout else None
+  if split is None:
+    xp = spec.project_fn()(params, xs_TxBxD)
+  else:
+    xp = cells.project_blocks(params, xs_TxBxD, spec.num_gates)
+  if options.zoneout:
+    step, xp = _zoneout(spec, options.zoneout, step, xp, num_steps, zoneout_key, dtype)
+  carry, ys_TxBxH = scan_lib.scan(
+    step, carry, xp, seq_lengths=lengths, reverse=reverse,
+    unroll=scan_lib.default_unroll() if options.unroll is None else options.unroll, remat=options.remat,
+    split=split, parallel=None if all_steps is None else functools.partial(all_steps, params),
+  )
+
+  ys_TxBxH = ys_TxBxH.reshape((num_steps,) + batch_shape + (spec.features,))
+  ys = ys_TxBxH if options.time_major else jnp.moveaxis(ys_TxBxH, 0, -2)
+  carry = jax.tree_util.tree_map(lambda c: c.reshape(batch_shape + (spec.features,)), carry)
+  return ys, carry
+
+
+def _zoneout(spec, rate, step, xp, num_steps, key, dtype):
+  """The step with zoneout, and its per-step inputs (xp, keep): keep is 1 where a unit keeps its
+  old value (drawn before the loop, [T, B, H]), or the rate itself without a key."""
+  batch = jax.tree_util.tree_leaves(xp)[0].shape[1]
+  if key is None:
+    keep = jnp.full((num_steps, batch, 1), rate, dtype)
+  else:
+    keep = jax.random.bernoulli(key, rate, (num_steps, batch, spec.features)).astype(dtype)
+  hidden_of = spec.hidden_fn()
+
+  def zoned(carry, inputs):
+    xp_t, keep_t = inputs
+    new, _ = step(carry, xp_t)
+    new = jax.tree_util.tree_map(lambda n, o: keep_t * o + (1.0 - keep_t) * n, new, carry)
+    return new, hidden_of(new)
+
+  return zoned, (xp, keep)
+
+
+def _split(spec, options, params, dtype):
+  """(gates, hidden_of, w_h, b) for the fused scan, or None for the autodiff path."""
+  gates = spec.gates_fn()
+  if not options.custom_vjp or gates is None:
+    return None
+  w_h = params["recurrent_kernel"]
+  bias = cells.recurrent_bias(params, w_h.shape[-1], dtype)
+  bias = jnp.zeros((w_h.shape[-1],), dtype) if bias is None else bias
+  return gates, spec.hidden_fn(), w_h, bias

@@ -1,0 +1,495 @@
+"""Cell specs: everything a front-end needs to know about a cell, without Flax.
+
+A spec is a frozen dataclass of the cell's options (features, initialisers, switches such as the
+GRU's `reset_after`) with the pure functions that define it:
+
+  param_specs(D)   name -> (initializer, shape) of every parameter, for inputs of D features
+  project_fn()     (params, x [..., D]) -> xp, the input projection of all steps at once
+  step_fn()        (params, carry, xp_t) -> (carry, y_t), one time step (`gru_jax.cells`)
+  gates_fn()       the elementwise part of the step after the one recurrent matmul, or None
+                   (`gru_jax.fused` differentiates it by hand)
+  hidden_fn()      carry -> the leaf that multiplies the recurrent kernel
+  zero_carry(b, t) the zero carry for batch shape b and dtype t
+  parallel_fn()    for recurrences linear in the carry: all steps at once, or None
+
+The linen modules (`gru_jax.layers`) and the NNX modules (`gru_jax.nnx`) are front-ends of these
+specs: the same parameters under the same names, the same step. `gru_jax.scanned` runs a spec over
+time. Options are validated when a spec is built, so a front-end fails at construction.
+"""
+
+import dataclasses
+import functools
+from typing import Any, Callable, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gru_jax import cells, parallel
+
+Array = jax.Array
+Carry = Any
+Initializer = Callable[..., Array]
+
+
+def per_gate(init: Initializer, num_gates: int) -> Initializer:
+  """Applies `init` to each gate block of a fused [..., G*H] kernel separately.
+
+  An orthogonal init of a fused [H, 3H] matrix is not an orthogonal init of each gate's [H, H]
+  block; this wrapper gives each block its own draw, as unfused cells (flax.linen, Keras) do.
+  Narrow float dtypes (bf16, fp16) are drawn in float32 and cast, since some initialisers
+  (orthogonal: a QR decomposition) have no low-precision kernel.
+  """
+
+  def init_fn(key, shape, dtype=jnp.float32):
+    draw_dtype = jnp.float32 if jnp.finfo(dtype).bits < 32 else dtype
+    block = shape[:-1] + (shape[-1] // num_gates,)
+    keys = jax.random.split(key, num_gates)
+    return jnp.concatenate([init(k, block, draw_dtype) for k in keys], axis=-1).astype(dtype)
+
+  return init_fn
+
+
+def check_positive_int(owner: str, name: str, value: Any) -> None:
+  if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+    raise ValueError(f"{owner}: {name} must be a positive integer; got {value!r}")
+
+
+def _identity(carry):
+  return carry
+
+
+def _second(carry):
+  return carry[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class CellSpec:
+  """Options shared by every cell.
+
+  Attributes:
+    features: hidden size H.
+    kernel_init: initializer of the input kernel, applied per gate block (LeCun normal).
+    recurrent_kernel_init: initializer of the recurrent kernel, per gate block (orthogonal).
+    bias_init: initializer of the folded biases (zeros).
+    use_bias: whether the cell has biases at all (PyTorch's `bias=False` is `use_bias=False`).
+  """
+
+  features: int
+  kernel_init: Initializer = jax.nn.initializers.lecun_normal()
+  recurrent_kernel_init: Initializer = jax.nn.initializers.orthogonal()
+  bias_init: Initializer = jax.nn.initializers.zeros
+  use_bias: bool = True
+
+  num_gates: ClassVar[int] = 1
+  has_recurrent_kernel: ClassVar[bool] = True
+  # Whether the step's output is `hidden_fn()(carry)` (all cells but the SRU, whose carry is c).
+  output_in_carry: ClassVar[bool] = True
+  # The name its front-ends report in errors ("GRUCell").
+  cell_name: ClassVar[str] = "RecurrentCell"
+
+  def __post_init__(self):
+    check_positive_int(self.cell_name, "features", self.features)
+
+  def step_fn(self) -> Callable[[dict, Carry, Array], tuple[Carry, Array]]:
+    """The pure step `(params, carry, xp) -> (carry, y)` of this cell."""
+    raise NotImplementedError
+
+  def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Carry:
+    return jnp.zeros(batch_shape + (self.features,), dtype)
+
+  def gates_fn(self) -> Callable | None:
+    """The elementwise part `(xp, pre, carry) -> (carry, y)` of the step, given
+    `pre = hidden_fn()(carry) @ recurrent_kernel + recurrent bias`; None if the step does not split
+    so (then only the autodiff path applies)."""
+    return None
+
+  def hidden_fn(self) -> Callable[[Carry], Array]:
+    """Picks the carry leaf that multiplies the recurrent kernel."""
+    return _identity
+
+  def bias_initializer(self) -> Initializer:
+    return per_gate(self.bias_init, self.num_gates)
+
+  def extra_param_specs(self) -> dict[str, tuple[Initializer, tuple[int, ...]]]:
+    """Parameters beyond the common layout: name -> (initializer, shape)."""
+    return {}
+
+  def param_specs(self, in_features: int) -> dict[str, tuple[Initializer, tuple[int, ...]]]:
+    """All parameters of the cell for inputs of `in_features` features: name -> (init, shape)."""
+    width = self.num_gates * self.features
+    specs = {"input_kernel": (per_gate(self.kernel_init, self.num_gates), (in_features, width))}
+    if self.has_recurrent_kernel:
+      specs["recurrent_kernel"] = (per_gate(self.recurrent_kernel_init, self.num_gates), (self.features, width))
+    if self.use_bias:
+      specs["bias"] = (self.bias_initializer(), (width,))
+    specs.update(self.extra_param_specs())
+    return specs
+
+  def project_fn(self) -> Callable[[dict, Array], Array]:
+    """The input projection `(params, x) -> xp` that the step expects (one matmul for all steps)."""
+    return cells.project
+
+  def parallel_fn(self) -> Callable | None:
+    """For cells whose recurrence is linear in the carry: `(params, carry, xp [T, B, ...]) ->
+    (carries [T, B, H], ys [T, B, H])`, all steps at once with a parallel scan; else None."""
+    return None
+
+
+def _chrono_bias(key: Array, hidden: int, t_max: int, dtype) -> Array:
+  """log u, u ~ U[1, t_max - 1] per unit: chrono initialisation (Tallec & Ollivier 2018), which
+  makes a keep gate σ(b) hold its unit for about u steps at the start of training."""
+  return jnp.log(jax.random.uniform(key, (hidden,), jnp.float32, 1.0, max(t_max - 1, 1))).astype(dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class _GatedSpec(CellSpec):
+  """Switches of the GRU and LSTM cells: layer normalisation and chrono initialisation.
+
+  Attributes:
+    layer_norm: normalise each gate block of x @ W_x and of h @ W_h separately over the hidden
+      units, with learned scales `ln_input_scale` / `ln_recurrent_scale` [G*H] (Ba et al. 2016);
+      the biases come after. (The LSTM also normalises c' before its tanh, `ln_cell_scale` [H].)
+    chrono_init: T_max for the chrono initialisation of the keep/forget gate bias (Tallec &
+      Ollivier 2018): b ~ log U[1, T_max - 1] (and for the LSTM, b_i = -b_f); None: off.
+  """
+
+  layer_norm: bool = False
+  chrono_init: int | None = None
+  supports_layer_norm: ClassVar[bool] = True
+
+  def __post_init__(self):
+    if self.layer_norm and not self.supports_layer_norm:
+      raise ValueError(f"{self.cell_name}: layer_norm is implemented for the GRU and LSTM cells only")
+    if self.chrono_init is not None:
+      check_positive_int(self.cell_name, "chrono_init", self.chrono_init)
+      if self.chrono_init < 2:
+        raise ValueError(f"{self.cell_name}: chrono_init (T_max) must be at least 2; got {self.chrono_init}")
+    super().__post_init__()
+
+  def extra_param_specs(self):
+    if not self.layer_norm:
+      return {}
+    ones = jax.nn.initializers.ones
+    width = self.num_gates * self.features
+    return {"ln_input_scale": (ones, (width,)), "ln_recurrent_scale": (ones, (width,))}
+
+
+@dataclasses.dataclass(frozen=True)
+class GRUSpec(_GatedSpec):
+  """GRU; equations and the two variants in `gru_jax.cells.gru_step`. z is the keep gate.
+
+  Params: input_kernel [D, 3H], recurrent_kernel [H, 3H] (blocks r, z, n), bias [3H] and, when
+  reset_after, recurrent_bias_n [H]. Carry: h [..., H].
+
+  Attributes:
+    reset_after: True for the PyTorch / cuDNN / flax.linen form (default), False for the
+      Cho et al. 2014 v3 / Chung et al. 2014 form.
+    layer_norm, chrono_init: see `_GatedSpec` (chrono sets the bias of the keep gate z).
+  """
+
+  reset_after: bool = True
+  num_gates: ClassVar[int] = 3
+  cell_name: ClassVar[str] = "GRUCell"
+
+  def __post_init__(self):
+    if self.layer_norm and not self.reset_after:
+      raise ValueError("GRUCell: layer_norm is implemented for reset_after=True only")
+    super().__post_init__()
+
+  def step_fn(self):
+    return functools.partial(cells.gru_step, reset_after=self.reset_after)
+
+  def gates_fn(self):
+    return cells.gru_gates if self.reset_after and not self.layer_norm else None
+
+  def extra_param_specs(self):
+    specs = super().extra_param_specs()
+    if self.use_bias and self.reset_after:
+      specs["recurrent_bias_n"] = (per_gate(self.bias_init, 1), (self.features,))
+    return specs
+
+  def bias_initializer(self):
+    base = super().bias_initializer()
+    if self.chrono_init is None:
+      return base
+    hidden, t_max = self.features, self.chrono_init
+
+    def init_fn(key, shape, dtype=jnp.float32):
+      key, chrono_key = jax.random.split(key)
+      return base(key, shape, dtype).at[hidden : 2 * hidden].set(_chrono_bias(chrono_key, hidden, t_max, dtype))
+
+    return init_fn
+
+
+@dataclasses.dataclass(frozen=True)
+class LSTMSpec(_GatedSpec):
+  """LSTM; equations in `gru_jax.cells.lstm_step`. Gate order i, f, g, o (PyTorch).
+
+  Params: input_kernel [D, 4H], recurrent_kernel [H, 4H], bias [4H]. Carry: (c, h), as in
+  flax.linen.
+
+  Attributes:
+    forget_bias: added to the forget-gate block of the bias at initialisation (1.0, as advised by
+      Jozefowicz et al. 2015); 0.0 gives the plain `bias_init`. Ignored with chrono_init.
+    layer_norm, chrono_init: see `_GatedSpec`.
+  """
+
+  forget_bias: float = 1.0
+  num_gates: ClassVar[int] = 4
+  forget_block: ClassVar[int] = 1
+  input_block: ClassVar[int | None] = 0
+  cell_name: ClassVar[str] = "LSTMCell"
+
+  def step_fn(self):
+    return cells.lstm_step
+
+  def gates_fn(self):
+    return None if self.layer_norm else cells.lstm_gates
+
+  def hidden_fn(self):
+    return _second
+
+  def zero_carry(self, batch_shape, dtype):
+    zeros = jnp.zeros(batch_shape + (self.features,), dtype)
+    return (zeros, zeros)
+
+  def extra_param_specs(self):
+    specs = super().extra_param_specs()
+    if self.layer_norm:
+      specs["ln_cell_scale"] = (jax.nn.initializers.ones, (self.features,))
+    return specs
+
+  def bias_initializer(self):
+    base = super().bias_initializer()
+    hidden, t_max = self.features, self.chrono_init
+    f0, i0 = self.forget_block * hidden, None if self.input_block is None else self.input_block * hidden
+
+    def init_fn(key, shape, dtype=jnp.float32):
+      if t_max is None:
+        return base(key, shape, dtype).at[f0 : f0 + hidden].add(jnp.asarray(self.forget_bias, dtype))
+      key, chrono_key = jax.random.split(key)
+      bias = base(key, shape, dtype)
+      chrono = _chrono_bias(chrono_key, hidden, t_max, dtype)
+      bias = bias.at[f0 : f0 + hidden].set(chrono)
+      return bias if i0 is None else bias.at[i0 : i0 + hidden].set(-chrono)
+
+    return init_fn
+
+
+@dataclasses.dataclass(frozen=True)
+class SimpleRNNSpec(CellSpec):
+  """Vanilla (Elman) RNN: h' = act(W_ih x + b_ih + W_hh h + b_hh) (PyTorch nn.RNN form).
+
+  Params: input_kernel [D, H], recurrent_kernel [H, H], bias [H]. Carry: h [..., H].
+
+  Attributes:
+    activation: "tanh" (default), "relu" or "identity" (a linear RNN).
+  """
+
+  activation: str = "tanh"
+  cell_name: ClassVar[str] = "SimpleRNNCell"
+
+  def __post_init__(self):
+    cells.activation_fn(self.activation)
+    super().__post_init__()
+
+  def step_fn(self):
+    return functools.partial(cells.rnn_step, activation=self.activation)
+
+  def gates_fn(self):
+    return functools.partial(cells.rnn_gates, activation=self.activation)
+
+
+@dataclasses.dataclass(frozen=True)
+class GRUNoResetSpec(CellSpec):
+  """GRU without reset gate (r ≡ 1); equations in `gru_jax.cells.gru_no_reset_step`. z keeps.
+
+  Params: input_kernel [D, 2H], recurrent_kernel [H, 2H] (blocks z, n), bias [2H]. Carry: h.
+  """
+
+  num_gates: ClassVar[int] = 2
+  cell_name: ClassVar[str] = "GRUNoResetCell"
+
+  def step_fn(self):
+    return cells.gru_no_reset_step
+
+  def gates_fn(self):
+    return cells.gru_no_reset_gates
+
+
+@dataclasses.dataclass(frozen=True)
+class MGUSpec(CellSpec):
+  """Minimal gated unit (Zhou et al. 2016); equations in `gru_jax.cells.mgu_step`.
+
+  Params: input_kernel [D, 2H], recurrent_kernel [H, 2H] (blocks f, n), bias [2H]. Carry: h.
+  """
+
+  num_gates: ClassVar[int] = 2
+  cell_name: ClassVar[str] = "MGUCell"
+
+  def step_fn(self):
+    return cells.mgu_step
+
+
+@dataclasses.dataclass(frozen=True)
+class CIFGLSTMSpec(LSTMSpec):
+  """Coupled input-forget gate LSTM (input gate = 1 - f); equations in
+  `gru_jax.cells.cifg_lstm_step`. Params: input_kernel [D, 3H], recurrent_kernel [H, 3H]
+  (blocks f, g, o), bias [3H]. Carry: (c, h). No layer_norm.
+  """
+
+  num_gates: ClassVar[int] = 3
+  forget_block: ClassVar[int] = 0
+  input_block: ClassVar[int | None] = None
+  supports_layer_norm: ClassVar[bool] = False
+  cell_name: ClassVar[str] = "CIFGLSTMCell"
+
+  def step_fn(self):
+    return cells.cifg_lstm_step
+
+  def gates_fn(self):
+    return cells.cifg_lstm_gates
+
+
+@dataclasses.dataclass(frozen=True)
+class PeepholeLSTMSpec(LSTMSpec):
+  """Peephole LSTM (Gers & Schmidhuber 2000); equations in `gru_jax.cells.peephole_lstm_step`.
+  Params: those of the LSTM plus peephole [3H] (p_i, p_f, p_o; zeros at init). No layer_norm.
+  """
+
+  supports_layer_norm: ClassVar[bool] = False
+  cell_name: ClassVar[str] = "PeepholeLSTMCell"
+
+  def step_fn(self):
+    return cells.peephole_lstm_step
+
+  def gates_fn(self):
+    return None
+
+  def extra_param_specs(self):
+    return {"peephole": (jax.nn.initializers.zeros, (3 * self.features,))}
+
+
+def _log_space_all_steps(log_coefficients, params, h0, xp):
+  del params
+  log_a, log_b = log_coefficients(xp)
+  hs = parallel.log_space_scan(log_a, log_b, h0)
+  return hs, hs
+
+
+@dataclasses.dataclass(frozen=True)
+class MinGRUSpec(CellSpec):
+  """minGRU (Feng et al. 2024); equations in `gru_jax.cells.mingru_step` (z there takes the new
+  value, as in the paper). Params: input_kernel [D, 2H] (blocks z, h~), bias [2H]; no recurrent
+  kernel. Carry: h. The layers train it with the log-space parallel scan.
+  """
+
+  num_gates: ClassVar[int] = 2
+  has_recurrent_kernel: ClassVar[bool] = False
+  cell_name: ClassVar[str] = "MinGRUCell"
+
+  def step_fn(self):
+    return cells.mingru_step
+
+  def parallel_fn(self):
+    return functools.partial(_log_space_all_steps, cells.mingru_log_coefficients)
+
+
+@dataclasses.dataclass(frozen=True)
+class MinLSTMSpec(CellSpec):
+  """minLSTM (Feng et al. 2024); equations in `gru_jax.cells.minlstm_step`. Params: input_kernel
+  [D, 3H] (blocks f, i, h~), bias [3H]; no recurrent kernel. Carry: h (no cell state).
+  """
+
+  num_gates: ClassVar[int] = 3
+  has_recurrent_kernel: ClassVar[bool] = False
+  cell_name: ClassVar[str] = "MinLSTMCell"
+
+  def step_fn(self):
+    return cells.minlstm_step
+
+  def parallel_fn(self):
+    return functools.partial(_log_space_all_steps, cells.minlstm_log_coefficients)
+
+
+def _sru_all_steps(activation, params, c0, xp):
+  del params
+  x_tilde, f, r, highway = cells.gate_blocks(xp, 4)
+  f, r = jax.nn.sigmoid(f), jax.nn.sigmoid(r)
+  cs = parallel.linear_scan(f, (1.0 - f) * x_tilde, c0)
+  return cs, r * cells.activation_fn(activation)(cs) + (1.0 - r) * highway
+
+
+@dataclasses.dataclass(frozen=True)
+class SRUSpec(CellSpec):
+  """Simple recurrent unit; equations in `gru_jax.cells.sru_step`. All matmuls are over x only.
+
+  Params: input_kernel [D, 3H] (blocks x~, f, r), bias [2H] (b_f, b_r), highway_kernel [D, H]
+  when D != H, and for version 2018 peephole [2H] (v_f, v_r; zeros at init). Carry: c; the output
+  h is not part of the carry.
+
+  Attributes:
+    version: 2017 (Lei et al. 2017: gates from x only, so the layer runs c with a parallel scan)
+      or 2018 (Lei et al. 2018: v ⊙ c_{t-1} inside the gates; sequential).
+    activation: g in h = r ⊙ g(c) + (1 - r) ⊙ x; None picks the paper's: tanh for 2017, identity
+      for 2018.
+  """
+
+  version: int = 2017
+  activation: str | None = None
+  num_gates: ClassVar[int] = 3
+  has_recurrent_kernel: ClassVar[bool] = False
+  output_in_carry: ClassVar[bool] = False
+  cell_name: ClassVar[str] = "SRUCell"
+
+  def __post_init__(self):
+    if self.version not in (2017, 2018):
+      raise ValueError(f"SRUCell: version must be 2017 or 2018; got {self.version!r}")
+    cells.activation_fn(self.g)
+    super().__post_init__()
+
+  @property
+  def g(self) -> str:
+    return self.activation or ("tanh" if self.version == 2017 else "identity")
+
+  def param_specs(self, in_features):
+    hidden = self.features
+    specs = {"input_kernel": (per_gate(self.kernel_init, 3), (in_features, 3 * hidden))}
+    if self.use_bias:
+      specs["bias"] = (per_gate(self.bias_init, 2), (2 * hidden,))
+    if in_features != hidden:
+      specs["highway_kernel"] = (self.kernel_init, (in_features, hidden))
+    if self.version == 2018:
+      specs["peephole"] = (jax.nn.initializers.zeros, (2 * hidden,))
+    return specs
+
+  def project_fn(self):
+    return cells.sru_project
+
+  def step_fn(self):
+    return functools.partial(cells.sru_step, activation=self.g)
+
+  def parallel_fn(self):
+    return functools.partial(_sru_all_steps, self.g) if self.version == 2017 else None
+
+
+# The cells by name: the one registry that the front-ends, models and configs read.
+SPECS: dict[str, type[CellSpec]] = {
+  "gru": GRUSpec,
+  "lstm": LSTMSpec,
+  "rnn": SimpleRNNSpec,
+  "gru_no_reset": GRUNoResetSpec,
+  "mgu": MGUSpec,
+  "cifg_lstm": CIFGLSTMSpec,
+  "peephole_lstm": PeepholeLSTMSpec,
+  "mingru": MinGRUSpec,
+  "minlstm": MinLSTMSpec,
+  "sru": SRUSpec,
+}
+
+
+def options(spec_class: type[CellSpec]) -> list[str]:
+  """The options of a cell beyond the shared ones (`CellSpec`'s fields), e.g. ["reset_after", ...]."""
+  shared = {f.name for f in dataclasses.fields(CellSpec)}
+  return [f.name for f in dataclasses.fields(spec_class) if f.name not in shared]
