@@ -1,6 +1,6 @@
 """gru_jax: gated recurrent networks in JAX/Flax. See README.md."""
 
-from gru_jax import cells, interop, parallel, recurrent, scan, specs
+from gru_jax import cells, interop, nnx, parallel, recurrent, scan, specs
 from gru_jax.layers import (
   GRU,
   LSTM,
@@ -33,7 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
   "GRU", "LSTM", "SimpleRNN", "GRUCell", "LSTMCell", "SimpleRNNCell", "Bidirectional", "Stacked",
-  "Recurrent", "RecurrentCell", "CellOptions", "cells", "interop", "parallel", "recurrent", "scan", "specs",
+  "Recurrent", "RecurrentCell", "CellOptions", "cells", "interop", "parallel", "nnx", "recurrent", "scan", "specs",
   "GRUNoReset", "GRUNoResetCell", "MGU", "MGUCell", "CIFGLSTM", "CIFGLSTMCell", "PeepholeLSTM", "PeepholeLSTMCell",
   "MinGRU", "MinGRUCell", "MinLSTM", "MinLSTMCell", "SRU", "SRUCell",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from gru_jax import layers
+from gru_jax import layers, nnx
 
 _INSTALL = "pip install torch==2.13.0 (the CPU build; any torch with nn.GRU works)"
 
@@ -41,12 +41,17 @@ def _directions(bidirectional: bool) -> list[tuple[str, str | None]]:
   return [("", "forward_rnn"), ("_reverse", "backward_rnn")] if bidirectional else [("", None)]
 
 
-def from_torch(torch_module) -> tuple[layers.Stacked, dict[str, Any]]:
-  """Converts a torch.nn.GRU / LSTM / RNN to `(module, variables)` with equal outputs.
+def from_torch(torch_module, front_end: str = "linen"):
+  """Converts a torch.nn.GRU / LSTM / RNN to a gru_jax module with equal outputs.
 
   Any num_layers, bidirectional, batch_first, bias and (RNN) nonlinearity; `dropout` becomes the
   Stacked dropout between layers. LSTM `proj_size` is not supported.
+
+  Returns: with front_end="linen", `(module, variables)`, a `gru_jax.layers.Stacked` and its
+  variables; with front_end="nnx", a `gru_jax.nnx.Stacked` holding the parameters.
   """
+  if front_end not in ("linen", "nnx"):
+    raise ValueError(f"from_torch: front_end must be 'linen' or 'nnx'; got {front_end!r}")
   kind = _kind(torch_module)
   m = torch_module
   common = dict(features=m.hidden_size, use_bias=m.bias, time_major=not m.batch_first)
@@ -82,6 +87,8 @@ def from_torch(torch_module) -> tuple[layers.Stacked, dict[str, Any]]:
         params[f"layer_{layer}"] = p
       else:
         params.setdefault(f"layer_{layer}", {})[sub] = p
+  if front_end == "nnx":
+    return nnx.from_linen(module, {"params": params})
   return module, {"params": params}
 
 
@@ -122,16 +129,20 @@ def _torch_kind(template: layers.Recurrent) -> str:
   return kind
 
 
-def to_torch(module, variables: dict[str, Any]):
+def to_torch(module, variables: dict[str, Any] | None = None):
   """Builds the torch.nn.GRU / LSTM / RNN equal to a gru_jax layer or `Stacked` of layers.
 
   Only what torch.nn holds exactly converts: GRU (reset_after=True), LSTM and SimpleRNN (tanh or
   relu), without layer norm, learned initial carries, recurrent dropout or zoneout; every other
   variant or option raises a one-line ValueError naming it. (Initialisation options such as
-  chrono_init or forget_bias only change the starting values and convert.) Returns a float32
-  torch module in eval mode.
+  chrono_init or forget_bias only change the starting values and convert.) An NNX module
+  (`gru_jax.nnx`) converts without `variables`. Returns a float32 torch module in eval mode.
   """
   torch = _torch()
+  if isinstance(module, nnx.MODULES):
+    module, variables = nnx.to_linen(module)
+  elif variables is None:
+    raise ValueError("to_torch: a linen module needs its variables")
   template, num_layers, bidirectional, dropout = _unpack(module)
   kind = _torch_kind(template)
   hidden = template.features

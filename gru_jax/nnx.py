@@ -1,0 +1,472 @@
+"""Flax NNX front-end: the same cells and layers as `gru_jax.layers`, as `flax.nnx` modules.
+
+    from flax import nnx
+    import gru_jax as gj
+
+    layer = gj.nnx.GRU(16, 32, rngs=nnx.Rngs(0))        # in_features, features; eager parameters
+    ys = layer(xs)                                       # xs [..., T, 16] -> ys [..., T, 32]
+    cell = gj.nnx.LSTMCell(16, 32, rngs=nnx.Rngs(0))     # one step; works in nnx.RNN
+    ys = nnx.RNN(cell)(xs)
+
+Each module is a front-end of a cell spec (`gru_jax.specs`): its parameters are `nnx.Param`s named
+as in the linen modules (input_kernel, recurrent_kernel, bias, ...), and the layers run
+`gru_jax.recurrent.run`, the body the linen layers run, so the outputs are equal for equal
+parameters. `to_linen` and `from_linen` convert modules with their parameters both ways.
+
+Cell options (`reset_after`, `layer_norm`, `forget_bias`, the SRU's `version`, ...) are keyword
+arguments, checked by the spec. `sharding={"input_kernel": (None, "model"), ...}` annotates
+parameters with partition specs (`nnx.Param(..., out_sharding=...)`; used under `jax.set_mesh`).
+Recurrent dropout and zoneout draw from the `dropout` stream of the `rngs` given at construction
+(or at call); `module.eval()` turns them off (zoneout then uses its expectation), `module.train()`
+on again, as for `nnx.Dropout`.
+"""
+
+import dataclasses
+from typing import Any, Callable, ClassVar, Mapping
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from gru_jax import layers, recurrent, specs
+
+Array = jax.Array
+Carry = Any
+
+
+def _spec(owner: str, spec_class: type[specs.CellSpec], features: int, options: dict[str, Any]) -> specs.CellSpec:
+  """The spec with these options; unknown option names raise a TypeError that lists the valid ones."""
+  unknown = sorted(set(options) - {f.name for f in dataclasses.fields(spec_class)})
+  if unknown:
+    raise TypeError(f"{owner}: {unknown} are not options of this cell; expected some of {sorted(specs.options(spec_class))} "
+                    "(or the shared kernel_init, recurrent_kernel_init, bias_init, use_bias)")
+  return spec_class(features=features, **options)
+
+
+def _declare(module: nnx.Module, param_specs: dict, rngs: nnx.Rngs, param_dtype: Any, sharding: Mapping | None) -> None:
+  """Creates one `nnx.Param` attribute per parameter of `param_specs`, with its sharding annotation."""
+  sharding = dict(sharding or {})
+  unknown = sorted(set(sharding) - set(param_specs))
+  if unknown:
+    raise ValueError(f"{type(module).__name__}: sharding names {unknown}, which are not parameters; expected some of {sorted(param_specs)}")
+  for name, (init, shape) in param_specs.items():
+    metadata = {"out_sharding": tuple(sharding[name])} if name in sharding else {}
+    setattr(module, name, nnx.Param(init(rngs.params(), shape, param_dtype), **metadata))
+
+
+def _dropout_rngs(rngs: nnx.Rngs | None, needed: bool):
+  return rngs["dropout"].fork() if needed and rngs is not None else nnx.data(None)
+
+
+class RecurrentCell(nnx.RNNCellBase):
+  """Base of the NNX cells: one step, `(carry, inputs) -> (carry, y)`, usable in `nnx.RNN`.
+
+  Args:
+    in_features: D, the last axis of the inputs.
+    features: H, the hidden size.
+    rngs: the `params` stream draws the parameters.
+    dtype: computation dtype (None: inferred from inputs and params).
+    param_dtype: dtype of the parameters.
+    sharding: parameter name -> partition spec axes, for `nnx.Param(out_sharding=...)`.
+    **options: the cell's options (see its spec in `gru_jax.specs`) and kernel_init,
+      recurrent_kernel_init, bias_init, use_bias.
+  """
+
+  spec_class: ClassVar[type[specs.CellSpec]] = specs.CellSpec
+
+  def __init__(self, in_features: int, features: int, *, rngs: nnx.Rngs, dtype: Any = None,
+               param_dtype: Any = jnp.float32, sharding: Mapping[str, tuple] | None = None, **options):
+    owner = type(self).__name__
+    specs.check_positive_int(owner, "in_features", in_features)
+    self.spec = _spec(owner, self.spec_class, features, options)
+    self.in_features, self.features = in_features, features
+    self.dtype, self.param_dtype = dtype, param_dtype
+    _declare(self, self.spec.param_specs(in_features), rngs, param_dtype, sharding)
+
+  def params(self) -> dict[str, Array]:
+    """The parameters as a dict, in the layout of `gru_jax.cells`."""
+    return {name: getattr(self, name).get_value() for name in self.spec.param_specs(self.in_features)}
+
+  def __call__(self, carry: Carry, inputs: Array) -> tuple[Carry, Array]:
+    """One step: carry (leaves [..., H]) and inputs [..., D] -> (new carry, output [..., H])."""
+    owner = type(self).__name__
+    if inputs.ndim < 1:
+      raise ValueError(f"{owner}: inputs must have shape [..., D]; got {inputs.shape}")
+    params = self.params()
+    recurrent.check_params(owner, self.spec, params, inputs.shape[-1])
+    recurrent.check_carry(owner, carry, self.spec.zero_carry(inputs.shape[:-1], inputs.dtype))
+    inputs, params = recurrent.promote(inputs, params, self.dtype)
+    carry = jax.tree_util.tree_map(lambda c: c.astype(inputs.dtype), carry)
+    return self.spec.step_fn()(params, carry, self.spec.project_fn()(params, inputs))
+
+  def initialize_carry(self, input_shape: tuple[int, ...], rngs: nnx.Rngs | None = None,
+                       carry_init: Callable | None = None) -> Carry:
+    """The carry for inputs of `input_shape` ([..., D]): zeros, or `carry_init(key, shape, dtype)`
+    per leaf (drawn from `rngs.carry`)."""
+    zeros = self.spec.zero_carry(tuple(input_shape[:-1]), self.param_dtype)
+    if carry_init is None:
+      return zeros
+    if rngs is None:
+      raise ValueError(f"{type(self).__name__}: initialize_carry with carry_init needs rngs")
+    return jax.tree_util.tree_map(lambda z: carry_init(rngs.carry(), z.shape, z.dtype), zeros)
+
+  @property
+  def num_feature_axes(self) -> int:
+    return 1
+
+
+class GRUCell(RecurrentCell):
+  """GRU cell (`gru_jax.specs.GRUSpec`): reset_after (True), layer_norm, chrono_init. Carry h."""
+
+  spec_class = specs.GRUSpec
+
+
+class LSTMCell(RecurrentCell):
+  """LSTM cell (`gru_jax.specs.LSTMSpec`): forget_bias (1.0), layer_norm, chrono_init. Carry (c, h)."""
+
+  spec_class = specs.LSTMSpec
+
+
+class SimpleRNNCell(RecurrentCell):
+  """Vanilla RNN cell (`gru_jax.specs.SimpleRNNSpec`): activation ("tanh"). Carry h."""
+
+  spec_class = specs.SimpleRNNSpec
+
+
+class GRUNoResetCell(RecurrentCell):
+  """GRU without reset gate (`gru_jax.specs.GRUNoResetSpec`). Carry h."""
+
+  spec_class = specs.GRUNoResetSpec
+
+
+class MGUCell(RecurrentCell):
+  """Minimal gated unit (`gru_jax.specs.MGUSpec`). Carry h."""
+
+  spec_class = specs.MGUSpec
+
+
+class CIFGLSTMCell(RecurrentCell):
+  """Coupled input-forget gate LSTM (`gru_jax.specs.CIFGLSTMSpec`). Carry (c, h)."""
+
+  spec_class = specs.CIFGLSTMSpec
+
+
+class PeepholeLSTMCell(RecurrentCell):
+  """Peephole LSTM (`gru_jax.specs.PeepholeLSTMSpec`). Carry (c, h)."""
+
+  spec_class = specs.PeepholeLSTMSpec
+
+
+class MinGRUCell(RecurrentCell):
+  """minGRU (`gru_jax.specs.MinGRUSpec`). Carry h."""
+
+  spec_class = specs.MinGRUSpec
+
+
+class MinLSTMCell(RecurrentCell):
+  """minLSTM (`gru_jax.specs.MinLSTMSpec`). Carry h."""
+
+  spec_class = specs.MinLSTMSpec
+
+
+class SRUCell(RecurrentCell):
+  """Simple recurrent unit (`gru_jax.specs.SRUSpec`): version (2017), activation. Carry c."""
+
+  spec_class = specs.SRUSpec
+
+
+_LAYER_OPTIONS = [f.name for f in dataclasses.fields(recurrent.LayerOptions) if f.name != "dtype"]
+
+
+class Recurrent(nnx.Module):
+  """Base of the NNX layers: a cell run over time with `gru_jax.recurrent.run`.
+
+  Args:
+    in_features, features, rngs, dtype, param_dtype, sharding: as for the cells.
+    learn_initial_carry: learn the initial carry (a parameter `initial_carry`, zeros at init).
+    unroll, remat, time_major, custom_vjp, parallel, recurrent_dropout, zoneout: see
+      `gru_jax.recurrent.LayerOptions`.
+    deterministic: turn off recurrent dropout and use zoneout's expectation; `eval()` sets it.
+    **options: the cell's options.
+  """
+
+  cell_class: ClassVar[type[RecurrentCell]] = RecurrentCell
+
+  def __init__(self, in_features: int, features: int, *, rngs: nnx.Rngs, dtype: Any = None,
+               param_dtype: Any = jnp.float32, sharding: Mapping[str, tuple] | None = None,
+               learn_initial_carry: bool = False, unroll: int | None = None, remat: bool = False,
+               time_major: bool = False, custom_vjp: bool = True, parallel: bool | None = None,
+               recurrent_dropout: float = 0.0, zoneout: float = 0.0, deterministic: bool = False, **options):
+    owner = type(self).__name__
+    specs.check_positive_int(owner, "features", features)
+    specs.check_positive_int(owner, "in_features", in_features)
+    self.spec = _spec(owner, self.cell_class.spec_class, features, options)
+    self.options = recurrent.LayerOptions(
+      unroll=unroll, remat=remat, time_major=time_major, custom_vjp=custom_vjp, parallel=parallel,
+      recurrent_dropout=recurrent_dropout, zoneout=zoneout, dtype=dtype,
+    )
+    self.options.check(owner, self.spec)
+    self.in_features, self.features, self.param_dtype = in_features, features, param_dtype
+    self.learn_initial_carry, self.deterministic = learn_initial_carry, deterministic
+    param_specs = dict(self.spec.param_specs(in_features))
+    if learn_initial_carry:
+      param_specs["initial_carry"] = (lambda key, shape, dtype: self.spec.zero_carry((), dtype), ())
+    _declare(self, param_specs, rngs, param_dtype, sharding)
+    self.rngs = _dropout_rngs(rngs, bool(recurrent_dropout or zoneout))
+
+  def params(self) -> dict[str, Array]:
+    """The cell's parameters as a dict, in the layout of `gru_jax.cells`."""
+    return {name: getattr(self, name).get_value() for name in self.spec.param_specs(self.in_features)}
+
+  def __call__(self, xs: Array, *, seq_lengths: Array | None = None, initial_carry: Carry | None = None,
+               return_carry: bool = False, reverse: bool = False, deterministic: bool | None = None,
+               rngs: nnx.Rngs | None = None) -> Array | tuple[Array, Carry]:
+    """Runs the cell over the time axis of `xs`; arguments and results as the linen layers'
+    (`gru_jax.layers.Recurrent.__call__`). `rngs` overrides the dropout stream given at
+    construction; `deterministic` overrides the attribute."""
+    owner = type(self).__name__
+    deterministic = self.deterministic if deterministic is None else deterministic
+    stochastic = not deterministic and bool(self.options.recurrent_dropout or self.options.zoneout)
+    stream = (rngs["dropout"] if rngs is not None else self.rngs) if stochastic else None
+    if stochastic and stream is None:
+      raise ValueError(f"{owner}: recurrent_dropout / zoneout in training need rngs (at construction or call), "
+                       "or deterministic=True (module.eval())")
+    dropout_key = stream() if stochastic and self.options.recurrent_dropout else None
+    zoneout_key = stream() if stochastic and self.options.zoneout else None
+    learned = self.initial_carry.get_value() if self.learn_initial_carry else None
+    ys, carry = recurrent.run(
+      self.spec, self.params(), xs, self.options, seq_lengths=seq_lengths, initial_carry=initial_carry,
+      learned_carry=learned, reverse=reverse, dropout_key=dropout_key, zoneout_key=zoneout_key, owner=owner,
+    )
+    return (ys, carry) if return_carry else ys
+
+
+class GRU(Recurrent):
+  """GRU layer (`GRUCell` over time): reset_after (True), layer_norm, chrono_init."""
+
+  cell_class = GRUCell
+
+
+class LSTM(Recurrent):
+  """LSTM layer (`LSTMCell` over time): forget_bias (1.0), layer_norm, chrono_init. Carry (c, h)."""
+
+  cell_class = LSTMCell
+
+
+class SimpleRNN(Recurrent):
+  """Vanilla RNN layer (`SimpleRNNCell` over time): activation ("tanh")."""
+
+  cell_class = SimpleRNNCell
+
+
+class GRUNoReset(Recurrent):
+  """GRU without reset gate, over time."""
+
+  cell_class = GRUNoResetCell
+
+
+class MGU(Recurrent):
+  """Minimal gated unit, over time."""
+
+  cell_class = MGUCell
+
+
+class CIFGLSTM(Recurrent):
+  """Coupled input-forget gate LSTM, over time. Carry (c, h)."""
+
+  cell_class = CIFGLSTMCell
+
+
+class PeepholeLSTM(Recurrent):
+  """Peephole LSTM, over time. Carry (c, h)."""
+
+  cell_class = PeepholeLSTMCell
+
+
+class MinGRU(Recurrent):
+  """minGRU over time (the log-space parallel scan where `parallel`)."""
+
+  cell_class = MinGRUCell
+
+
+class MinLSTM(Recurrent):
+  """minLSTM over time (the log-space parallel scan where `parallel`)."""
+
+  cell_class = MinLSTMCell
+
+
+class SRU(Recurrent):
+  """Simple recurrent unit over time: version (2017), activation. Carry c, outputs h."""
+
+  cell_class = SRUCell
+
+
+class Bidirectional(nnx.Module):
+  """One layer forward and one backward, outputs merged ("concat", PyTorch's layout, or "sum");
+  the backward layer starts at each sequence's own last valid step. As `gru_jax.layers.Bidirectional`."""
+
+  def __init__(self, forward_rnn: Recurrent, backward_rnn: Recurrent, *, merge: str = "concat"):
+    if merge not in ("concat", "sum"):
+      raise ValueError(f"Bidirectional: merge={merge!r} is not supported; expected 'concat' or 'sum'")
+    self.forward_rnn, self.backward_rnn, self.merge = forward_rnn, backward_rnn, merge
+
+  def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, deterministic=None, rngs=None):
+    """Like the layers' call; initial_carry and the returned carry are (forward, backward)."""
+    carry_f, carry_b = (None, None) if initial_carry is None else initial_carry
+    common = dict(seq_lengths=seq_lengths, return_carry=True, deterministic=deterministic, rngs=rngs)
+    ys_f, carry_f = self.forward_rnn(xs, initial_carry=carry_f, **common)
+    ys_b, carry_b = self.backward_rnn(xs, initial_carry=carry_b, reverse=True, **common)
+    ys = jnp.concatenate([ys_f, ys_b], axis=-1) if self.merge == "concat" else ys_f + ys_b
+    return (ys, (carry_f, carry_b)) if return_carry else ys
+
+
+class Stacked(nnx.Module):
+  """`num_layers` layers of `layer_class`, one on top of the other, as `gru_jax.layers.Stacked`
+  (parameters under layer_0, layer_1, ...; forward_rnn / backward_rnn when bidirectional).
+
+  Args:
+    layer_class: an NNX layer class (`GRU`, `LSTM`, ...).
+    in_features, features: D of the first layer's inputs, H of every layer.
+    num_layers, bidirectional, dropout, residual: as in `gru_jax.layers.Stacked` (dropout between
+      layers draws from the `dropout` stream; `eval()` turns it off).
+    rngs: draws the parameters (and the dropout masks).
+    **layer_kwargs: passed to every layer (cell and layer options, dtype, ...).
+  """
+
+  def __init__(self, layer_class: type[Recurrent], in_features: int, features: int, *, rngs: nnx.Rngs,
+               num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.0, residual: bool = False,
+               **layer_kwargs):
+    specs.check_positive_int("Stacked", "num_layers", num_layers)
+    if not 0.0 <= dropout < 1.0:
+      raise ValueError(f"Stacked: dropout must lie in [0, 1); got {dropout!r}")
+    self.num_layers, self.bidirectional, self.residual = num_layers, bidirectional, residual
+    width = in_features
+    for i in range(num_layers):
+      make = lambda: layer_class(width, features, rngs=rngs, **layer_kwargs)  # noqa: B023
+      setattr(self, f"layer_{i}", Bidirectional(make(), make()) if bidirectional else make())
+      width = features * (2 if bidirectional else 1)
+    self.dropout = nnx.Dropout(dropout, rngs=rngs)
+
+  def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, deterministic=None, rngs=None):
+    """Runs the stack; initial_carry and the returned carries hold one carry per layer."""
+    if initial_carry is not None and len(initial_carry) != self.num_layers:
+      raise ValueError(
+        f"Stacked: initial_carry must hold one carry per layer ({self.num_layers}); got {len(initial_carry)}"
+      )
+    carries = []
+    for i in range(self.num_layers):
+      carry = None if initial_carry is None else initial_carry[i]
+      ys, carry = getattr(self, f"layer_{i}")(xs, seq_lengths=seq_lengths, initial_carry=carry, return_carry=True,
+                                             deterministic=deterministic, rngs=rngs)
+      carries.append(carry)
+      if self.residual and ys.shape == xs.shape:
+        ys = ys + xs
+      if i < self.num_layers - 1:
+        ys = self.dropout(ys, deterministic=deterministic, rngs=rngs)
+      xs = ys
+    return (xs, tuple(carries)) if return_carry else xs
+
+
+# The NNX module types of gru_jax.
+MODULES = (RecurrentCell, Recurrent, Bidirectional, Stacked)
+
+# linen class <-> NNX class, for the converters.
+_LAYERS = {
+  layers.GRU: GRU, layers.LSTM: LSTM, layers.SimpleRNN: SimpleRNN, layers.GRUNoReset: GRUNoReset,
+  layers.MGU: MGU, layers.CIFGLSTM: CIFGLSTM, layers.PeepholeLSTM: PeepholeLSTM, layers.MinGRU: MinGRU,
+  layers.MinLSTM: MinLSTM, layers.SRU: SRU,
+}
+_CELLS = {linen.cell_class: nnx_class.cell_class for linen, nnx_class in _LAYERS.items()}
+
+
+def linen_variables(module: nnx.Module) -> dict[str, Any]:
+  """The NNX module's parameters as linen variables, `{"params": {...}}`, under the same names."""
+  return {"params": nnx.to_pure_dict(nnx.state(module, nnx.Param))}
+
+
+def load_linen_variables(module: nnx.Module, variables: dict[str, Any]) -> None:
+  """Sets the NNX module's parameters, in place, from linen variables of the equal linen module;
+  a missing, extra or misshaped parameter raises a ValueError naming it."""
+  state = nnx.state(module, nnx.Param)
+  want = jax.tree_util.tree_map(jnp.shape, nnx.to_pure_dict(state))
+  got = jax.tree_util.tree_map(jnp.shape, dict(variables["params"]))
+  if jax.tree_util.tree_structure(want) != jax.tree_util.tree_structure(got) or want != got:
+    flat = lambda t: {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(t, is_leaf=lambda x: isinstance(x, tuple) and all(isinstance(d, int) for d in x))}
+    want_flat, got_flat = flat(want), flat(got)
+    diff = sorted(set(want_flat) ^ set(got_flat)) or sorted(k for k in want_flat if want_flat[k] != got_flat[k])
+    raise ValueError(f"load_linen_variables: the parameters differ from the {type(module).__name__}'s at {diff[:5]} "
+                     f"(expected shapes {[want_flat.get(k) for k in diff[:5]]}, got {[got_flat.get(k) for k in diff[:5]]})")
+  nnx.replace_by_pure_dict(state, variables["params"])
+  nnx.update(module, state)
+
+
+def _layer_kwargs(linen_layer: layers.Recurrent) -> dict[str, Any]:
+  cell_spec = linen_layer.make_cell(parent=None).spec()
+  spec_fields = {f.name: getattr(cell_spec, f.name) for f in dataclasses.fields(cell_spec) if f.name != "features"}
+  layer_fields = {name: getattr(linen_layer, name) for name in _LAYER_OPTIONS}
+  return dict(**spec_fields, **layer_fields, dtype=linen_layer.dtype, param_dtype=linen_layer.param_dtype,
+              learn_initial_carry=linen_layer.learn_initial_carry)
+
+
+def _nnx_layer_class(linen_layer) -> type[Recurrent]:
+  if type(linen_layer) not in _LAYERS:
+    raise TypeError(f"from_linen: expected a gru_jax linen layer or Stacked of one; got {type(linen_layer).__name__}")
+  return _LAYERS[type(linen_layer)]
+
+
+def _input_kernel(params: dict) -> Array:
+  while "input_kernel" not in params:
+    params = params.get("layer_0", params.get("forward_rnn"))
+    if params is None:
+      raise ValueError("from_linen: the variables hold no input_kernel")
+  return params["input_kernel"]
+
+
+def from_linen(module, variables: dict[str, Any], *, rngs: nnx.Rngs | None = None) -> nnx.Module:
+  """The NNX module equal to a gru_jax linen layer (`GRU`, ...), `Bidirectional` of two, or `Stacked`,
+  holding `variables`' parameters. `rngs` seeds the dropout streams (default `nnx.Rngs(0)`)."""
+  rngs = nnx.Rngs(0) if rngs is None else rngs
+  in_features = int(_input_kernel(variables["params"]).shape[0])
+  if isinstance(module, layers.Stacked):
+    nnx_module = Stacked(_nnx_layer_class(module.layer), in_features, module.layer.features, rngs=rngs,
+                         num_layers=module.num_layers, bidirectional=module.bidirectional, dropout=module.dropout,
+                         residual=module.residual, **_layer_kwargs(module.layer))
+  elif isinstance(module, layers.Bidirectional):
+    make = lambda layer: _nnx_layer_class(layer)(in_features, layer.features, rngs=rngs, **_layer_kwargs(layer))
+    nnx_module = Bidirectional(make(module.forward_rnn), make(module.backward_rnn), merge=module.merge)
+  elif isinstance(module, layers.RecurrentCell) and type(module) in _CELLS:
+    cell_spec = module.spec()
+    options = {f.name: getattr(cell_spec, f.name) for f in dataclasses.fields(cell_spec) if f.name != "features"}
+    nnx_module = _CELLS[type(module)](in_features, module.features, rngs=rngs, dtype=module.dtype,
+                                      param_dtype=module.param_dtype, **options)
+  else:
+    nnx_module = _nnx_layer_class(module)(in_features, module.features, rngs=rngs, **_layer_kwargs(module))
+  load_linen_variables(nnx_module, variables)
+  return nnx_module
+
+
+def _linen_layer(nnx_layer: Recurrent, **extra) -> layers.Recurrent:
+  linen_class = {v: k for k, v in _LAYERS.items()}[type(nnx_layer)]
+  spec_fields = {f.name: getattr(nnx_layer.spec, f.name) for f in dataclasses.fields(nnx_layer.spec)}
+  layer_fields = {name: getattr(nnx_layer.options, name) for name in _LAYER_OPTIONS}
+  return linen_class(**spec_fields, **layer_fields, dtype=nnx_layer.options.dtype,
+                     param_dtype=nnx_layer.param_dtype, learn_initial_carry=nnx_layer.learn_initial_carry, **extra)
+
+
+def to_linen(module: nnx.Module) -> tuple[nnx.Module, dict[str, Any]]:
+  """`(linen module, variables)` equal to an NNX layer, `Bidirectional` or `Stacked` of this module."""
+  if isinstance(module, Stacked):
+    first = module.layer_0.forward_rnn if module.bidirectional else module.layer_0
+    linen_module = layers.Stacked(_linen_layer(first), num_layers=module.num_layers, bidirectional=module.bidirectional,
+                                  dropout=module.dropout.rate, residual=module.residual)
+  elif isinstance(module, Bidirectional):
+    linen_module = layers.Bidirectional(_linen_layer(module.forward_rnn), _linen_layer(module.backward_rnn), merge=module.merge)
+  elif isinstance(module, RecurrentCell):
+    linen_class = {v: k for k, v in _CELLS.items()}[type(module)]
+    fields = {f.name: getattr(module.spec, f.name) for f in dataclasses.fields(module.spec)}
+    linen_module = linen_class(**fields, dtype=module.dtype, param_dtype=module.param_dtype)
+  elif isinstance(module, Recurrent):
+    linen_module = _linen_layer(module)
+  else:
+    raise TypeError(f"to_linen: expected a gru_jax.nnx layer, cell, Bidirectional or Stacked; got {type(module).__name__}")
+  return linen_module, linen_variables(module)
