@@ -44,6 +44,7 @@ def ablate(study_file, workdir, *extra):
   )
 
 
+@pytest.mark.slow
 def test_study_runs_records_a_failure_resumes_and_plots(tmp_path):
   study_file = tmp_path / "tiny_study.py"
   study_file.write_text(STUDY)
@@ -142,6 +143,7 @@ def load_study(name):
   return module
 
 
+@pytest.mark.slow
 def test_long_memory_follows_the_published_budgets():
   study = load_study("long_memory")
   config = study.get_config()
@@ -217,6 +219,7 @@ def test_markdown_reports_test_at_best_valid_with_train_and_solved_columns():
   assert "| 8.5 ± 0.71 |" in line and "| 7.25 ± 0.35 |" in line and "| 1/2 | 3 |" in line
 
 
+@pytest.mark.slow
 def test_workers_stop_when_the_runner_is_killed(tmp_path):
   import signal
   import time

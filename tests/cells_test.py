@@ -96,6 +96,7 @@ STEPS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(STEPS))
 def test_step_gradients_numerically(rng, name):
   step, gates, bias_n, make_carry = STEPS[name]

@@ -30,6 +30,7 @@ def inputs(rng, gates):
   return w_h, b, h0, xp
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SPLITS))
 @pytest.mark.parametrize("lengths", [None, (T, 0, 2)])
 @pytest.mark.parametrize("remat", [False, True])
@@ -62,6 +63,7 @@ def test_fused_gradients_numerically(rng):
     check_grads(f, (w_h, b, h0, xp), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layer", [gj.GRU(H), gj.LSTM(H), gj.SimpleRNN(H, activation="relu"), gj.GRU(H, learn_initial_carry=True)])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_layer_custom_vjp_equals_autodiff(rng, layer, reverse):

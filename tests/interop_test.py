@@ -46,6 +46,7 @@ def flat(hx, kind):
   return torch.cat([h.flatten() for h in hx]) if kind == "lstm" else hx.flatten()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(TORCH))
 @pytest.mark.parametrize("seed", range(4))
 def test_from_torch_matches_packed_sequences(kind, seed):
@@ -74,6 +75,7 @@ def test_from_torch_matches_packed_sequences(kind, seed):
   np.testing.assert_array_equal(flat(select(hn_ours, zero, kind), kind), flat(select(hx, zero, kind), kind))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(TORCH))
 def test_full_length_unpacked_and_round_trip(kind):
   module, x, _, _ = random_case(kind, 7)
@@ -124,6 +126,7 @@ def test_every_variant_covered():
   assert {cell for cell, _ in CONVERTIBLE + REFUSED} == set(models.CELLS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stacked", [False, True])
 @pytest.mark.parametrize("cell,options", CONVERTIBLE + REFUSED)
 def test_to_torch_equals_or_refuses_every_variant(cell, options, stacked, rng):

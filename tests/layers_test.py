@@ -66,6 +66,7 @@ CELLS = {"gru": (gj.GRUCell(H), gj.GRU(H)), "gru_reset_before": (gj.GRUCell(H, r
          "lstm": (gj.LSTMCell(H), gj.LSTM(H)), "rnn": (gj.SimpleRNNCell(H, activation="relu"), gj.SimpleRNN(H, activation="relu"))}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_cell_in_flax_rnn_equals_layer_with_same_params(rng, name):
   cell, layer = CELLS[name]
@@ -148,6 +149,7 @@ def test_jit_vmap_grad_compose(rng):
   np.testing.assert_allclose(jitted, layer.apply(variables, xs[0], seq_lengths=lengths[0]), rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_bf16_compute_stays_finite(rng, name):
   _, layer = CELLS[name]
@@ -217,6 +219,7 @@ def test_bidirectional_backward_starts_at_each_last_valid_step(rng):
   np.testing.assert_allclose(summed, ys[..., :H] + ys[..., H:], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_stacked_dropout_residual_and_carries(rng):
   xs = xs_of(rng, B, T, H)
   stack = gj.Stacked(gj.GRU(H), num_layers=3, dropout=0.5)

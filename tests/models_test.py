@@ -15,6 +15,7 @@ def test_last_valid_picks_each_sequences_last_step():
   np.testing.assert_array_equal(models.last_valid(ys, None)[:, 0], [3.0, 7.0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", sorted(models.CELLS))
 @pytest.mark.parametrize("head,shape", [("last", (2, 3)), ("each", (2, 5, 3))])
 def test_model_heads(cell, head, shape):

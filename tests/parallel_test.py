@@ -28,6 +28,7 @@ def test_sequential_reference_is_the_recurrence(rng):
   np.testing.assert_allclose(parallel.sequential_scan(a, b, h0), np.stack(expected), rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("t", [1, 7, 64])
 def test_linear_and_log_space_scans_equal_the_loop(rng, t):
   a, b, h0 = coefficients(rng, t, 2, 3)
@@ -40,6 +41,7 @@ def test_linear_and_log_space_scans_equal_the_loop(rng, t):
   )
 
 
+@pytest.mark.slow
 def test_scans_have_the_loops_gradients(rng):
   a, b, h0 = coefficients(rng, 9, 2, 3)
   loss = lambda scan: lambda a, b, h0: jnp.sum(jnp.sin(scan(a, b, h0)))
@@ -58,6 +60,7 @@ PARALLEL_LAYERS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(PARALLEL_LAYERS))
 @pytest.mark.parametrize("reverse", [False, True])
 def test_parallel_layer_equals_its_step_by_step_path(rng, name, reverse):
@@ -84,6 +87,7 @@ def test_parallel_layer_equals_its_step_by_step_path(rng, name, reverse):
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layer", [gj.MinGRU(4, parallel=True), gj.MinLSTM(4, parallel=True)])
 def test_log_space_scan_gradients_are_finite_at_T_4096(rng, layer):
   xs = jnp.asarray(rng.normal(size=(2, 4096, 3)) * 3.0, jnp.float32)
@@ -96,6 +100,7 @@ def test_log_space_scan_gradients_are_finite_at_T_4096(rng, layer):
   np.testing.assert_allclose(ys, ys_ref, rtol=2e-4, atol=1e-5)  # chunked: no error growing with T
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("t,chunk", [(10, 4), (12, 4), (64, 16), (5, 8)])
 def test_chunked_log_space_scan_equals_the_loop(rng, t, chunk):
   a, b, h0 = coefficients(rng, t, 2, 3)

@@ -13,6 +13,7 @@ def test_readme_has_examples():
   assert len(BLOCKS) >= 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_block_runs(index):
   exec(compile(BLOCKS[index], f"README.md block {index}", "exec"), {})

@@ -87,6 +87,7 @@ def test_reverse_padded_is_an_involution(rng):
   np.testing.assert_array_equal(scan_lib.reverse_padded(x, lengths)[:3, 1], x[:3, 1][::-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [dict(remat=True), dict(unroll=3), dict(remat=True, unroll=2)])
 def test_remat_and_unroll_change_nothing(rng, options):
   step_of = lambda p, c, x: CELLS["gru"][0](p, c, x)

@@ -5,9 +5,12 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_speed_suite_runs_on_a_tiny_grid(tmp_path):
   out = tmp_path / "speed"
   models = "gru_jax.GRU,gru_jax.GRU[autodiff],flax.RNN(GRUCell),torch.nn.GRU"
@@ -31,6 +34,7 @@ def test_speed_suite_rejects_bad_points(tmp_path):
   assert result.returncode != 0 and "is not BxTxDxH" in result.stderr
 
 
+@pytest.mark.slow
 def test_seeds_benchmark_runs_both_ways_and_agrees(tmp_path):
   out = tmp_path / "seeds"
   result = subprocess.run([sys.executable, "-m", "benchmarks.seeds", "--quick", "--num_seeds=2", "--cases=gru:adding",

@@ -40,6 +40,7 @@ def test_adding_baseline_is_what_predicting_one_scores():
   assert task.baseline == pytest.approx(1 / 6)
 
 
+@pytest.mark.slow
 def test_copy_layout_and_baseline():
   delay = 7
   batch = jax.device_get(copy.generate(jax.random.key(1), 8, delay))

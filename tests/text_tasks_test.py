@@ -99,6 +99,7 @@ def test_f1_from_totals(tmp_path):
   assert set(final) >= {"f1/neg", "f1/pos"} and not any(k.startswith("_") for k in final)
 
 
+@pytest.mark.slow
 def test_bring_your_own_csv_trains_end_to_end(tmp_path):
   config = classify_config(write_rows(tmp_path / "mine.csv", ROWS), seq_len=4, vocab_size=50)
   config.model.features = 8
@@ -161,6 +162,7 @@ def test_char_lm_bbc_split_is_by_article():
   assert 0.05 < len(texts["test"]) / total < 0.15 and 0.05 < len(texts["valid"]) / total < 0.15
 
 
+@pytest.mark.slow
 def test_sampling_continues_a_trained_model(tmp_path):
   import subprocess
   import sys

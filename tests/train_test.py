@@ -43,6 +43,7 @@ def read_jsonl(path):
   return [json.loads(line) for line in open(path)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config_file", MAIN_CONFIGS)
 @pytest.mark.parametrize("task", ["adding", "copy", "digits", "chorales", "forecast", "sentiment", "char_lm"])
 def test_every_config_runs_a_few_steps(tmp_path, config_file, task):
@@ -69,6 +70,7 @@ def test_every_config_runs_a_few_steps(tmp_path, config_file, task):
   assert json.load(open(run / "summary.json"))["test_at_best_valid"] == summary["test_at_best_valid"]
 
 
+@pytest.mark.slow
 def test_one_train_step_changes_every_parameter():
   for config_file in CONFIG_FILES:
     task, model, tx, schedule = train.build(tiny(config_file, opt__schedule="constant", opt__warmup_steps=0))
@@ -87,6 +89,7 @@ def test_one_train_step_changes_every_parameter():
         assert np.all(a != b), f"{config_file}: {name} did not change in every entry"
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
   config = tiny(train__num_steps=6, train__checkpoint_every=2, train__eval_every=2, model__dropout=0.1, model__num_layers=2)
   whole = train.train_and_evaluate(config, str(tmp_path / "whole"))
@@ -108,6 +111,7 @@ def valid_records(path):
   return [r for r in read_jsonl(path) if r["split"] == "valid"]
 
 
+@pytest.mark.slow
 def test_test_is_scored_at_the_parameters_best_on_valid(tmp_path):
   # A constant, too-high learning rate makes the valid curve bounce, so the best step is not the last.
   config = tiny(train__num_steps=12, train__eval_every=1, train__checkpoint_every=0, opt__schedule="constant",
@@ -124,6 +128,7 @@ def test_test_is_scored_at_the_parameters_best_on_valid(tmp_path):
   assert summary["test_final"]["mse"] != summary["test_at_best_valid"]["mse"]
 
 
+@pytest.mark.slow
 def test_best_valid_counts_evaluations_from_before_a_resume(tmp_path):
   config = tiny(train__num_steps=6, train__checkpoint_every=2, train__eval_every=2)
   train.train_and_evaluate(config, str(tmp_path), steps_this_run=3)
@@ -138,6 +143,7 @@ def test_best_valid_counts_evaluations_from_before_a_resume(tmp_path):
   assert resumed["test_at_best_valid"]["step"] == 2
 
 
+@pytest.mark.slow
 def test_vmapped_seeds_equal_separate_runs(tmp_path):
   config = tiny(train__num_steps=6, train__eval_every=2, model__dropout=0.1, model__num_layers=2)
   config.num_seeds = 2
@@ -172,6 +178,7 @@ def poison_seed(monkeypatch, seed):
   monkeypatch.setattr(train, "create_train_state", poisoned)
 
 
+@pytest.mark.slow
 def test_a_seed_with_a_nonfinite_loss_stops_and_the_others_go_on(tmp_path, monkeypatch):
   poison_seed(monkeypatch, 1)
   config = tiny(train__num_steps=4, train__eval_every=2)
@@ -188,6 +195,7 @@ def test_a_seed_with_a_nonfinite_loss_stops_and_the_others_go_on(tmp_path, monke
   assert result["runs"][2]["test_at_best_valid"]["mse"] == pytest.approx(alone["test_at_best_valid"]["mse"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_weight_noise_takes_the_gradient_at_noisy_weights():
   config = tiny(opt__weight_noise=0.075)
   task, model, tx, schedule = train.build(config)
@@ -205,6 +213,7 @@ def test_weight_noise_takes_the_gradient_at_noisy_weights():
   assert all(0.05 < d < 0.1 for d in deltas), deltas
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_each_seed_after_its_patience_and_resumes(tmp_path):
   config = tiny(train__num_steps=40, train__eval_every=1, train__checkpoint_every=5, train__early_stopping=3,
                 opt__schedule="constant", opt__warmup_steps=0, opt__learning_rate=0.3, num_seeds=2)
@@ -225,6 +234,7 @@ def test_early_stopping_stops_each_seed_after_its_patience_and_resumes(tmp_path)
     train.train_and_evaluate(tiny(train__early_stopping=2, train__eval_every=0), str(tmp_path / "bad"))
 
 
+@pytest.mark.slow
 def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   config = tiny(train__num_steps=2)
   train.train_and_evaluate(config, str(tmp_path))
@@ -235,6 +245,7 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(jax.device_get(restored)))
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_model_is_an_error_and_the_run_is_kept(tmp_path):
   train.train_and_evaluate(tiny(), str(tmp_path))
   config_before = (tmp_path / "config.json").read_text()
@@ -246,6 +257,7 @@ def test_checkpoint_of_another_model_is_an_error_and_the_run_is_kept(tmp_path):
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2", "4"]
 
 
+@pytest.mark.slow
 def test_damaged_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
   train.train_and_evaluate(tiny(), str(tmp_path))
   for path in (tmp_path / "checkpoints" / "4").rglob("*"):
@@ -275,12 +287,14 @@ def test_bad_config_values_name_the_key(tmp_path, overrides, message):
   assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer,schedule", [("adamw", "constant"), ("rmsprop", "warmup_cosine"), ("sgd", "constant")])
 def test_optimizers_and_schedules(tmp_path, optimizer, schedule):
   summary = train.train_and_evaluate(tiny(opt__name=optimizer, opt__schedule=schedule, opt__momentum=0.9), str(tmp_path))
   assert np.isfinite(summary["train"]["loss"])
 
 
+@pytest.mark.slow
 def test_adding_problem_learns_at_a_tiny_size(tmp_path):
   config = tiny(model__features=32, task__seq_len=10, task__eval_size=500, opt__learning_rate=1e-2, opt__warmup_steps=20)
   config.train.update(num_steps=400, batch_size=32, log_every=100, eval_every=0, checkpoint_every=0)
@@ -315,6 +329,7 @@ LONG = ["--config.train.num_steps=4000", "--config.train.checkpoint_every=100", 
         "--config.train.eval_every=0"]
 
 
+@pytest.mark.slow
 def test_cli_killed_with_sigkill_and_restarted_ends_like_an_uninterrupted_run(tmp_path):
   killed = subprocess.Popen(cli(tmp_path / "killed", *LONG), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
   wait_for_checkpoint(tmp_path / "killed", killed)
@@ -331,6 +346,7 @@ def test_cli_killed_with_sigkill_and_restarted_ends_like_an_uninterrupted_run(tm
   assert final("killed")["train"]["loss"] == final("whole")["train"]["loss"]
 
 
+@pytest.mark.slow
 def test_cli_ctrl_c_saves_a_checkpoint_before_exiting(tmp_path):
   run = subprocess.Popen(cli(tmp_path, *LONG), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   first = wait_for_checkpoint(tmp_path, run)
@@ -351,6 +367,7 @@ def test_cli_ctrl_c_saves_a_checkpoint_before_exiting(tmp_path):
     ("--config.opt.name=lamb", "error: opt.name='lamb' is not an optimizer; expected one of"),
   ],
 )
+@pytest.mark.slow
 def test_cli_errors_are_one_line(tmp_path, flag, message):
   result = subprocess.run(cli(tmp_path, flag), cwd=ROOT, capture_output=True, text=True)
   assert result.returncode == 2
@@ -358,6 +375,7 @@ def test_cli_errors_are_one_line(tmp_path, flag, message):
   assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+@pytest.mark.slow
 def test_cli_trains_several_seeds_as_one_program(tmp_path):
   result = subprocess.run(cli(tmp_path, "--config.num_seeds=2", "--config.train.num_steps=4", "--config.train.eval_every=2"),
                           cwd=ROOT, capture_output=True, text=True)

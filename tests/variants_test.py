@@ -146,6 +146,7 @@ VARIANTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_variant_equals_its_equations(rng, name):
   layer, equations, zero = VARIANTS[name]
@@ -175,6 +176,7 @@ def test_sru_highway_is_x_itself_when_widths_match(rng):
   np.testing.assert_allclose(layer.apply({"params": params}, xs), np.stack(expected, 1), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mgu", "cifg_lstm", "peephole_lstm", "mingru", "minlstm", "sru2018", "ln_gru"])
 def test_cells_step_like_their_layers_and_run_in_flax_rnn(rng, name):
   """The one-step cell (for streaming / flax.linen.RNN) takes the layer's params and agrees with it."""
@@ -195,6 +197,7 @@ def test_cells_step_like_their_layers_and_run_in_flax_rnn(rng, name):
 
 @pytest.mark.parametrize("fast,slow", [(gj.GRUNoReset(H), gj.GRUNoReset(H, custom_vjp=False)),
                                        (gj.CIFGLSTM(H), gj.CIFGLSTM(H, custom_vjp=False))])
+@pytest.mark.slow
 def test_hand_written_backward_of_the_variants_matches_autodiff(rng, fast, slow):
   xs = jnp.asarray(rng.normal(size=(B, T, D)), jnp.float32)
   params = random_params(fast, xs)
@@ -237,6 +240,7 @@ def test_chrono_init_sets_the_keep_gate_bias():
   np.testing.assert_array_equal(gj.LSTM(H).init(KEY, xs)["params"]["bias"][H : 2 * H], 1.0)
 
 
+@pytest.mark.slow
 def test_recurrent_dropout_is_one_mask_per_sequence_and_off_at_evaluation(rng):
   xs = jnp.asarray(rng.normal(size=(1, 12, D)), jnp.float32)
   rate = 0.5
@@ -294,6 +298,7 @@ def test_bad_variant_options(make, message):
     make()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", sorted(set(models.CELLS) - {"gru", "lstm", "rnn"}))
 def test_every_variant_trains_one_step_from_its_config(cell, tmp_path):
   import importlib
