@@ -3,10 +3,12 @@
 from typing import Any
 
 import flax.linen as nn
+from flax import nnx as flax_nnx
 import jax
 import jax.numpy as jnp
 
 from gru_jax import layers, specs
+from gru_jax import nnx as gj_nnx
 
 CELLS: dict[str, type[layers.Recurrent]] = {
   "gru": layers.GRU,
@@ -21,6 +23,7 @@ CELLS: dict[str, type[layers.Recurrent]] = {
   "sru": layers.SRU,
 }
 HEADS = ("last", "each")
+FRONT_ENDS = ("linen", "nnx")
 
 
 def cell_options(cell: str) -> list[str]:
@@ -52,6 +55,14 @@ def last_valid(ys: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
   return jnp.take_along_axis(ys, index[:, None, None], axis=1)[:, 0]
 
 
+def _nnx_stack(template: layers.Recurrent, in_features: int, stacking: dict) -> nn.Module:
+  """The NNX `Stacked` equal to `layers.Stacked(template, **stacking)`, as a linen submodule "rnn"."""
+  return flax_nnx.bridge.to_linen(
+    gj_nnx.Stacked, gj_nnx.nnx_class(template), in_features, template.features, **stacking,
+    **gj_nnx.layer_kwargs(template), name="rnn",
+  )
+
+
 class SequenceModel(nn.Module):
   """A `Stacked` recurrent network with a linear read-out.
 
@@ -67,6 +78,9 @@ class SequenceModel(nn.Module):
     input_vocab: for token inputs (integer ids [B, T]; 0 is padding), the number of ids; they are
       embedded into `embed_features` dimensions. None (set by the task) for float inputs.
     embed_features: width of the token embedding.
+    front_end: "linen" runs the recurrent stack as `gru_jax.layers.Stacked`; "nnx" as
+      `gru_jax.nnx.Stacked`, inside this linen model through `flax.nnx.bridge.to_linen`. The
+      parameters have the same names and layout either way, so checkpoints load into both.
   """
 
   output_features: int
@@ -86,10 +100,13 @@ class SequenceModel(nn.Module):
   cell_kwargs: Any = None
   input_vocab: int | None = None
   embed_features: int = 64
+  front_end: str = "linen"
 
   def __post_init__(self):
     if self.head not in HEADS:
       raise ValueError(f"head={self.head!r} is not supported; expected one of {list(HEADS)}")
+    if self.front_end not in FRONT_ENDS:
+      raise ValueError(f"model.front_end={self.front_end!r} is not a front-end; expected one of {list(FRONT_ENDS)}")
     extra = dict(self.cell_kwargs or {})
     if self.cell in CELLS:
       unknown = sorted(set(extra) - set(cell_options(self.cell)))
@@ -118,12 +135,15 @@ class SequenceModel(nn.Module):
     """
     if self.input_vocab is not None:
       xs = nn.Embed(self.input_vocab, self.embed_features, name="embed")(xs)
-    stack = layers.Stacked(
-      self.template(), num_layers=self.num_layers, bidirectional=self.bidirectional,
-      dropout=self.dropout, residual=self.residual, name="rnn",
-    )
+    stacking = dict(num_layers=self.num_layers, bidirectional=self.bidirectional, dropout=self.dropout, residual=self.residual)
+    if self.front_end == "linen":
+      stack = layers.Stacked(self.template(), **stacking, name="rnn")
+      rngs = {}
+    else:
+      stack = _nnx_stack(self.template(), xs.shape[-1], stacking)
+      rngs = {"rngs": None if deterministic else flax_nnx.Rngs(dropout=self.make_rng("dropout"))}
     ys, carries = stack(
-      xs, seq_lengths=seq_lengths, deterministic=deterministic, initial_carry=initial_carry, return_carry=True
+      xs, seq_lengths=seq_lengths, deterministic=deterministic, initial_carry=initial_carry, return_carry=True, **rngs
     )
     if self.head == "last":
       ys = last_valid(ys, seq_lengths)

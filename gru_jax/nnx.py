@@ -54,8 +54,15 @@ def _declare(module: nnx.Module, param_specs: dict, rngs: nnx.Rngs, param_dtype:
     setattr(module, name, nnx.Param(init(rngs.params(), shape, param_dtype), **metadata))
 
 
-def _dropout_rngs(rngs: nnx.Rngs | None, needed: bool):
-  return rngs["dropout"].fork() if needed and rngs is not None else nnx.data(None)
+def _dropout_stream(rngs: nnx.Rngs | None, needed: bool):
+  """A fork of the `dropout` stream (or the default one) when `needed` and there is one; else None
+  (the masks then need `rngs` at call time)."""
+  if not needed or rngs is None:
+    return None
+  try:
+    return rngs["dropout"].fork()
+  except KeyError:  # Rngs without a dropout or default stream, e.g. Rngs(params=...)
+    return None
 
 
 class RecurrentCell(nnx.RNNCellBase):
@@ -212,7 +219,8 @@ class Recurrent(nnx.Module):
     if learn_initial_carry:
       param_specs["initial_carry"] = (lambda key, shape, dtype: self.spec.zero_carry((), dtype), ())
     _declare(self, param_specs, rngs, param_dtype, sharding)
-    self.rngs = _dropout_rngs(rngs, bool(recurrent_dropout or zoneout))
+    stream = _dropout_stream(rngs, bool(recurrent_dropout or zoneout))
+    self.rngs = nnx.data(None) if stream is None else stream
 
   def params(self) -> dict[str, Array]:
     """The cell's parameters as a dict, in the layout of `gru_jax.cells`."""
@@ -345,7 +353,7 @@ class Stacked(nnx.Module):
       make = lambda: layer_class(width, features, rngs=rngs, **layer_kwargs)  # noqa: B023
       setattr(self, f"layer_{i}", Bidirectional(make(), make()) if bidirectional else make())
       width = features * (2 if bidirectional else 1)
-    self.dropout = nnx.Dropout(dropout, rngs=rngs)
+    self.dropout = nnx.Dropout(dropout, rngs=_dropout_stream(rngs, dropout > 0.0))
 
   def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, deterministic=None, rngs=None):
     """Runs the stack; initial_carry and the returned carries hold one carry per layer."""
@@ -376,7 +384,7 @@ _LAYERS = {
   layers.MGU: MGU, layers.CIFGLSTM: CIFGLSTM, layers.PeepholeLSTM: PeepholeLSTM, layers.MinGRU: MinGRU,
   layers.MinLSTM: MinLSTM, layers.SRU: SRU,
 }
-_CELLS = {linen.cell_class: nnx_class.cell_class for linen, nnx_class in _LAYERS.items()}
+_CELLS = {linen_layer.cell_class: nnx_layer.cell_class for linen_layer, nnx_layer in _LAYERS.items()}
 
 
 def linen_variables(module: nnx.Module) -> dict[str, Any]:
@@ -400,7 +408,8 @@ def load_linen_variables(module: nnx.Module, variables: dict[str, Any]) -> None:
   nnx.update(module, state)
 
 
-def _layer_kwargs(linen_layer: layers.Recurrent) -> dict[str, Any]:
+def layer_kwargs(linen_layer: layers.Recurrent) -> dict[str, Any]:
+  """The NNX layer's keyword arguments (options, dtypes) equal to a linen layer's fields."""
   cell_spec = linen_layer.make_cell(parent=None).spec()
   spec_fields = {f.name: getattr(cell_spec, f.name) for f in dataclasses.fields(cell_spec) if f.name != "features"}
   layer_fields = {name: getattr(linen_layer, name) for name in _LAYER_OPTIONS}
@@ -408,7 +417,8 @@ def _layer_kwargs(linen_layer: layers.Recurrent) -> dict[str, Any]:
               learn_initial_carry=linen_layer.learn_initial_carry)
 
 
-def _nnx_layer_class(linen_layer) -> type[Recurrent]:
+def nnx_class(linen_layer) -> type[Recurrent]:
+  """The NNX layer class of a linen layer (`GRU` for `gru_jax.layers.GRU`, ...)."""
   if type(linen_layer) not in _LAYERS:
     raise TypeError(f"from_linen: expected a gru_jax linen layer or Stacked of one; got {type(linen_layer).__name__}")
   return _LAYERS[type(linen_layer)]
@@ -428,11 +438,11 @@ def from_linen(module, variables: dict[str, Any], *, rngs: nnx.Rngs | None = Non
   rngs = nnx.Rngs(0) if rngs is None else rngs
   in_features = int(_input_kernel(variables["params"]).shape[0])
   if isinstance(module, layers.Stacked):
-    nnx_module = Stacked(_nnx_layer_class(module.layer), in_features, module.layer.features, rngs=rngs,
+    nnx_module = Stacked(nnx_class(module.layer), in_features, module.layer.features, rngs=rngs,
                          num_layers=module.num_layers, bidirectional=module.bidirectional, dropout=module.dropout,
-                         residual=module.residual, **_layer_kwargs(module.layer))
+                         residual=module.residual, **layer_kwargs(module.layer))
   elif isinstance(module, layers.Bidirectional):
-    make = lambda layer: _nnx_layer_class(layer)(in_features, layer.features, rngs=rngs, **_layer_kwargs(layer))
+    make = lambda layer: nnx_class(layer)(in_features, layer.features, rngs=rngs, **layer_kwargs(layer))
     nnx_module = Bidirectional(make(module.forward_rnn), make(module.backward_rnn), merge=module.merge)
   elif isinstance(module, layers.RecurrentCell) and type(module) in _CELLS:
     cell_spec = module.spec()
@@ -440,7 +450,7 @@ def from_linen(module, variables: dict[str, Any], *, rngs: nnx.Rngs | None = Non
     nnx_module = _CELLS[type(module)](in_features, module.features, rngs=rngs, dtype=module.dtype,
                                       param_dtype=module.param_dtype, **options)
   else:
-    nnx_module = _nnx_layer_class(module)(in_features, module.features, rngs=rngs, **_layer_kwargs(module))
+    nnx_module = nnx_class(module)(in_features, module.features, rngs=rngs, **layer_kwargs(module))
   load_linen_variables(nnx_module, variables)
   return nnx_module
 

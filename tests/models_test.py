@@ -52,3 +52,30 @@ def test_registry_layers_are_the_public_ones():
     "gru": gj.GRU, "lstm": gj.LSTM, "rnn": gj.SimpleRNN, "gru_no_reset": gj.GRUNoReset, "mgu": gj.MGU,
     "cifg_lstm": gj.CIFGLSTM, "peephole_lstm": gj.PeepholeLSTM, "mingru": gj.MinGRU, "minlstm": gj.MinLSTM, "sru": gj.SRU,
   }
+
+
+@pytest.mark.parametrize("kwargs", [
+  dict(cell="lstm", num_layers=2, bidirectional=True, cell_kwargs={"layer_norm": True}),
+  dict(cell="sru", head="each"),
+  dict(cell="gru", learn_initial_carry=True, zoneout=0.1, residual=True, num_layers=2, features=3),
+  dict(cell="gru", input_vocab=7, embed_features=3),
+])
+def test_nnx_front_end_has_the_linen_parameters_outputs_and_gradients(kwargs):
+  rng = np.random.default_rng(0)
+  vocab = kwargs.get("input_vocab")
+  xs = jnp.asarray(rng.integers(0, 7, (2, 5))) if vocab else jnp.asarray(rng.normal(size=(2, 5, 3)), jnp.float32)
+  lengths = jnp.array([5, 3])
+  kwargs = {"features": 4, **kwargs}
+  linen = models.SequenceModel(output_features=2, **kwargs)
+  nnx = models.SequenceModel(output_features=2, front_end="nnx", **kwargs)
+  variables = linen.init(jax.random.key(0), xs, seq_lengths=lengths)
+  nnx_variables = nnx.init(jax.random.key(0), xs, seq_lengths=lengths)
+  assert jax.tree_util.tree_map(jnp.shape, nnx_variables) == jax.tree_util.tree_map(jnp.shape, variables)
+  loss = lambda model: lambda v: jnp.sum(model.apply(v, xs, seq_lengths=lengths) ** 2)
+  np.testing.assert_allclose(nnx.apply(variables, xs, seq_lengths=lengths), linen.apply(variables, xs, seq_lengths=lengths), rtol=1e-6, atol=1e-6)
+  for a, b in zip(jax.tree_util.tree_leaves(jax.grad(loss(nnx))(variables)), jax.tree_util.tree_leaves(jax.grad(loss(linen))(variables)), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  with_dropout = models.SequenceModel(output_features=2, front_end="nnx", dropout=0.5, num_layers=2, features=4)
+  v = with_dropout.init(jax.random.key(0), xs if not vocab else jnp.ones((2, 5, 3)))
+  run = lambda key: with_dropout.apply(v, jnp.ones((2, 5, 3)), deterministic=False, rngs={"dropout": key})
+  assert not np.allclose(run(jax.random.key(1)), run(jax.random.key(2)))

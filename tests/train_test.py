@@ -107,6 +107,20 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
   assert [r["at"] for r in read_jsonl(tmp_path / "parts" / "metrics.jsonl") if r["split"] == "test"] == ["best_valid", "final"]
 
 
+@pytest.mark.slow
+def test_the_nnx_front_end_trains_and_its_checkpoint_is_a_linen_one(tmp_path):
+  config = tiny(model__front_end="nnx", model__num_layers=2, model__dropout=0.1, model__recurrent_dropout=0.1)
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert np.isfinite(summary["test_at_best_valid"]["loss"])
+  task, nnx_model, item, step = train.restore(config, str(tmp_path))
+  assert step == 4
+  config.model.front_end = "linen"
+  _, linen_model, _, _ = train.restore(config, str(tmp_path))
+  params = {"params": jax.tree_util.tree_map(lambda x: x[0], item["best_params"])}  # seed axis
+  xs = task.valid_set["xs"][:8]
+  np.testing.assert_allclose(nnx_model.apply(params, xs), linen_model.apply(params, xs), rtol=1e-6, atol=1e-6)
+
+
 def valid_records(path):
   return [r for r in read_jsonl(path) if r["split"] == "valid"]
 
@@ -273,6 +287,7 @@ def test_damaged_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
     (dict(opt__name="lamb"), r"opt.name='lamb' is not an optimizer; expected one of \['adam', 'adamw', 'rmsprop', 'sgd'\]"),
     (dict(opt__schedule="linear"), r"opt.schedule='linear' is not a schedule"),
     (dict(model__cell="gruu"), r"model.cell='gruu' is not a cell"),
+    (dict(model__front_end="haiku"), r"model.front_end='haiku' is not a front-end; expected one of \['linen', 'nnx'\]"),
     (dict(model__features=0), r"model.features must be a positive integer; got 0"),
     (dict(model__dropout=1.0), r"model.dropout must be in \[0, 1\); got 1.0"),
     (dict(train__batch_size=-1), r"train.batch_size must be a positive integer; got -1"),
