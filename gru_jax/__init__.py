@@ -26,13 +26,14 @@ from gru_jax.layers import (
   SimpleRNN,
   SimpleRNNCell,
   SRUCell,
+  Scanned,
   Stacked,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
-  "GRU", "LSTM", "SimpleRNN", "GRUCell", "LSTMCell", "SimpleRNNCell", "Bidirectional", "Stacked",
+  "GRU", "LSTM", "SimpleRNN", "GRUCell", "LSTMCell", "SimpleRNNCell", "Bidirectional", "Stacked", "Scanned",
   "Recurrent", "RecurrentCell", "CellOptions", "cells", "interop", "parallel", "nnx", "recurrent", "scan", "specs",
   "GRUNoReset", "GRUNoResetCell", "MGU", "MGUCell", "CIFGLSTM", "CIFGLSTMCell", "PeepholeLSTM", "PeepholeLSTMCell",
   "MinGRU", "MinGRUCell", "MinLSTM", "MinLSTMCell", "SRU", "SRUCell",

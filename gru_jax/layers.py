@@ -298,16 +298,68 @@ class Recurrent(CellOptions):
     Returns:
       ys [..., T, H] (or [T, ..., H]), and the final carry if `return_carry`.
     """
-    owner = type(self).__name__
-    params = self.cell.declare_params(recurrent.in_features(owner, xs, self.time_major))
-    dropout_key = self.make_rng("dropout") if self.recurrent_dropout and not deterministic else None
-    zoneout_key = self.make_rng("dropout") if self.zoneout and not deterministic else None
-    ys, carry = recurrent.run(
-      self.cell.spec(), params, xs, self.layer_options(), seq_lengths=seq_lengths, initial_carry=initial_carry,
-      learned_carry=self.learned_carry if self.learn_initial_carry else None, reverse=reverse,
-      dropout_key=dropout_key, zoneout_key=zoneout_key, owner=owner,
-    )
-    return (ys, carry) if return_carry else ys
+    return _scan_cell(self, self.cell, xs, seq_lengths, initial_carry, return_carry, reverse, deterministic)
+
+
+def _scan_cell(layer, cell, xs, seq_lengths, initial_carry, return_carry, reverse, deterministic):
+  """The body of the scanned layers' call: `cell` (whose scope is the layer's) over time with
+  `recurrent.run`."""
+  owner = type(layer).__name__
+  options = layer.layer_options()
+  params = cell.declare_params(recurrent.in_features(owner, xs, options.time_major))
+  dropout_key = layer.make_rng("dropout") if options.recurrent_dropout and not deterministic else None
+  zoneout_key = layer.make_rng("dropout") if options.zoneout and not deterministic else None
+  ys, carry = recurrent.run(
+    cell.spec(), params, xs, options, seq_lengths=seq_lengths, initial_carry=initial_carry,
+    learned_carry=layer.learned_carry if layer.learn_initial_carry else None, reverse=reverse,
+    dropout_key=dropout_key, zoneout_key=zoneout_key, owner=owner,
+  )
+  return (ys, carry) if return_carry else ys
+
+
+class Scanned(nn.Module):
+  """Any gru_jax cell run over time, as `flax.linen.RNN(cell)` runs Flax's, but on the layers' path
+  (input projection hoisted out of the loop, fused backward pass, parallel scan, masks):
+  `Scanned(GRUCell(32))` equals `GRU(32)`, with the same parameters at the same (top-level) names.
+
+  Attributes:
+    cell: a gru_jax linen cell (`GRUCell`, `LSTMCell`, ..., or your own `RecurrentCell` with a spec).
+    unroll, remat, learn_initial_carry, time_major, custom_vjp, parallel, recurrent_dropout,
+      zoneout: as for `Recurrent`.
+  """
+
+  cell: RecurrentCell
+  unroll: int | None = None
+  remat: bool = False
+  learn_initial_carry: bool = False
+  time_major: bool = False
+  custom_vjp: bool = True
+  parallel: bool | None = None
+  recurrent_dropout: float = 0.0
+  zoneout: float = 0.0
+
+  def __post_init__(self):
+    if not isinstance(self.cell, RecurrentCell):
+      raise TypeError(f"Scanned: cell must be a gru_jax cell (a RecurrentCell); got {type(self.cell).__name__}")
+    self.layer_options().check("Scanned", self.cell.spec())
+    super().__post_init__()
+
+  @nn.nowrap
+  def layer_options(self) -> recurrent.LayerOptions:
+    fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(recurrent.LayerOptions) if f.name != "dtype"}
+    return recurrent.LayerOptions(**fields, dtype=self.cell.dtype)
+
+  def setup(self):
+    # A fresh copy of the cell in this layer's own scope: the `cell` field may be bound elsewhere
+    # (a template cloned by `Stacked`).
+    self.step_cell = self.cell.clone(parent=None)
+    nn.share_scope(self, self.step_cell)
+    if self.learn_initial_carry:
+      self.learned_carry = self.param("initial_carry", lambda key: self.cell.spec().zero_carry((), self.cell.param_dtype))
+
+  def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, reverse=False, deterministic=True):
+    """As `Recurrent.__call__`."""
+    return _scan_cell(self, self.step_cell, xs, seq_lengths, initial_carry, return_carry, reverse, deterministic)
 
 
 class GRU(Recurrent):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import gru_jax as gj
+from gru_jax import models
 
 B, T, D, H = 2, 5, 3, 4
 KEY = jax.random.key(0)
@@ -268,3 +269,24 @@ BAD_INPUTS = [
 def test_bad_input_gives_a_clear_error(make, error, message):
   with pytest.raises(error, match=message):
     make()
+
+
+@pytest.mark.parametrize("cell", sorted(models.CELLS))
+def test_scanned_cell_is_its_named_layer(cell, rng):
+  xs = jnp.asarray(rng.normal(size=(2, 5, 3)), jnp.float32)
+  lengths = jnp.array([5, 2])
+  named = models.CELLS[cell](4)
+  scanned = gj.Scanned(named.make_cell(parent=None))
+  variables = named.init(jax.random.key(0), xs)
+  variables = jax.tree_util.tree_map(lambda p: p + 0.3, variables)  # zero biases would hide a swap
+  np.testing.assert_array_equal(scanned.apply(variables, xs, seq_lengths=lengths), named.apply(variables, xs, seq_lengths=lengths))
+  stack, named_stack = gj.Stacked(scanned, num_layers=2, bidirectional=True), gj.Stacked(named, num_layers=2, bidirectional=True)
+  stack_variables = named_stack.init(jax.random.key(1), xs)
+  np.testing.assert_array_equal(stack.apply(stack_variables, xs), named_stack.apply(stack_variables, xs))
+
+
+def test_scanned_refuses_other_cells():
+  with pytest.raises(TypeError, match="Scanned: cell must be a gru_jax cell .*; got GRUCell"):
+    gj.Scanned(nn.GRUCell(4))
+  with pytest.raises(ValueError, match="Scanned: recurrent_dropout needs a cell with a recurrent kernel"):
+    gj.Scanned(gj.MinGRUCell(4), recurrent_dropout=0.1)
