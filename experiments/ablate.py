@@ -26,7 +26,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import cli
-from gru_jax import ablation
+from gru_jax import ablation, files
 
 try:
   _CONFIG = config_flags.DEFINE_config_file("config", None, "Study file (configs/ablations/<study>.py).", lock_config=True)
@@ -90,10 +90,7 @@ def write_results(study, points, workdir, plots: bool) -> list[dict]:
   solved_below = study.get("solved_below")  # studies that count seeds reaching a threshold
   rows = ablation.collect(workdir, points, solved_below)
   ablation.write_csv(rows, os.path.join(workdir, "results.csv"))
-  tmp = os.path.join(workdir, "results.md.tmp")
-  with open(tmp, "w") as f:
-    f.write(ablation.markdown(rows, f"Study {study.name}", solved_below))
-  os.replace(tmp, os.path.join(workdir, "results.md"))
+  files.atomic_write(os.path.join(workdir, "results.md"), ablation.markdown(rows, f"Study {study.name}", solved_below))
   if plots:
     from gru_jax import ablation_plots  # pylint: disable=g-import-not-at-top
 

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from gru_jax import extras
+from gru_jax import extras, files
 
 try:
   import ml_collections
@@ -195,12 +195,10 @@ def write_csv(rows: list[dict], path: str) -> None:
   for row in rows:
     fields += [k for k in row if k not in fields and k not in RESULT_COLUMNS and k != "higher_is_better"]
   columns = fields + RESULT_COLUMNS
-  tmp = path + ".tmp"
-  with open(tmp, "w", newline="") as f:
+  with files.atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
     writer = csv.DictWriter(f, columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-  os.replace(tmp, path)
 
 
 def group_key(row: dict) -> tuple:
@@ -351,7 +349,5 @@ def cached_flops(run_dir: str, point: Point) -> float:
     with open(path) as f:
       return json.load(f)["matmul_flops_per_step"]
   flops = matmul_flops_per_step(build_config(point))
-  with open(path + ".tmp", "w") as f:
-    json.dump({"matmul_flops_per_step": flops}, f)
-  os.replace(path + ".tmp", path)
+  files.atomic_write(path, json.dumps({"matmul_flops_per_step": flops}))
   return flops

@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 
-from gru_jax import ablation  # noqa: E402
+from gru_jax import ablation, files  # noqa: E402
 
 
 def _label(key: tuple, varying: set[str]) -> str:
@@ -143,7 +143,7 @@ def _save(fig, out_dir: str, name: str) -> str:
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, name)
   fig.tight_layout()
-  fig.savefig(path + ".tmp.png", dpi=110)
+  with files.atomic_path(path, ".png") as tmp:
+    fig.savefig(tmp, dpi=110)
   plt.close(fig)
-  os.replace(path + ".tmp.png", path)
   return path

@@ -50,8 +50,13 @@ def per_gate(init: Initializer, num_gates: int) -> Initializer:
   return init_fn
 
 
+def is_int(value: Any) -> bool:
+  """An integer, numpy's included, and not a bool."""
+  return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def check_positive_int(owner: str, name: str, value: Any) -> None:
-  if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+  if not is_int(value) or value <= 0:
     raise ValueError(f"{owner}: {name} must be a positive integer; got {value!r}")
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from gru_jax import extras, models, tasks
+from gru_jax import extras, files, models, specs, tasks
 
 try:
   import ml_collections
@@ -89,7 +89,7 @@ def check_config(config) -> None:
         value = value[part]
       raise ConfigError(f"{key} must be {expected}; got {value!r}")
 
-  is_int = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+  is_int = specs.is_int
   for key in ("model.features", "model.num_layers", "model.embed_features", "train.num_steps", "train.batch_size", "train.log_every",
               "train.eval_batch_size", "train.keep_checkpoints"):
     section, name = key.split(".")
@@ -241,7 +241,7 @@ class MetricWriter:
     """Drops the records after `step`, written by a run killed after its last checkpoint, and the
     evaluations at the end (those with "at"; written again when the run ends)."""
     kept = [r for r in self.records() if r["step"] <= step and "at" not in r]
-    _atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+    files.atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
   def write(self, step: int, split: str, metrics: dict[str, Any], at: str | None = None, tb: bool = True) -> None:
     """One record; `at` names the parameters a test record scored ("best_valid" or "final")."""
@@ -252,15 +252,6 @@ class MetricWriter:
 
   def close(self) -> None:
     self.tb.close()
-
-
-def _atomic_write(path: str, text: str) -> None:
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
 
 
 def _checkpoint_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
@@ -451,7 +442,7 @@ def _write_config(config, folder: str, **overrides) -> None:
   config = config.copy_and_resolve_references()
   with config.unlocked():
     config.update(overrides)
-  _atomic_write(os.path.join(folder, "config.json"), config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+  files.atomic_write(os.path.join(folder, "config.json"), config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
 
 
 def _copy(tree):
@@ -644,7 +635,7 @@ def _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, st
       "steps_run": tested[i]["final"]["step"],
       "wall_time_s_this_run": wall_time, "num_seeds_in_program": len(seeds), "workdir": d, "finished": True,
     }
-    _atomic_write(os.path.join(d, "summary.json"), json.dumps(summary, indent=2) + "\n")
+    files.atomic_write(os.path.join(d, "summary.json"), json.dumps(summary, indent=2) + "\n")
     summaries.append(summary)
   if len(seeds) == 1:
     return summaries[0]
@@ -658,7 +649,7 @@ def _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, st
     "baseline_note": task.baseline_note,
     "runs": summaries, "wall_time_s_this_run": wall_time, "workdir": workdir, "finished": True,
   }
-  _atomic_write(os.path.join(workdir, "summary.json"), json.dumps(overall, indent=2) + "\n")
+  files.atomic_write(os.path.join(workdir, "summary.json"), json.dumps(overall, indent=2) + "\n")
   return overall
 
 

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gru_jax import files
 from gru_jax.tasks.common import DataError, Task, random_rows, require_package
 
 LOW, HIGH = 21, 108  # MIDI range of an 88-key piano
@@ -122,10 +123,7 @@ def load_rolls(cache_dir: str, limit: int | None = None) -> tuple[list[str], lis
   buffer = io.BytesIO()
   np.savez_compressed(buffer, rolls=flat, lengths=lengths, names=np.array(names), tonics=np.array(tonics),
                       checksum=_checksum(flat, lengths, tonics))
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "wb") as f:
-    f.write(buffer.getvalue())
-  os.replace(tmp, path)
+  files.atomic_write(path, buffer.getvalue())
   return names, rolls, tonics
 
 

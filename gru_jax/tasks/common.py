@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gru_jax import specs
+
 Batch = dict[str, Any]  # "xs" [B, T, D], "ys" targets, optionally "seq_lengths" [B]
 
 # Held-out data of the generated tasks comes from these seeds, whatever the run's seed, so every run
@@ -80,7 +82,7 @@ class Task:
 
 def positive_int(config: Any, key: str, owner: str) -> int:
   value = config[key]
-  if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+  if not specs.is_int(value) or value <= 0:
     raise ValueError(f"task.{key} must be a positive integer for the {owner} task; got {value!r}")
   return int(value)
 
