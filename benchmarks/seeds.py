@@ -15,7 +15,6 @@ Results go to --out as JSON and markdown, with device, versions and date.
 
 import contextlib
 import datetime
-import importlib
 import json
 import os
 import platform
@@ -26,6 +25,7 @@ import flax
 import jax
 from absl import app, flags, logging
 
+from gru_jax import config as config_lib
 from gru_jax import train
 
 _CASES = flags.DEFINE_list("cases", ["gru:chorales", "gru:adding", "lstm:digits"], "cell:task pairs.")
@@ -41,7 +41,7 @@ SIZES = {"chorales": {"model.features": 46}, "adding": {"task.seq_len": 100}}
 
 def case_config(case: str, steps: int, quick: bool):
   cell, task = case.split(":")
-  config = importlib.import_module(f"configs.{cell}").get_config(task)
+  config = config_lib.for_cell(cell, task)
   for key, value in SIZES.get(task, {}).items():
     section, name = key.split(".")
     config[section][name] = value

@@ -7,7 +7,6 @@ Finished runs are reused, so an interrupted call picks up where it stopped.
 """
 
 import datetime
-import importlib
 import json
 import os
 import platform
@@ -16,11 +15,12 @@ import flax
 import jax
 from absl import app, flags, logging
 
+from gru_jax import config as config_lib
 from gru_jax import train
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/reference", "Folder for the runs, one sub-folder each.")
 _OUT = flags.DEFINE_string("out", "docs/results/reference", "Output path without extension.")
-_CELLS = flags.DEFINE_list("cells", ["gru", "lstm", "rnn"], "Config files (configs/<name>.py) to run.")
+_CELLS = flags.DEFINE_list("cells", ["gru", "lstm", "rnn"], "Cells (gru_jax.specs.SPECS) to run, each with its defaults.")
 _TASKS = flags.DEFINE_list("tasks", ["adding", "copy", "digits", "chorales", "forecast", "sentiment", "char_lm"],
                               "Tasks (the :arg of the configs).")
 _UPDATE_DOCS = flags.DEFINE_bool("update_docs", False, "Rewrite the configs' results blocks and the README's table.")
@@ -60,7 +60,7 @@ def table(summaries: list[dict], env: str) -> str:
   ]
   for s in summaries:
     lines.append(
-      f"| configs/{s['cell']}.py:{s['task']} | {s['task']} | {s['params']:,} | {s['steps']} | {s['best_valid']['step']} | "
+      f"| {config_name(s['cell'], s['task'])} | {s['task']} | {s['params']:,} | {s['steps']} | {s['best_valid']['step']} | "
       f"{s['metric']} | {s['test_at_best_valid'][s['metric']]:.4g} | {s['baseline']:.4g} | {s['wall_time_s']:.0f} |"
     )
   lines += ["", "Baselines: adding, predict 1 (MSE 1/6); copy, blanks then a uniform guess (10 ln 8 / (T+20));",
@@ -73,10 +73,20 @@ def table(summaries: list[dict], env: str) -> str:
   return "\n".join(lines) + "\n"
 
 
+def config_name(cell: str, task: str) -> str:
+  """The --config that gives this cell's defaults on this task."""
+  if os.path.exists(os.path.join("configs", f"{cell}.py")):
+    return f"configs/{cell}.py:{task}"
+  return f"configs/default.py:cell={cell},task={task}"
+
+
 def update_docs(summaries: list[dict], table_md: str) -> None:
-  """Writes the results into configs/<cell>.py docstrings and the README's reference table."""
+  """Writes the results into the configs/<cell>.py docstrings (of the cells that have one) and the
+  README's reference table."""
   for cell in sorted({s["cell"] for s in summaries}):
     path = os.path.join("configs", f"{cell}.py")
+    if not os.path.exists(path):
+      continue
     with open(path) as f:
       text = f.read()
     start = text.index(RESULTS_HEADER)
@@ -101,7 +111,7 @@ def main(argv):
       workdir = os.path.join(_WORKDIR.value, f"{cell}-{task}")
       done = os.path.join(workdir, "summary.json")
       if not os.path.exists(done):
-        config = importlib.import_module(f"configs.{cell}").get_config(task)
+        config = config_lib.for_cell(cell, task)
         summary = train.train_and_evaluate(config, workdir)
         summary["wall_time_s"] = summary["wall_time_s_this_run"]
         with open(done, "w") as f:

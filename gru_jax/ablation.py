@@ -4,7 +4,7 @@ A study file (configs/ablations/<study>.py) defines `get_config()`, the study's 
 ml_collections ConfigDict, overridable from the command line), and `sweep(study, add)`, which calls
 `add(cell=..., task=..., **fields)` once per run. A field whose name is a config key ("seed",
 "task.seq_len", "model.features", "model.cell_kwargs.layer_norm", "train.num_steps", ...) is set in
-the run's config, which starts from `configs/<cell>.py:<task>`; any other field ("budget", ...) is a
+the run's config, which starts from `gru_jax.config.for_cell(cell, task)`; any other field ("budget", ...) is a
 label, recorded with the results and used to group them but not applied.
 
 `experiments/ablate.py` runs the points; this module expands the grid, builds each config, and
@@ -13,7 +13,6 @@ reads finished runs back into rows (`collect`), a CSV and a markdown table of me
 
 import csv
 import hashlib
-import importlib
 import json
 import math
 import os
@@ -27,6 +26,8 @@ try:
   import ml_collections
 except ImportError as e:
   raise extras.lab_missing("gru_jax.ablation", e) from e
+
+from gru_jax import config as config_lib  # noqa: E402  (after the check for the lab extra)
 
 Point = dict[str, Any]
 
@@ -97,13 +98,12 @@ def is_config_key(key: str) -> bool:
 
 
 def build_config(point: Point) -> ml_collections.ConfigDict:
-  """`configs/<cell>.py:<task>` with the point's config fields set; a bad key or value raises a
-  ValueError naming the point and the key."""
+  """The defaults of the point's cell and task (`gru_jax.config.for_cell`) with its config fields
+  set; a bad cell, task, key or value raises a ValueError naming the point."""
   try:
-    module = importlib.import_module(f"configs.{point['cell']}")
-  except ModuleNotFoundError as e:
-    raise ValueError(f"point {point_name(point)}: no config file configs/{point['cell']}.py") from e
-  config = module.get_config(point["task"])
+    config = config_lib.for_cell(point["cell"], point["task"])
+  except ValueError as e:
+    raise ValueError(f"point {point_name(point)}: {e}") from e
   for key, value in point.items():
     if key in ("cell", "task") or not is_config_key(key):
       continue
@@ -116,7 +116,7 @@ def build_config(point: Point) -> ml_collections.ConfigDict:
         raise KeyError(last)
       section[last] = value
     except (KeyError, AttributeError) as e:
-      raise ValueError(f"point {point_name(point)}: {key!r} is not a key of configs/{point['cell']}.py") from e
+      raise ValueError(f"point {point_name(point)}: {key!r} is not a config key (see gru_jax/config.py)") from e
     except TypeError as e:
       raise ValueError(f"point {point_name(point)}: {key}={value!r}: {e}") from e
   return config

@@ -393,7 +393,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, steps
   stopped or at train.num_steps.
 
   Args:
-    config: see configs/base.py.
+    config: see gru_jax/config.py.
     workdir: where config.json and the checkpoints go (and, for one seed, everything else).
     steps_this_run: stop (after a checkpoint) once this many steps have run in this call,
       for time-sliced jobs; None runs to config.train.num_steps.

@@ -99,7 +99,7 @@ def test_bad_studies_are_refused_before_anything_runs(tmp_path):
   bad_key = tmp_path / "bad_key.py"
   bad_key.write_text(STUDY.replace('"task.seq_len": 5', '"task.seq_length": 5'))
   result = ablate(bad_key, tmp_path / "w")
-  assert result.returncode == 2 and "'task.seq_length' is not a key of configs/gru.py" in result.stderr
+  assert result.returncode == 2 and "'task.seq_length' is not a config key" in result.stderr
   assert not (tmp_path / "w").exists()
   bad_value = tmp_path / "bad_value.py"
   bad_value.write_text(STUDY.replace('"opt.warmup_steps": 0,\n          "train.batch_size"', '"opt.warmup_steps": 9,\n          "train.batch_size"'))
@@ -112,7 +112,7 @@ def test_expand_refuses_duplicates_and_points_without_cell_or_task():
     ablation.expand(lambda s, add: [add(cell="gru", task="adding", seed=0) for _ in range(2)], None)
   with pytest.raises(ValueError, match="every point needs task"):
     ablation.expand(lambda s, add: add(cell="gru"), None)
-  with pytest.raises(ValueError, match="no config file configs/grux.py"):
+  with pytest.raises(ValueError, match=r"point .*: unknown cell 'grux'; expected one of \['cifg_lstm', 'gru'"):
     ablation.build_config({"cell": "grux", "task": "adding"})
 
 

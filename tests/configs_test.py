@@ -9,7 +9,7 @@ import pytest
 from experiments import reference
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-CELL_CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("*.py") if p.stem not in ("base", "__init__"))
+CELL_CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("*.py") if p.stem not in ("default", "__init__"))
 
 
 @pytest.mark.parametrize("name", CELL_CONFIGS)
@@ -31,3 +31,28 @@ def test_config_loads_for_every_task_and_locks(name):
     assert config.model.cell == name and config.task.name == task
   with pytest.raises(ValueError, match="unknown task"):
     module.get_config("sorting")
+
+
+def test_default_config_takes_any_cell_and_task():
+  from configs import default
+  from gru_jax import config as config_lib, specs
+
+  for cell in specs.SPECS:
+    config = default.get_config(f"cell={cell},task=copy")
+    assert config.model.cell == cell and config.task.name == "copy"
+    assert config.to_dict() == config_lib.for_cell(cell, "copy").to_dict()
+  assert default.get_config("").model.cell == "gru" and default.get_config("task=digits").task.name == "digits"
+  for bad in ("mgu", "cell=mgu,cell=gru", "celll=gru", "cell="):
+    with pytest.raises(ValueError, match=r"configs/default.py:.*expected cell=<cell>,task=<task>"):
+      default.get_config(bad)
+  with pytest.raises(ValueError, match="unknown cell 'grux'"):
+    default.get_config("cell=grux")
+  with pytest.raises(ValueError, match="unknown task 'cpy'"):
+    default.get_config("task=cpy")
+
+
+def test_the_tooling_never_imports_configs():
+  """configs/ builds on gru_jax; nothing in gru_jax reads configs/ back."""
+  for path in (ROOT / "gru_jax").rglob("*.py"):
+    text = path.read_text()
+    assert "from configs" not in text and "import configs" not in text and 'import_module(f"configs' not in text, path

@@ -51,7 +51,7 @@ def test_the_library_runs_without_the_tooling_packages():
 
 
 def test_tooling_without_its_extra_names_the_extra():
-  for module in ("gru_jax.train", "gru_jax.ablation", "gru_jax.ablation_plots"):
+  for module in ("gru_jax.train", "gru_jax.ablation", "gru_jax.ablation_plots", "gru_jax.config"):
     result = run_blocked(f"import {module}")
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]

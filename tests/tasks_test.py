@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import base
+from gru_jax import config as base
 from gru_jax import tasks
 from gru_jax.tasks import adding, copy, digits
 
@@ -137,7 +137,7 @@ def test_bad_task_settings_name_the_key(name, overrides, message):
 
 
 def test_unknown_task_in_config_arg():
-  with pytest.raises(ValueError, match=r"unknown task 'cpy' after ':'"):
+  with pytest.raises(ValueError, match=r"unknown task 'cpy'; expected one of \['adding', 'copy'"):
     base.get_config("cpy")
   assert isinstance(base.get_config("copy"), ml_collections.ConfigDict)
 

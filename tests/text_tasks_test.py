@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import base
+from gru_jax import config as base
 from gru_jax import tasks, train
 from gru_jax.tasks import common, sentiment, text, text_classify
 

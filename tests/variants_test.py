@@ -301,11 +301,10 @@ def test_bad_variant_options(make, message):
 @pytest.mark.slow
 @pytest.mark.parametrize("cell", sorted(set(models.CELLS) - {"gru", "lstm", "rnn"}))
 def test_every_variant_trains_one_step_from_its_config(cell, tmp_path):
-  import importlib
-
+  from configs import default
   from gru_jax import train
 
-  config = importlib.import_module(f"configs.{cell}").get_config("adding")
+  config = default.get_config(f"cell={cell}")
   config.task.seq_len, config.model.features, config.train.batch_size = 8, 8, 4
   config.train.num_steps, config.opt.warmup_steps, config.train.eval_every = 2, 0, 0
   config.task.eval_size, config.train.eval_batch_size = 8, 8

