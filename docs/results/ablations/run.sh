@@ -19,11 +19,11 @@ publish chung2014 chung2014/final
 python -m experiments.ablate --config=configs/ablations/long_memory.py --workdir=runs/long_memory \
   --config.tasks=adding --config.lengths=100 --config.budgets=width --config.max_steps=2000 --jobs=1
 publish long_memory long_memory
-# GRU vs LSTM at equal parameters: not run yet (stopped for lack of CPU time on 2026-11-26); the
-# CPU slice planned: the chorales only, 3 of the 5 budgets.
-# python -m experiments.ablate --config=configs/ablations/params_accuracy.py --workdir=runs/params_accuracy \
-#   --config.tasks=chorales --config.chorales_budgets=6000,24000,96000 --jobs=1
-# publish params_accuracy params_accuracy
+# GRU vs LSTM at equal parameters, a CPU slice (2026-11-26, commit 9084280's study file): 3 of the
+# 5 chorales budgets and the 3 character budgets, 3,000 steps each (the study's default).
+python -m experiments.ablate --config=configs/ablations/params_accuracy.py --workdir=runs/params_accuracy \
+  --config.chorales_budgets=6000,24000,96000 --jobs=1
+publish params_accuracy params_accuracy
 
 # Ran on 2026-11-22 with the study files of commit daa3402, before the valid split: their tables'
 # "final" column is the test metric at the last step and "best" was picked on test.
