@@ -59,6 +59,13 @@ def test_from_torch_matches_packed_sequences(kind, seed):
   )
   ys = np.asarray(ys)
   hn_ours = gj.interop.carry_to_torch(module, carries)
+  nnx_ys, nnx_carries = gj.interop.from_torch(module, front_end="nnx")(  # the NNX front-end: the same
+    jnp.asarray(x.numpy()), seq_lengths=jnp.asarray(lengths.numpy()),
+    initial_carry=gj.interop.carry_from_torch(module, hx), return_carry=True,
+  )
+  np.testing.assert_allclose(nnx_ys, ys, rtol=1e-6, atol=1e-6)
+  for a, b in zip(jax.tree_util.tree_leaves(nnx_carries), jax.tree_util.tree_leaves(carries), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
   nonzero = torch.nonzero(lengths).flatten()
   x_nz = x[nonzero] if bf else x[:, nonzero]
