@@ -85,7 +85,8 @@ def gru_gates(xp: tuple[Array, ...], pre: tuple[Array, ...], h: Array) -> tuple[
   return new_h, new_h
 
 
-def gru_step(params: dict[str, Array], h: Array, xp: Array, *, reset_after: bool = True) -> tuple[Array, Array]:
+def gru_step(params: dict[str, Array], h: Array, xp: Array, *, reset_after: bool = True,
+             hidden_mask: Array | None = None) -> tuple[Array, Array]:
   """One GRU step. z is the *keep* gate: z near 1 keeps the past.
 
   reset_after=True (PyTorch nn.GRU, cuDNN, flax.linen.GRUCell, Keras reset_after=True):
@@ -102,15 +103,17 @@ def gru_step(params: dict[str, Array], h: Array, xp: Array, *, reset_after: bool
       (b_ir + b_hr, b_iz + b_hz, b_in) and, for reset_after, recurrent_bias_n [H].
     h: carry [B, H].
     xp: `project(params, x)`, [B, 3H].
+    hidden_mask: optional [B, H] recurrent-dropout mask on h where it enters the recurrent matmul
+      (every step with a recurrent kernel takes it).
 
   Returns:
     (h', h'), each [B, H].
   """
   if reset_after:
-    return gru_gates(gate_blocks(xp, 3), gate_blocks(recurrent_pre(params, h), 3), h)
+    return gru_gates(gate_blocks(xp, 3), gate_blocks(recurrent_pre(params, h, hidden_mask), 3), h)
   w_h = params["recurrent_kernel"]
   hidden = h.shape[-1]
-  h_in = masked_hidden(params, h)
+  h_in = masked_hidden(h, hidden_mask)
   x_r, x_z, x_n = gate_blocks(xp, 3)
   h_r, h_z = gate_blocks(h_in @ w_h[:, : 2 * hidden], 2)
   r = jax.nn.sigmoid(x_r + h_r)
@@ -133,19 +136,19 @@ def recurrent_bias(params: dict[str, Array], width: int, dtype) -> Array | None:
   return jnp.concatenate([jnp.zeros((width - b_hn.shape[-1],), dtype), b_hn.astype(dtype)])
 
 
-def masked_hidden(params: dict[str, Array], h: Array) -> Array:
-  """h as the recurrent matmul sees it: times the variational dropout mask `hidden_mask` [B, H]
-  when the layer put one into params (one mask per sequence, Gal & Ghahramani 2016)."""
-  return h * params["hidden_mask"] if "hidden_mask" in params else h
+def masked_hidden(h: Array, hidden_mask: Array | None) -> Array:
+  """h as the recurrent matmul sees it: times the variational dropout mask [B, H] when there is
+  one (one mask per sequence, Gal & Ghahramani 2016; drawn by `gru_jax.recurrent.run`)."""
+  return h if hidden_mask is None else h * hidden_mask
 
 
-def recurrent_pre(params: dict[str, Array], h: Array) -> Array:
+def recurrent_pre(params: dict[str, Array], h: Array, hidden_mask: Array | None = None) -> Array:
   """pre = h @ W_h (+ the recurrent bias): where a step uses the recurrent kernel.
 
   With layer normalisation (an `ln_recurrent_scale` [G*H] in params) each gate block of h @ W_h
   is normalised and scaled before the recurrent bias is added.
   """
-  pre = masked_hidden(params, h) @ params["recurrent_kernel"]
+  pre = masked_hidden(h, hidden_mask) @ params["recurrent_kernel"]
   if "ln_recurrent_scale" in params:
     pre = layer_norm_blocks(pre, _num_blocks(params, pre.shape[-1]), params["ln_recurrent_scale"])
   bias = recurrent_bias(params, pre.shape[-1], pre.dtype)
@@ -161,7 +164,8 @@ def lstm_gates(xp: tuple[Array, ...], pre: tuple[Array, ...], carry: tuple[Array
   return (new_c, new_h), new_h
 
 
-def lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Array) -> tuple[tuple[Array, Array], Array]:
+def lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Array,
+              hidden_mask: Array | None = None) -> tuple[tuple[Array, Array], Array]:
   """One LSTM step (Hochreiter & Schmidhuber 1997, with forget gate; PyTorch nn.LSTM form).
 
     i  = σ(W_ii x + W_hi h + b_i)     f = σ(W_if x + W_hf h + b_f)
@@ -181,9 +185,9 @@ def lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Array) -
     ((c', h'), h').
   """
   if "ln_cell_scale" not in params:
-    return lstm_gates(gate_blocks(xp, 4), gate_blocks(recurrent_pre(params, carry[1]), 4), carry)
+    return lstm_gates(gate_blocks(xp, 4), gate_blocks(recurrent_pre(params, carry[1], hidden_mask), 4), carry)
   c, _ = carry
-  i, f, g, o = (x + p for x, p in zip(gate_blocks(xp, 4), gate_blocks(recurrent_pre(params, carry[1]), 4)))
+  i, f, g, o = (x + p for x, p in zip(gate_blocks(xp, 4), gate_blocks(recurrent_pre(params, carry[1], hidden_mask), 4)))
   new_c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
   new_h = jax.nn.sigmoid(o) * jnp.tanh(layer_norm_blocks(new_c, 1, params["ln_cell_scale"]))
   return (new_c, new_h), new_h
@@ -196,7 +200,8 @@ def rnn_gates(xp: tuple[Array], pre: tuple[Array], h: Array, *, activation: str 
   return new_h, new_h
 
 
-def rnn_step(params: dict[str, Array], h: Array, xp: Array, *, activation: str = "tanh") -> tuple[Array, Array]:
+def rnn_step(params: dict[str, Array], h: Array, xp: Array, *, activation: str = "tanh",
+             hidden_mask: Array | None = None) -> tuple[Array, Array]:
   """One vanilla (Elman) RNN step, PyTorch nn.RNN form: h' = act(W_ih x + b_ih + W_hh h + b_hh).
 
   Args:
@@ -208,7 +213,7 @@ def rnn_step(params: dict[str, Array], h: Array, xp: Array, *, activation: str =
   Returns:
     (h', h').
   """
-  return rnn_gates((xp,), (recurrent_pre(params, h),), h, activation=activation)
+  return rnn_gates((xp,), (recurrent_pre(params, h, hidden_mask),), h, activation=activation)
 
 
 # --- Variants for ablation ------------------------------------------------------------------------
@@ -222,7 +227,7 @@ def gru_no_reset_gates(xp: tuple[Array, ...], pre: tuple[Array, ...], h: Array) 
   return new_h, new_h
 
 
-def gru_no_reset_step(params: dict[str, Array], h: Array, xp: Array) -> tuple[Array, Array]:
+def gru_no_reset_step(params: dict[str, Array], h: Array, xp: Array, hidden_mask: Array | None = None) -> tuple[Array, Array]:
   """One step of a GRU without reset gate (r ≡ 1; both GRU forms then coincide). z keeps the past:
 
     z  = σ(W_iz x + W_hz h + b_z)
@@ -231,10 +236,10 @@ def gru_no_reset_step(params: dict[str, Array], h: Array, xp: Array) -> tuple[Ar
 
   Params: input_kernel [D, 2H], recurrent_kernel [H, 2H] (blocks z, n), bias [2H].
   """
-  return gru_no_reset_gates(gate_blocks(xp, 2), gate_blocks(recurrent_pre(params, h), 2), h)
+  return gru_no_reset_gates(gate_blocks(xp, 2), gate_blocks(recurrent_pre(params, h, hidden_mask), 2), h)
 
 
-def mgu_step(params: dict[str, Array], h: Array, xp: Array) -> tuple[Array, Array]:
+def mgu_step(params: dict[str, Array], h: Array, xp: Array, hidden_mask: Array | None = None) -> tuple[Array, Array]:
   """One step of the minimal gated unit (Zhou et al. 2016, arXiv:1603.09420), in the paper's form:
   one gate f both resets the past in the candidate and mixes old and new.
 
@@ -246,7 +251,7 @@ def mgu_step(params: dict[str, Array], h: Array, xp: Array) -> tuple[Array, Arra
   """
   w_h = params["recurrent_kernel"]
   hidden = h.shape[-1]
-  h_in = masked_hidden(params, h)
+  h_in = masked_hidden(h, hidden_mask)
   x_f, x_n = gate_blocks(xp, 2)
   f = jax.nn.sigmoid(x_f + h_in @ w_h[:, :hidden])
   n = jnp.tanh(x_n + (f * h_in) @ w_h[:, hidden:])
@@ -264,7 +269,8 @@ def cifg_lstm_gates(xp: tuple[Array, ...], pre: tuple[Array, ...], carry: tuple[
   return (new_c, new_h), new_h
 
 
-def cifg_lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Array) -> tuple[tuple[Array, Array], Array]:
+def cifg_lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Array,
+                   hidden_mask: Array | None = None) -> tuple[tuple[Array, Array], Array]:
   """One step of the coupled input-forget gate LSTM (CIFG; Greff et al. 2017, "LSTM: A Search
   Space Odyssey"): the input gate is 1 - f.
 
@@ -274,10 +280,11 @@ def cifg_lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Arr
 
   Params: input_kernel [D, 3H], recurrent_kernel [H, 3H] (blocks f, g, o), bias [3H]. Carry (c, h).
   """
-  return cifg_lstm_gates(gate_blocks(xp, 3), gate_blocks(recurrent_pre(params, carry[1]), 3), carry)
+  return cifg_lstm_gates(gate_blocks(xp, 3), gate_blocks(recurrent_pre(params, carry[1], hidden_mask), 3), carry)
 
 
-def peephole_lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Array) -> tuple[tuple[Array, Array], Array]:
+def peephole_lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Array,
+                       hidden_mask: Array | None = None) -> tuple[tuple[Array, Array], Array]:
   """One step of the peephole LSTM (Gers & Schmidhuber 2000; Graves 2013, eqs. 7-11): the gates
   also see the cell, through diagonal weights p (param `peephole` [3H], blocks p_i, p_f, p_o).
 
@@ -290,7 +297,7 @@ def peephole_lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp:
   Params: input_kernel [D, 4H], recurrent_kernel [H, 4H] (blocks i, f, g, o), bias [4H], peephole [3H].
   """
   c, h = carry
-  i, f, g, o = (x + p for x, p in zip(gate_blocks(xp, 4), gate_blocks(recurrent_pre(params, h), 4)))
+  i, f, g, o = (x + p for x, p in zip(gate_blocks(xp, 4), gate_blocks(recurrent_pre(params, h, hidden_mask), 4)))
   p_i, p_f, p_o = gate_blocks(params["peephole"], 3)
   new_c = jax.nn.sigmoid(f + p_f * c) * c + jax.nn.sigmoid(i + p_i * c) * jnp.tanh(g)
   new_h = jax.nn.sigmoid(o + p_o * new_c) * jnp.tanh(new_c)

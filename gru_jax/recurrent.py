@@ -202,11 +202,12 @@ def run(
   if lengths is not None:
     lengths = lengths.reshape(batch)
 
-  if options.recurrent_dropout and dropout_key is not None:
-    keep = jax.random.bernoulli(dropout_key, 1.0 - options.recurrent_dropout, (batch, spec.features))
-    params = {**params, "hidden_mask": keep.astype(dtype) / (1.0 - options.recurrent_dropout)}
   step = functools.partial(spec.step_fn(), params)
-  split = None if ("hidden_mask" in params or options.zoneout) else _split(spec, options, params, dtype)
+  masked = bool(options.recurrent_dropout) and dropout_key is not None
+  if masked:  # one mask per sequence, on h where it enters the recurrent matmul (the autodiff path)
+    keep = jax.random.bernoulli(dropout_key, 1.0 - options.recurrent_dropout, (batch, spec.features))
+    step = functools.partial(step, hidden_mask=keep.astype(dtype) / (1.0 - options.recurrent_dropout))
+  split = None if (masked or options.zoneout) else _split(spec, options, params, dtype)
   parallel = scan_lib.default_parallel() if options.parallel is None else options.parallel
   all_steps = spec.parallel_fn() if parallel and not options.zoneout else None
   if split is None:
