@@ -28,6 +28,9 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   c.seed = 0  # parameter init, data order and dropout all derive from it
   c.num_seeds = 1  # seeds seed, seed + 1, ... trained as one vmapped program; each in workdir/seed=<s>/ when > 1
 
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1  # devices the batch is split over (data parallelism; -1: every device found)
+
   c.model = ml_collections.ConfigDict()
   c.model.cell = "gru"  # a name in gru_jax.specs.SPECS
   c.model.features = 128  # hidden size of every layer

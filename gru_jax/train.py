@@ -27,7 +27,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from gru_jax import extras, files, models, specs, tasks
+from gru_jax import extras, files, models, sharding, specs, tasks
 
 try:
   import ml_collections
@@ -138,15 +138,18 @@ def create_train_state(model, tx, task: tasks.Task, key: jax.Array) -> train_sta
   return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
 
-def train_step(state, key, *, model, task, schedule, batch_size, weight_noise=0.0):
+def train_step(state, key, *, model, task, schedule, batch_size, weight_noise=0.0, mesh=None):
   """One optimizer step on the batch drawn from `key`. Pure; jit it with donate_argnums=0.
 
   weight_noise > 0 adds Gaussian noise of that std to every parameter for this step's forward and
   backward pass (one draw per step, Graves 2011); the gradient, taken at the noisy weights,
-  updates the clean ones.
+  updates the clean ones. With a `mesh` the batch is split over its data axis
+  (`gru_jax.sharding`); the result is the same, up to the order of the float sums.
   """
   data_key, dropout_key = jax.random.split(key)
   batch = task.train_batch(data_key, batch_size)
+  if mesh is not None:
+    batch = sharding.shard_batch(batch, mesh)
 
   def loss_fn(params):
     if weight_noise:
@@ -171,7 +174,7 @@ def add_noise(params, key: jax.Array, std: float):
   return jax.tree_util.tree_unflatten(treedef, noisy)
 
 
-def train_steps(state, step_keys, stopped_at, step, *, model, task, schedule, batch_size, weight_noise=0.0):
+def train_steps(state, step_keys, stopped_at, step, *, model, task, schedule, batch_size, weight_noise=0.0, mesh=None):
   """One optimizer step for every seed of `state` (a leading seed axis), each on its own batch.
 
   Seed i draws its batch and dropout from `fold_in(step_keys[i], step)`, as a run of that seed
@@ -181,7 +184,7 @@ def train_steps(state, step_keys, stopped_at, step, *, model, task, schedule, ba
   """
   keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(step_keys, step)
   step_one = functools.partial(train_step, model=model, task=task, schedule=schedule, batch_size=batch_size,
-                               weight_noise=weight_noise)
+                               weight_noise=weight_noise, mesh=mesh)
   new, metrics = jax.vmap(step_one)(state, keys)
   live = (stopped_at < 0) & jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
   stopped_at = jnp.where((stopped_at < 0) & ~live, step + 1, stopped_at)
@@ -417,6 +420,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, steps
     saving a checkpoint when interrupted by SIGINT or SIGTERM.
   """
   task, model, tx, schedule = build(config)
+  mesh = make_mesh(config)
   dirs = default_seed_dirs(config, workdir) if seed_dirs is None else list(seed_dirs)
   if len(dirs) != config.num_seeds:
     raise ConfigError(f"{len(dirs)} seed folders for num_seeds={config.num_seeds}")
@@ -428,12 +432,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, steps
     latest = manager.latest_step()
     if latest is not None:
       ckpt = _restore(manager, ckpt, latest)
+    ckpt = sharding.replicate(ckpt, mesh)  # parameters and optimizer state on every device
     # Written only once the workdir's checkpoint (if any) is known to fit this config.
     _write_config(config, workdir)
     for i, d in enumerate(dirs):
       if d != workdir:  # what a run of this seed alone would be
         _write_config(config, d, seed=config.seed + i, num_seeds=1)
-    return _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, steps_this_run)
+    return _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, steps_this_run, mesh)
   finally:
     manager.close()
 
@@ -450,7 +455,17 @@ def _copy(tree):
   return jax.tree_util.tree_map(lambda x: x.copy(), tree)
 
 
-def _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, steps_this_run):
+def make_mesh(config) -> jax.sharding.Mesh:
+  """The device mesh of `config.mesh`, checked against the batch size (ConfigError naming the key)."""
+  try:
+    mesh = sharding.make_mesh(config.mesh.data)
+    sharding.check_batch(mesh, config.train.batch_size)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+  return mesh
+
+
+def _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, steps_this_run, mesh):
   """The training loop of train_and_evaluate, from a created or restored checkpoint item."""
   cfg = config.train
   seeds = run_seeds(config)
@@ -468,7 +483,7 @@ def _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, st
 
   step_fn = jax.jit(
     lambda s, k, stop, n: train_steps(s, k, stop, n, model=model, task=task, schedule=schedule, batch_size=cfg.batch_size,
-                                      weight_noise=config.opt.weight_noise),
+                                      weight_noise=config.opt.weight_noise, mesh=mesh),
     donate_argnums=0,
   )
   eval_fn = jax.jit(jax.vmap(lambda p, b: eval_step(p, b, model=model, task=task), in_axes=(0, None)))

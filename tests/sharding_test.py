@@ -1,0 +1,75 @@
+"""Data parallelism on 4 simulated CPU devices: the same training as on one device."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# Runs in a fresh interpreter with 4 CPU devices (the flag must be set before jax starts).
+SCRIPT = r'''
+import sys
+import jax, numpy as np
+from gru_jax import config as config_lib, sharding, train
+
+assert len(jax.devices()) == 4, jax.devices()
+workdir = sys.argv[1]
+
+def tiny(data, **train_overrides):
+  c = config_lib.for_cell("lstm", "adding")
+  c.model.features, c.task.seq_len, c.task.eval_size, c.num_seeds = 8, 6, 32, 2
+  c.train.update(num_steps=6, batch_size=8, eval_batch_size=16, log_every=2, eval_every=2, checkpoint_every=2)
+  c.train.update(train_overrides)
+  c.opt.warmup_steps = 1
+  c.mesh.data = data
+  return c
+
+def params(c, name):
+  return train.restore(c, f"{workdir}/{name}")[2]["state"].params
+
+# The gradient is all-reduced over the data axis: the batch really is split.
+c = tiny(4)
+task, model, tx, schedule = train.build(c)
+mesh = train.make_mesh(c)
+ckpt = sharding.replicate(train.initial_checkpoint(c, task, model, tx), mesh)
+_, step_keys = train.seed_keys(c)
+step = jax.jit(lambda s, k, stop, n: train.train_steps(s, k, stop, n, model=model, task=task, schedule=schedule,
+                                                       batch_size=8, mesh=mesh))
+hlo = step.lower(ckpt["state"], step_keys, ckpt["stopped_at"], np.int32(0)).compile().as_text()
+assert "all-reduce" in hlo, "no all-reduce in the data-parallel step"
+assert len(ckpt["state"].params["head"]["kernel"].sharding.device_set) == 4
+
+one = train.train_and_evaluate(tiny(1), f"{workdir}/one")
+four = train.train_and_evaluate(tiny(-1), f"{workdir}/four")
+for a, b in zip(one["runs"], four["runs"]):
+  np.testing.assert_allclose(b["train"]["loss"], a["train"]["loss"], rtol=1e-5)
+  np.testing.assert_allclose(b["test_at_best_valid"]["mse"], a["test_at_best_valid"]["mse"], rtol=1e-5)
+for a, b in zip(jax.tree_util.tree_leaves(params(tiny(1), "one")), jax.tree_util.tree_leaves(params(tiny(1), "four"))):
+  np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+# Saved on 4 devices, resumed on 2: as the uninterrupted one-device run.
+assert train.train_and_evaluate(tiny(4), f"{workdir}/moved", steps_this_run=4) == {"step": 4, "finished": False}
+moved = train.train_and_evaluate(tiny(2), f"{workdir}/moved")
+for a, b in zip(one["runs"], moved["runs"]):
+  np.testing.assert_allclose(b["test_at_best_valid"]["mse"], a["test_at_best_valid"]["mse"], rtol=1e-5)
+
+for data, message in ((3, "train.batch_size=8 must be divisible by the 3 devices of mesh.data"),
+                      (5, "mesh.data must be -1 (every device) or a count from 1 to 4")):
+  try:
+    train.train_and_evaluate(tiny(data), f"{workdir}/bad{data}")
+    raise AssertionError(f"mesh.data={data} was accepted")
+  except train.ConfigError as e:
+    assert message in str(e), str(e)
+print("ok")
+'''
+
+
+@pytest.mark.slow
+def test_data_parallel_training_on_four_devices_equals_one_device(tmp_path):
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+  result = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+  assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
