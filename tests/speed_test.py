@@ -1,6 +1,7 @@
 """The benchmark suite runs on a tiny grid and writes its files (no timing is asserted)."""
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -46,3 +47,16 @@ def test_seeds_benchmark_runs_both_ways_and_agrees(tmp_path):
   for a, b in zip(row["test_vmapped"], row["test_separate"]):
     assert abs(a - b) <= 1e-5 * abs(b)
   assert "| gru:adding |" in (tmp_path / "seeds.md").read_text()
+
+
+@pytest.mark.slow
+def test_scaling_benchmark_runs_on_simulated_devices_and_agrees(tmp_path):
+  out = tmp_path / "scaling"
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # the script sets 4 simulated devices
+  result = subprocess.run([sys.executable, "-m", "benchmarks.scaling", "--quick", "--device_counts=1,4", f"--out={out}"],
+                          cwd=ROOT, capture_output=True, text=True, env=env)
+  assert result.returncode == 0, result.stderr
+  rows = json.loads((tmp_path / "scaling.json").read_text())["results"]
+  assert [r["devices"] for r in rows] == [1, 4] and all(r["examples_per_s"] > 0 for r in rows)
+  assert abs(rows[0]["final_loss"] - rows[1]["final_loss"]) <= 1e-5 * abs(rows[0]["final_loss"])
+  assert "| 4 | 8 | 3 |" in (tmp_path / "scaling.md").read_text()
