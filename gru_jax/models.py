@@ -24,6 +24,8 @@ CELLS: dict[str, type[layers.Recurrent]] = {
 }
 HEADS = ("last", "each")
 FRONT_ENDS = ("linen", "nnx")
+# Computation dtypes (model.dtype): parameters and optimizer state stay float32 either way.
+DTYPES = ("float32", "bfloat16")
 
 
 def cell_options(cell: str) -> list[str]:
@@ -78,6 +80,8 @@ class SequenceModel(nn.Module):
     input_vocab: for token inputs (integer ids [B, T]; 0 is padding), the number of ids; they are
       embedded into `embed_features` dimensions. None (set by the task) for float inputs.
     embed_features: width of the token embedding.
+    dtype: the computation dtype, "float32" or "bfloat16" (mixed precision: bf16 matmuls and
+      activations, float32 parameters, optimizer state and outputs, so the loss is float32).
     front_end: "linen" runs the recurrent stack as `gru_jax.layers.Stacked`; "nnx" as
       `gru_jax.nnx.Stacked`, inside this linen model through `flax.nnx.bridge.to_linen`. The
       parameters have the same names and layout either way, so checkpoints load into both.
@@ -101,8 +105,11 @@ class SequenceModel(nn.Module):
   input_vocab: int | None = None
   embed_features: int = 64
   front_end: str = "linen"
+  dtype: str = "float32"
 
   def __post_init__(self):
+    if self.dtype not in DTYPES:
+      raise ValueError(f"model.dtype={self.dtype!r} is not supported; expected one of {list(DTYPES)}")
     if self.head not in HEADS:
       raise ValueError(f"head={self.head!r} is not supported; expected one of {list(HEADS)}")
     if self.front_end not in FRONT_ENDS:
@@ -123,7 +130,7 @@ class SequenceModel(nn.Module):
     return make_layer(
       self.cell, self.features, unroll=self.unroll, remat=self.remat, parallel=self.parallel,
       recurrent_dropout=self.recurrent_dropout, zoneout=self.zoneout, learn_initial_carry=self.learn_initial_carry,
-      **extra, parent=None,
+      dtype=jnp.dtype(self.dtype), **extra, parent=None,
     )
 
   @nn.compact
@@ -134,7 +141,7 @@ class SequenceModel(nn.Module):
     continue a sequence step by step, e.g. when sampling.
     """
     if self.input_vocab is not None:
-      xs = nn.Embed(self.input_vocab, self.embed_features, name="embed")(xs)
+      xs = nn.Embed(self.input_vocab, self.embed_features, dtype=jnp.dtype(self.dtype), name="embed")(xs)
     stacking = dict(num_layers=self.num_layers, bidirectional=self.bidirectional, dropout=self.dropout, residual=self.residual)
     if self.front_end == "linen":
       stack = layers.Stacked(self.template(), **stacking, name="rnn")
@@ -147,5 +154,5 @@ class SequenceModel(nn.Module):
     )
     if self.head == "last":
       ys = last_valid(ys, seq_lengths)
-    outputs = nn.Dense(self.output_features, name="head")(ys)
+    outputs = nn.Dense(self.output_features, dtype=jnp.dtype(self.dtype), name="head")(ys).astype(jnp.float32)
     return (outputs, carries) if return_carry else outputs

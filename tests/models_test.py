@@ -79,3 +79,26 @@ def test_nnx_front_end_has_the_linen_parameters_outputs_and_gradients(kwargs):
   v = with_dropout.init(jax.random.key(0), xs if not vocab else jnp.ones((2, 5, 3)))
   run = lambda key: with_dropout.apply(v, jnp.ones((2, 5, 3)), deterministic=False, rngs={"dropout": key})
   assert not np.allclose(run(jax.random.key(1)), run(jax.random.key(2)))
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "mingru"])
+def test_bfloat16_compute_keeps_float32_parameters_and_is_close_to_float32(cell):
+  """Mixed precision: bf16 matmuls and activations (on the fused fast path for gru and lstm), f32
+  parameters and outputs. Tolerance: 3e-2 relative to the output scale, about 4 bf16 roundings."""
+  rng = np.random.default_rng(0)
+  xs = jnp.asarray(rng.normal(size=(4, 12, 3)), jnp.float32)
+  f32 = models.SequenceModel(output_features=2, cell=cell, features=16, head="each")
+  bf16 = models.SequenceModel(output_features=2, cell=cell, features=16, head="each", dtype="bfloat16")
+  variables = f32.init(jax.random.key(0), xs)
+  assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(bf16.init(jax.random.key(0), xs)))
+  out32, out16 = f32.apply(variables, xs), bf16.apply(variables, xs)
+  assert out16.dtype == jnp.float32
+  scale = float(jnp.max(jnp.abs(out32)))
+  np.testing.assert_allclose(out16, out32, atol=3e-2 * scale)
+  loss = lambda model: lambda v: jnp.mean(model.apply(v, xs) ** 2)
+  g32, g16 = jax.grad(loss(f32))(variables), jax.grad(loss(bf16))(variables)
+  for a, b in zip(jax.tree_util.tree_leaves(g16), jax.tree_util.tree_leaves(g32), strict=True):
+    assert a.dtype == jnp.float32
+    np.testing.assert_allclose(a, b, atol=5e-2 * float(jnp.max(jnp.abs(b))) + 1e-6)
+  with pytest.raises(ValueError, match=r"model.dtype='float16' is not supported; expected one of \['float32', 'bfloat16'\]"):
+    models.SequenceModel(output_features=2, dtype="float16")
