@@ -46,7 +46,7 @@ def measure(config, count: int, steps: int) -> dict:
   config.mesh.data = count
   task, model, tx, schedule = train.build(config)
   mesh = train.make_mesh(config)
-  ckpt = sharding.replicate(train.initial_checkpoint(config, task, model, tx), mesh)
+  ckpt = sharding.place(train.initial_checkpoint(config, task, model, tx), mesh, skip=1)
   _, step_keys = train.seed_keys(config)
   step_fn = jax.jit(
     lambda s, k, stop, n: train.train_steps(s, k, stop, n, model=model, task=task, schedule=schedule,

@@ -29,7 +29,8 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   c.num_seeds = 1  # seeds seed, seed + 1, ... trained as one vmapped program; each in workdir/seed=<s>/ when > 1
 
   c.mesh = ml_collections.ConfigDict()
-  c.mesh.data = -1  # devices the batch is split over (data parallelism; -1: every device found)
+  c.mesh.data = -1  # devices the batch is split over (data parallelism; -1: every device left after fsdp)
+  c.mesh.fsdp = 1  # devices the parameters and optimizer state are split over (and the batch too)
 
   c.model = ml_collections.ConfigDict()
   c.model.cell = "gru"  # a name in gru_jax.specs.SPECS

@@ -1,6 +1,9 @@
-"""Data parallelism with JAX's own SPMD machinery: a device mesh with a "data" axis, each training
-batch sharded along it, the parameters and optimizer state replicated. `jax.jit` (XLA's SPMD
-partitioner) inserts the gradient all-reduce; nothing here communicates by hand.
+"""Data parallelism with JAX's own SPMD machinery: a device mesh with a "data" and an "fsdp" axis.
+Each training batch is split over both axes. Parameters and optimizer state are replicated over
+"data" and, when the "fsdp" axis has more than one device, split over it (each array along its
+largest axis that divides evenly; FSDP / ZeRO-3 style), so each device holds 1/fsdp of them.
+`jax.jit` (XLA's SPMD partitioner) inserts the all-gathers and the gradient reductions; nothing
+here communicates by hand.
 
 On a CPU, `XLA_FLAGS=--xla_force_host_platform_device_count=N` gives N simulated devices, so the
 whole path runs (and is tested) without accelerators.
@@ -11,27 +14,32 @@ from typing import Any
 import jax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-DATA = "data"
+DATA, FSDP = "data", "fsdp"
+BATCH = (DATA, FSDP)  # the batch is split over both axes
 
 
-def make_mesh(data: int, devices: list | None = None) -> Mesh:
-  """A one-axis mesh ("data") over the first `data` devices (-1: all of them).
+def make_mesh(data: int, fsdp: int = 1, devices: list | None = None) -> Mesh:
+  """A ("data", "fsdp") mesh over the first data * fsdp devices; data=-1 takes every device left
+  after fsdp.
 
-  Raises a ValueError naming `mesh.data` when it is not -1 or a count between 1 and the number of
-  devices.
+  Raises a ValueError naming `mesh.data` or `mesh.fsdp` when they do not fit the devices here.
   """
   devices = list(jax.devices() if devices is None else devices)
-  count = len(devices) if data == -1 else data
-  if isinstance(data, bool) or not isinstance(data, int) or not 1 <= count <= len(devices):
-    raise ValueError(f"mesh.data must be -1 (every device) or a count from 1 to {len(devices)} (the devices here); got {data!r}")
-  return jax.make_mesh((count,), (DATA,), (AxisType.Auto,), devices=devices[:count])
+  is_count = lambda v: isinstance(v, int) and not isinstance(v, bool)
+  if not is_count(fsdp) or not 1 <= fsdp <= len(devices):
+    raise ValueError(f"mesh.fsdp must be a count from 1 to {len(devices)} (the devices here); got {fsdp!r}")
+  count = len(devices) // fsdp if data == -1 else data
+  if not is_count(data) or not 1 <= count * fsdp <= len(devices):
+    raise ValueError(f"mesh.data must be -1 (every device) or a count with mesh.data * mesh.fsdp ({fsdp}) from 1 "
+                     f"to {len(devices)} (the devices here); got {data!r}")
+  return jax.make_mesh((count, fsdp), (DATA, FSDP), (AxisType.Auto, AxisType.Auto), devices=devices[: count * fsdp])
 
 
 def check_batch(mesh: Mesh, batch_size: int, key: str = "train.batch_size") -> None:
-  """Raises a ValueError naming `key` unless the batch splits evenly over the data axis."""
-  shards = mesh.shape[DATA]
+  """Raises a ValueError naming `key` unless the batch splits evenly over the mesh."""
+  shards = mesh.shape[DATA] * mesh.shape[FSDP]
   if batch_size % shards:
-    raise ValueError(f"{key}={batch_size} must be divisible by the {shards} devices of mesh.data")
+    raise ValueError(f"{key}={batch_size} must be divisible by the {shards} devices of mesh.data * mesh.fsdp")
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -39,12 +47,34 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-  """Every array of `tree` on every device of the mesh (parameters, optimizer state)."""
+  """Every array of `tree` on every device of the mesh."""
   return jax.device_put(tree, replicated(mesh))
+
+
+def fsdp_spec(shape: tuple[int, ...], fsdp: int, skip: int = 0) -> PartitionSpec:
+  """The spec splitting an array of `shape` over "fsdp" along its largest axis (from axis `skip`
+  on, e.g. past a leading seed axis) whose size divides evenly; replicated when none does or when
+  fsdp is 1."""
+  axes = [a for a in range(skip, len(shape)) if fsdp > 1 and shape[a] % fsdp == 0]
+  if not axes:
+    return PartitionSpec()
+  axis = max(axes, key=lambda a: (shape[a], -a))
+  return PartitionSpec(*([None] * axis + [FSDP]))
+
+
+def state_shardings(tree: Any, mesh: Mesh, skip: int = 0) -> Any:
+  """A NamedSharding per array of `tree` (parameters, optimizer state): split over "fsdp" by
+  `fsdp_spec`, replicated over "data"."""
+  return jax.tree_util.tree_map(lambda x: NamedSharding(mesh, fsdp_spec(tuple(x.shape), mesh.shape[FSDP], skip)), tree)
+
+
+def place(tree: Any, mesh: Mesh, skip: int = 0) -> Any:
+  """`tree` on the mesh with `state_shardings` (resharding whatever layout it had)."""
+  return jax.device_put(tree, state_shardings(tree, mesh, skip))
 
 
 def shard_batch(batch: Any, mesh: Mesh) -> Any:
   """Inside a jitted step: each array of `batch` split along its leading (example) axis over the
-  data axis. Under `jax.vmap` (the seeds) the spec applies to the per-seed arrays."""
-  sharding = NamedSharding(mesh, PartitionSpec(DATA))
+  data and fsdp axes. Under `jax.vmap` (the seeds) the spec applies to the per-seed arrays."""
+  sharding = NamedSharding(mesh, PartitionSpec(BATCH))
   return jax.tree_util.tree_map(lambda x: jax.lax.with_sharding_constraint(x, sharding), batch)

@@ -432,7 +432,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, steps
     latest = manager.latest_step()
     if latest is not None:
       ckpt = _restore(manager, ckpt, latest)
-    ckpt = sharding.replicate(ckpt, mesh)  # parameters and optimizer state on every device
+    ckpt = sharding.place(ckpt, mesh, skip=1)  # replicated over data, split over fsdp (past the seed axis)
     # Written only once the workdir's checkpoint (if any) is known to fit this config.
     _write_config(config, workdir)
     for i, d in enumerate(dirs):
@@ -458,7 +458,7 @@ def _copy(tree):
 def make_mesh(config) -> jax.sharding.Mesh:
   """The device mesh of `config.mesh`, checked against the batch size (ConfigError naming the key)."""
   try:
-    mesh = sharding.make_mesh(config.mesh.data)
+    mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp)
     sharding.check_batch(mesh, config.train.batch_size)
   except ValueError as e:
     raise ConfigError(str(e)) from e
@@ -485,6 +485,8 @@ def _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, st
     lambda s, k, stop, n: train_steps(s, k, stop, n, model=model, task=task, schedule=schedule, batch_size=cfg.batch_size,
                                       weight_noise=config.opt.weight_noise, mesh=mesh),
     donate_argnums=0,
+    # The state keeps its layout from step to step (split over fsdp); the rest is replicated.
+    out_shardings=(sharding.state_shardings(state, mesh, skip=1), sharding.replicated(mesh), sharding.replicated(mesh)),
   )
   eval_fn = jax.jit(jax.vmap(lambda p, b: eval_step(p, b, model=model, task=task), in_axes=(0, None)))
   select = jax.jit(_where_seeds)

@@ -1,4 +1,4 @@
-"""Data parallelism on 4 simulated CPU devices: the same training as on one device."""
+"""Data parallelism and FSDP on 4 simulated CPU devices: the same training as on one device."""
 
 import os
 import pathlib
@@ -18,13 +18,13 @@ from gru_jax import config as config_lib, sharding, train
 assert len(jax.devices()) == 4, jax.devices()
 workdir = sys.argv[1]
 
-def tiny(data, **train_overrides):
+def tiny(data, fsdp=1, **train_overrides):
   c = config_lib.for_cell("lstm", "adding")
   c.model.features, c.task.seq_len, c.task.eval_size, c.num_seeds = 8, 6, 32, 2
   c.train.update(num_steps=6, batch_size=8, eval_batch_size=16, log_every=2, eval_every=2, checkpoint_every=2)
   c.train.update(train_overrides)
   c.opt.warmup_steps = 1
-  c.mesh.data = data
+  c.mesh.data, c.mesh.fsdp = data, fsdp
   return c
 
 def params(c, name):
@@ -50,17 +50,34 @@ for a, b in zip(one["runs"], four["runs"]):
 for a, b in zip(jax.tree_util.tree_leaves(params(tiny(1), "one")), jax.tree_util.tree_leaves(params(tiny(1), "four"))):
   np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
 
-# Saved on 4 devices, resumed on 2: as the uninterrupted one-device run.
-assert train.train_and_evaluate(tiny(4), f"{workdir}/moved", steps_this_run=4) == {"step": 4, "finished": False}
-moved = train.train_and_evaluate(tiny(2), f"{workdir}/moved")
-for a, b in zip(one["runs"], moved["runs"]):
-  np.testing.assert_allclose(b["test_at_best_valid"]["mse"], a["test_at_best_valid"]["mse"], rtol=1e-5)
+# FSDP: parameters and optimizer state split over the fsdp axis (each device holds a quarter of a
+# kernel); the same training as on one device, alone and with a data axis.
+placed = sharding.place(ckpt, train.make_mesh(tiny(1, 4)), skip=1)
+kernel = placed["state"].params["rnn"]["layer_0"]["recurrent_kernel"]  # [seeds, 8, 32]
+assert "fsdp" in str(kernel.sharding.spec) and kernel.addressable_shards[0].data.shape == (2, 8, 8), kernel.sharding
+for name, data, fsdp in (("fsdp", -1, 4), ("mixed", 2, 2)):
+  run = train.train_and_evaluate(tiny(data, fsdp), f"{workdir}/{name}")
+  for a, b in zip(one["runs"], run["runs"]):
+    np.testing.assert_allclose(b["train"]["loss"], a["train"]["loss"], rtol=1e-5)
+    np.testing.assert_allclose(b["test_at_best_valid"]["mse"], a["test_at_best_valid"]["mse"], rtol=1e-5)
+  for a, b in zip(jax.tree_util.tree_leaves(params(tiny(1), "one")), jax.tree_util.tree_leaves(params(tiny(1), name))):
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
 
-for data, message in ((3, "train.batch_size=8 must be divisible by the 3 devices of mesh.data"),
-                      (5, "mesh.data must be -1 (every device) or a count from 1 to 4")):
+# Saved on 4 devices, resumed on 2 and on 1 (the checkpoint is resharded on restore): as the
+# uninterrupted one-device run.
+for name, saved, resumed in (("moved", (4, 1), (2, 1)), ("gathered", (1, 4), (1, 1)), ("split", (1, 1), (2, 2))):
+  assert train.train_and_evaluate(tiny(*saved), f"{workdir}/{name}", steps_this_run=4) == {"step": 4, "finished": False}
+  moved = train.train_and_evaluate(tiny(*resumed), f"{workdir}/{name}")
+  for a, b in zip(one["runs"], moved["runs"]):
+    np.testing.assert_allclose(b["test_at_best_valid"]["mse"], a["test_at_best_valid"]["mse"], rtol=1e-5)
+
+for data, fsdp, message in ((3, 1, "train.batch_size=8 must be divisible by the 3 devices of mesh.data * mesh.fsdp"),
+                            (5, 1, "mesh.data must be -1 (every device) or a count"),
+                            (1, 5, "mesh.fsdp must be a count from 1 to 4"),
+                            (4, 2, "mesh.data must be -1 (every device) or a count with mesh.data * mesh.fsdp (2) from 1 to 4")):
   try:
-    train.train_and_evaluate(tiny(data), f"{workdir}/bad{data}")
-    raise AssertionError(f"mesh.data={data} was accepted")
+    train.train_and_evaluate(tiny(data, fsdp), f"{workdir}/bad{data}-{fsdp}")
+    raise AssertionError(f"mesh.data={data}, mesh.fsdp={fsdp} was accepted")
   except train.ConfigError as e:
     assert message in str(e), str(e)
 print("ok")
@@ -68,7 +85,7 @@ print("ok")
 
 
 @pytest.mark.slow
-def test_data_parallel_training_on_four_devices_equals_one_device(tmp_path):
+def test_data_and_fsdp_training_on_four_devices_equals_one_device(tmp_path):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
   result = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
