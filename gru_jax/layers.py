@@ -227,8 +227,8 @@ class Recurrent(CellOptions):
   (plus `initial_carry` when `learn_initial_carry`).
 
   Attributes:
-    unroll, remat, time_major, custom_vjp, parallel, recurrent_dropout, zoneout: how the cell is
-      run; see `gru_jax.recurrent.LayerOptions`. recurrent_dropout and zoneout draw from the
+    unroll, remat, time_major, custom_vjp, parallel, recurrent_dropout, zoneout, sequence_axis: how
+      the cell is run; see `gru_jax.recurrent.LayerOptions`. recurrent_dropout and zoneout draw from the
       'dropout' rng when `deterministic=False`.
     learn_initial_carry: learn the initial carry (zeros at init) instead of using zeros.
   """
@@ -241,14 +241,15 @@ class Recurrent(CellOptions):
   parallel: bool | None = None
   recurrent_dropout: float = 0.0
   zoneout: float = 0.0
+  sequence_axis: str | None = None
 
   cell_class: ClassVar[type[RecurrentCell]] = RecurrentCell
 
   def __post_init__(self):
     owner = type(self).__name__
     specs.check_positive_int(owner, "features", self.features)
-    self.layer_options().check(owner, self.cell_class.spec_class)
-    self.make_cell(parent=None)  # the cell validates its own options now, not at first call
+    spec = self.make_cell(parent=None).spec()  # the cell validates its own options now, not at first call
+    self.layer_options().check(owner, spec)
     super().__post_init__()
 
   @nn.nowrap
@@ -337,6 +338,7 @@ class Scanned(nn.Module):
   parallel: bool | None = None
   recurrent_dropout: float = 0.0
   zoneout: float = 0.0
+  sequence_axis: str | None = None
 
   def __post_init__(self):
     if not isinstance(self.cell, RecurrentCell):

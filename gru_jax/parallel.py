@@ -85,3 +85,47 @@ def _log_space_scan(log_a: Array, log_b: Array, h0: Array) -> Array:
   a_star = jnp.cumsum(log_a, axis=0)
   log_hb = a_star + _cumlogsumexp(log_b - a_star)
   return jnp.exp(a_star) * h0[None] + jnp.exp(log_hb)
+
+
+def sequence_sharded(all_steps, axis: str, mesh=None):
+  """Sequence parallelism: `all_steps(params, h0, xp [T, B, ...]) -> (carries [T, ...], ys [T, B, H])`
+  of a recurrence linear in its carry, run with the time axis split over the mesh axis `axis`
+  (`jax.shard_map`; `mesh`: the one set by `jax.set_mesh` when None).
+
+  Each device runs its own stretch of time. The stretch's end state is affine in the state it
+  starts from, end(c) = A c + B; A and B come from two runs from c = 0 and c = 1 (any linear
+  recurrence, whatever its coefficients). The (A, B) of every stretch are all-gathered, each device
+  folds those before it into its starting state, and runs its stretch again from there, which also
+  gives the outputs of cells whose output is not the carry (the SRU). T must divide evenly.
+  """
+
+  def run(params, h0, xp):
+    mesh_ = jax.sharding.get_abstract_mesh() if mesh is None else mesh
+    if axis not in mesh_.axis_names:
+      raise ValueError(f"sequence_axis={axis!r} is not an axis of the mesh {dict(mesh_.shape)}; set one with jax.set_mesh")
+    shards = mesh_.shape[axis]
+    num_steps = jax.tree_util.tree_leaves(xp)[0].shape[0]
+    if num_steps % shards:
+      raise ValueError(f"sequence_axis={axis!r}: T={num_steps} steps must be divisible by its {shards} devices")
+    spec = jax.sharding.PartitionSpec
+
+    def local(params, h0, xp):
+      end = lambda c: jax.tree_util.tree_map(lambda cs: cs[-1], all_steps(params, c, xp)[0])
+      zero = end(jax.tree_util.tree_map(jnp.zeros_like, h0))
+      one = end(jax.tree_util.tree_map(jnp.ones_like, h0))
+      a_all = jax.lax.all_gather(jax.tree_util.tree_map(jnp.subtract, one, zero), axis)  # [shards, ...]
+      b_all = jax.lax.all_gather(zero, axis)
+      index = jax.lax.axis_index(axis)
+
+      def fold(j, c):  # the stretches before this one, in order
+        step = jax.tree_util.tree_map(lambda a, b, c_: a[j] * c_ + b[j], a_all, b_all, c)
+        return jax.tree_util.tree_map(lambda s, c_: jnp.where(j < index, s, c_), step, c)
+
+      start = jax.lax.fori_loop(0, shards, fold, h0)
+      return all_steps(params, start, xp)
+
+    sharded = jax.shard_map(local, mesh=mesh, in_specs=(spec(), spec(), spec(axis)), out_specs=(spec(axis), spec(axis)),
+                            check_vma=False)
+    return sharded(params, h0, xp)
+
+  return run

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gru_jax import cells, specs
+from gru_jax import parallel as parallel_lib
 from gru_jax import scan as scan_lib
 
 Array = jax.Array
@@ -46,6 +47,9 @@ class LayerOptions:
     zoneout: each unit of the carry keeps its previous value with this probability at each step
       (Krueger et al. 2017); at evaluation the carry is the expectation, zoneout * old + (1 -
       zoneout) * new. Needs a dropout key in training.
+    sequence_axis: split the time axis over this axis of the mesh set by `jax.set_mesh`
+      (sequence parallelism, `gru_jax.parallel.sequence_sharded`), for the cells whose recurrence
+      is linear in the carry (minGRU, minLSTM, SRU 2017); None: off.
     dtype: computation dtype (None: inferred from inputs and params).
   """
 
@@ -56,6 +60,7 @@ class LayerOptions:
   parallel: bool | None = None
   recurrent_dropout: float = 0.0
   zoneout: float = 0.0
+  sequence_axis: str | None = None
   dtype: Any = None
 
   def check(self, owner: str, spec: specs.CellSpec) -> None:
@@ -70,6 +75,9 @@ class LayerOptions:
       raise ValueError(f"{owner}: recurrent_dropout needs a cell with a recurrent kernel; {owner} has none")
     if self.zoneout and not spec.output_in_carry:
       raise ValueError(f"{owner}: zoneout needs a cell whose output is its carry; {owner}'s is not")
+    if self.sequence_axis is not None and (spec.parallel_fn() is None or self.zoneout):
+      raise ValueError(f"{owner}: sequence_axis needs a cell whose recurrence is linear in the carry (minGRU, minLSTM, "
+                       "SRU 2017) and no zoneout")
 
 
 def promote(x: Array, params: dict[str, Array], dtype: Any) -> tuple[Array, dict[str, Array]]:
@@ -210,6 +218,8 @@ def run(
   split = None if (masked or options.zoneout) else _split(spec, options, params, dtype)
   parallel = scan_lib.default_parallel() if options.parallel is None else options.parallel
   all_steps = spec.parallel_fn() if parallel and not options.zoneout else None
+  if options.sequence_axis is not None:
+    all_steps = parallel_lib.sequence_sharded(spec.parallel_fn(), options.sequence_axis)
   if split is None:
     xp = spec.project_fn()(params, xs_TxBxD)
   else:

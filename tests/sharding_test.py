@@ -90,3 +90,50 @@ def test_data_and_fsdp_training_on_four_devices_equals_one_device(tmp_path):
   result = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
   assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+
+
+SEQUENCE_SCRIPT = r'''
+import jax, jax.numpy as jnp, numpy as np
+import gru_jax as gj
+
+assert len(jax.devices()) == 4
+rng = np.random.default_rng(0)
+xs = jnp.asarray(rng.normal(size=(3, 16, 5)), jnp.float32)
+lengths = jnp.array([16, 9, 0])
+mesh = jax.make_mesh((4,), ("seq",), (jax.sharding.AxisType.Auto,))
+for plain in (gj.MinGRU(6, parallel=True), gj.MinLSTM(6, parallel=True), gj.SRU(6, parallel=True)):
+  sharded = plain.clone(sequence_axis="seq")
+  variables = plain.init(jax.random.key(0), xs)
+  variables = jax.tree_util.tree_map(lambda p: p + 0.2 * jax.random.normal(jax.random.key(1), p.shape), variables)
+  h0 = jnp.asarray(rng.normal(size=(3, 6)), jnp.float32)
+  for kwargs in ({}, {"seq_lengths": lengths}, {"seq_lengths": lengths, "reverse": True}, {"initial_carry": h0}):
+    loss = lambda layer: lambda v: jnp.sum(jnp.sin(layer.apply(v, xs, **kwargs)))
+    with jax.set_mesh(mesh):
+      ys, carry = jax.jit(lambda v: sharded.apply(v, xs, return_carry=True, **kwargs))(variables)
+      grads = jax.jit(jax.grad(loss(sharded)))(variables)
+    want_ys, want_carry = plain.apply(variables, xs, return_carry=True, **kwargs)
+    np.testing.assert_allclose(ys, want_ys, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(carry, want_carry, rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(jax.grad(loss(plain))(variables))):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+with jax.set_mesh(mesh):
+  try:
+    gj.MinGRU(6, sequence_axis="seq").apply(variables := gj.MinGRU(6).init(jax.random.key(0), xs[:, :6]), xs[:, :6])
+    raise AssertionError("T=6 on 4 devices was accepted")
+  except ValueError as e:
+    assert "T=6 steps must be divisible by its 4 devices" in str(e), e
+try:
+  gj.GRU(6, sequence_axis="seq")
+  raise AssertionError("a GRU with sequence_axis was accepted")
+except ValueError as e:
+  assert "sequence_axis needs a cell whose recurrence is linear in the carry" in str(e), e
+print("ok")
+'''
+
+
+@pytest.mark.slow
+def test_sequence_sharded_linear_recurrences_equal_the_unsharded_ones(tmp_path):
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+  result = subprocess.run([sys.executable, "-c", SEQUENCE_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+  assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
