@@ -11,6 +11,7 @@ import datetime
 import os
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -37,6 +38,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   config = _CONFIG.value
+  train.initialize_distributed(config)  # several processes: before anything else uses JAX
   workdir = _WORKDIR.value or fresh_workdir(config)
   try:
     summary = train.train_and_evaluate(config, workdir)
@@ -49,7 +51,8 @@ def main(argv):
   except KeyboardInterrupt as e:
     print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
     sys.exit(130)
-  print(one_line(summary, workdir))
+  if jax.process_index() == 0:
+    print(one_line(summary, workdir))
 
 
 def one_line(summary: dict, workdir: str) -> str:

@@ -32,6 +32,11 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   c.mesh.data = -1  # devices the batch is split over (data parallelism; -1: every device left after fsdp)
   c.mesh.fsdp = 1  # devices the parameters and optimizer state are split over (and the batch too)
 
+  c.distributed = ml_collections.ConfigDict()  # several processes (hosts): jax.distributed
+  c.distributed.coordinator_address = ""  # host:port of process 0; "" = JAX_COORDINATOR_ADDRESS, or one process
+  c.distributed.num_processes = 1
+  c.distributed.process_id = 0
+
   c.model = ml_collections.ConfigDict()
   c.model.cell = "gru"  # a name in gru_jax.specs.SPECS
   c.model.features = 128  # hidden size of every layer

@@ -12,6 +12,7 @@ whole path runs (and is tested) without accelerators.
 from typing import Any
 
 import jax
+import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 DATA, FSDP = "data", "fsdp"
@@ -46,9 +47,20 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
 
 
+def put(x: jax.Array, sharding: NamedSharding) -> jax.Array:
+  """`x` (the same value in every process) as a global array with `sharding`. Within one process
+  this is `jax.device_put`; across processes each builds the shards of its own devices."""
+  if sharding.is_fully_addressable:
+    return jax.device_put(x, sharding)
+  if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):  # typed keys travel as their raw data
+    return jax.random.wrap_key_data(put(jax.random.key_data(x), sharding), impl=jax.random.key_impl(x))
+  host = np.asarray(jax.device_get(x))
+  return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
 def replicate(tree: Any, mesh: Mesh) -> Any:
   """Every array of `tree` on every device of the mesh."""
-  return jax.device_put(tree, replicated(mesh))
+  return jax.tree_util.tree_map(lambda x: put(x, replicated(mesh)), tree)
 
 
 def fsdp_spec(shape: tuple[int, ...], fsdp: int, skip: int = 0) -> PartitionSpec:
@@ -70,7 +82,7 @@ def state_shardings(tree: Any, mesh: Mesh, skip: int = 0) -> Any:
 
 def place(tree: Any, mesh: Mesh, skip: int = 0) -> Any:
   """`tree` on the mesh with `state_shardings` (resharding whatever layout it had)."""
-  return jax.device_put(tree, state_shardings(tree, mesh, skip))
+  return jax.tree_util.tree_map(put, tree, state_shardings(tree, mesh, skip))
 
 
 def shard_batch(batch: Any, mesh: Mesh) -> Any:
@@ -78,3 +90,19 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
   data and fsdp axes. Under `jax.vmap` (the seeds) the spec applies to the per-seed arrays."""
   sharding = NamedSharding(mesh, PartitionSpec(BATCH))
   return jax.tree_util.tree_map(lambda x: jax.lax.with_sharding_constraint(x, sharding), batch)
+
+
+def initialize(coordinator_address: str = "", num_processes: int = 1, process_id: int = 0) -> bool:
+  """Starts JAX's distributed runtime for a multi-process (multi-host) run, before any other JAX
+  call; returns whether it did. The coordinator is `coordinator_address` or, when that is empty,
+  the JAX_COORDINATOR_ADDRESS environment variable; with neither, nothing happens (one process).
+  On CPUs the processes exchange data with gloo."""
+  import os  # pylint: disable=g-import-not-at-top
+
+  address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS", "")
+  if not address:
+    return False
+  if os.environ.get("JAX_PLATFORMS", "") in ("", "cpu"):
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(address, num_processes=num_processes, process_id=process_id)
+  return True

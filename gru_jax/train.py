@@ -226,13 +226,16 @@ def evaluate(params, task: tasks.Task, eval_fn, batch_size: int, split: str = "v
 
 
 class MetricWriter:
-  """metrics.jsonl plus TensorBoard events; `truncate_after` drops records a killed run wrote."""
+  """metrics.jsonl plus TensorBoard events; `truncate_after` drops records a killed run wrote.
+  With `enabled=False` (every process but the first of a multi-process run) it reads and never
+  writes."""
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, enabled: bool = True):
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
 
     self.path = os.path.join(workdir, "metrics.jsonl")
-    self.tb = SummaryWriter(os.path.join(workdir, "tb"))
+    self.enabled = enabled
+    self.tb = SummaryWriter(os.path.join(workdir, "tb")) if enabled else None
 
   def records(self) -> list[dict[str, Any]]:
     if not os.path.exists(self.path):
@@ -243,18 +246,23 @@ class MetricWriter:
   def truncate_after(self, step: int) -> None:
     """Drops the records after `step`, written by a run killed after its last checkpoint, and the
     evaluations at the end (those with "at"; written again when the run ends)."""
+    if not self.enabled:
+      return
     kept = [r for r in self.records() if r["step"] <= step and "at" not in r]
     files.atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
   def write(self, step: int, split: str, metrics: dict[str, Any], at: str | None = None, tb: bool = True) -> None:
     """One record; `at` names the parameters a test record scored ("best_valid" or "final")."""
+    if not self.enabled:
+      return
     with open(self.path, "a") as f:
       f.write(json.dumps({"step": step, "split": split, **({"at": at} if at else {}), **metrics}) + "\n")
     for name, value in metrics.items() if tb else ():
       self.tb.add_scalar(f"{split}/{name}" + (f"@{at}" if at else ""), value, step)
 
   def close(self) -> None:
-    self.tb.close()
+    if self.tb is not None:
+      self.tb.close()
 
 
 def _checkpoint_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
@@ -434,10 +442,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, steps
       ckpt = _restore(manager, ckpt, latest)
     ckpt = sharding.place(ckpt, mesh, skip=1)  # replicated over data, split over fsdp (past the seed axis)
     # Written only once the workdir's checkpoint (if any) is known to fit this config.
-    _write_config(config, workdir)
-    for i, d in enumerate(dirs):
-      if d != workdir:  # what a run of this seed alone would be
-        _write_config(config, d, seed=config.seed + i, num_seeds=1)
+    if jax.process_index() == 0:
+      _write_config(config, workdir)
+      for i, d in enumerate(dirs):
+        if d != workdir:  # what a run of this seed alone would be
+          _write_config(config, d, seed=config.seed + i, num_seeds=1)
     return _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, steps_this_run, mesh)
   finally:
     manager.close()
@@ -453,6 +462,14 @@ def _write_config(config, folder: str, **overrides) -> None:
 def _copy(tree):
   """Fresh buffers: the train step donates the state's, so kept parameters must not share them."""
   return jax.tree_util.tree_map(lambda x: x.copy(), tree)
+
+
+def initialize_distributed(config) -> bool:
+  """Starts JAX's distributed runtime when config.distributed (or JAX_COORDINATOR_ADDRESS) names a
+  coordinator; call it before anything else touches JAX. Every process then runs the same program
+  on the global mesh; only process 0 writes records, summaries and config.json."""
+  d = config.distributed
+  return sharding.initialize(d.coordinator_address, d.num_processes, d.process_id)
 
 
 def make_mesh(config) -> jax.sharding.Mesh:
@@ -472,11 +489,13 @@ def _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, st
   state, best_params, stopped_at = ckpt["state"], ckpt["best_params"], ckpt["stopped_at"]
   num_params = sum(int(np.prod(p.shape[1:])) for p in jax.tree_util.tree_leaves(state.params))
   _, step_keys = seed_keys(config)
+  step_keys = sharding.replicate(step_keys, mesh)  # a global array, as the state is
   start = latest or 0
-  writers = [MetricWriter(d) for d in dirs]
+  main = jax.process_index() == 0  # in a multi-process run, only the first process writes and prints
+  writers = [MetricWriter(d, enabled=main) for d in dirs]
   for writer in writers:
     writer.truncate_after(start)
-  say = print
+  say = print if main else (lambda *args: None)
   name = (lambda i: "") if len(seeds) == 1 else (lambda i: f"seed {seeds[i]}: ")
   if start:
     say(f"resumed from the checkpoint at step {start} in {workdir}")
@@ -488,7 +507,8 @@ def _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, st
     # The state keeps its layout from step to step (split over fsdp); the rest is replicated.
     out_shardings=(sharding.state_shardings(state, mesh, skip=1), sharding.replicated(mesh), sharding.replicated(mesh)),
   )
-  eval_fn = jax.jit(jax.vmap(lambda p, b: eval_step(p, b, model=model, task=task), in_axes=(0, None)))
+  eval_fn = jax.jit(jax.vmap(lambda p, b: eval_step(p, b, model=model, task=task), in_axes=(0, None)),
+                    out_shardings=sharding.replicated(mesh))
   select = jax.jit(_where_seeds)
   end = cfg.num_steps if steps_this_run is None else min(cfg.num_steps, start + steps_this_run)
 
@@ -565,7 +585,7 @@ def _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, st
         improved[i] = remember(i, step, "valid", metrics)
         writers[i].write(step, "valid", metrics)
     if improved.any():
-      best_params = select(jnp.asarray(improved), state.params, best_params)
+      best_params = select(improved, state.params, best_params)
     patience = cfg.early_stopping
     for i, history in enumerate(histories):
       if alive[i] and patience and step - history["best_valid"]["step"] >= patience * cfg.eval_every:
@@ -652,7 +672,8 @@ def _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, st
       "steps_run": tested[i]["final"]["step"],
       "wall_time_s_this_run": wall_time, "num_seeds_in_program": len(seeds), "workdir": d, "finished": True,
     }
-    files.atomic_write(os.path.join(d, "summary.json"), json.dumps(summary, indent=2) + "\n")
+    if main:
+      files.atomic_write(os.path.join(d, "summary.json"), json.dumps(summary, indent=2) + "\n")
     summaries.append(summary)
   if len(seeds) == 1:
     return summaries[0]
@@ -666,7 +687,8 @@ def _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, st
     "baseline_note": task.baseline_note,
     "runs": summaries, "wall_time_s_this_run": wall_time, "workdir": workdir, "finished": True,
   }
-  files.atomic_write(os.path.join(workdir, "summary.json"), json.dumps(overall, indent=2) + "\n")
+  if main:
+    files.atomic_write(os.path.join(workdir, "summary.json"), json.dumps(overall, indent=2) + "\n")
   return overall
 
 

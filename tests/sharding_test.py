@@ -137,3 +137,51 @@ def test_sequence_sharded_linear_recurrences_equal_the_unsharded_ones(tmp_path):
   result = subprocess.run([sys.executable, "-c", SEQUENCE_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
   assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+
+
+# One process of a two-process run (jax.distributed over localhost, 2 CPU devices each).
+PROCESS_SCRIPT = r'''
+import json, sys
+from gru_jax import config as config_lib, train
+process_id, port, workdir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+c = config_lib.for_cell("lstm", "adding")
+c.model.features, c.task.seq_len, c.task.eval_size, c.num_seeds = 8, 6, 32, 2
+c.train.update(num_steps=6, batch_size=8, eval_batch_size=16, log_every=2, eval_every=2, checkpoint_every=2)
+c.opt.warmup_steps = 1
+if port:
+  c.distributed.update(coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=process_id)
+assert train.initialize_distributed(c) == bool(port)
+import jax
+assert jax.device_count() == (4 if port else 2) and jax.local_device_count() == 2
+summary = train.train_and_evaluate(c, workdir)
+print("RESULT", json.dumps([r["test_at_best_valid"]["mse"] for r in summary["runs"]]), flush=True)
+'''
+
+
+def free_port() -> int:
+  import socket
+
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one(tmp_path):
+  """Two jax.distributed processes (4 devices in all, the batch split over them) end where one
+  process does; only process 0 writes records and summaries."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+  command = lambda *args: [sys.executable, "-c", PROCESS_SCRIPT, *map(str, args)]
+  port = free_port()
+  processes = [subprocess.Popen(command(i, port, tmp_path / "two"), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for i in range(2)]
+  outputs = [p.communicate(timeout=600) for p in processes]
+  for p, (out, err) in zip(processes, outputs):
+    assert p.returncode == 0, err[-3000:]
+  one = subprocess.run(command(0, "", tmp_path / "one"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert one.returncode == 0, one.stderr[-3000:]
+  result = lambda out: [line for line in out.splitlines() if line.startswith("RESULT")][-1]
+  assert result(outputs[0][0]) == result(outputs[1][0]) == result(one.stdout)
+  assert "valid step" in outputs[0][0] and "valid step" not in outputs[1][0]  # only process 0 prints
+  records = (tmp_path / "two" / "seed=0" / "metrics.jsonl").read_text().splitlines()
+  assert sum('"split": "valid"' in r for r in records) == 3  # written once, not once per process

@@ -25,9 +25,12 @@ python -m experiments.ablate --config=configs/ablations/params_accuracy.py --wor
   --config.chorales_budgets=6000,24000,96000 --jobs=1
 publish params_accuracy params_accuracy
 
-# Ran on 2026-11-22 with the study files of commit daa3402, before the valid split: their tables'
+# The GRU's design choices and the cost of every cell (2026-11-26, commit e0610ca's study files;
+# the defaults: 3 seeds, 1,500 steps; cost: 1 seed, 200 steps):
+python -m experiments.ablate --config=configs/ablations/cost.py --workdir=runs/cost --jobs=1
+publish cost cost
+python -m experiments.ablate --config=configs/ablations/gru_design.py --workdir=runs/gru_design --jobs=1
+publish gru_design gru_design
+# Ran on 2026-11-22 with the study files of commit daa3402, before the valid split: its table's
 # "final" column is the test metric at the last step and "best" was picked on test.
-# python -m experiments.ablate --config=configs/ablations/gru_design.py --workdir=runs/gru_design \
-#   --config.seeds=2 --config.num_steps=600 --jobs=2
 # python -m experiments.ablate --config=configs/ablations/classify.py --workdir=runs/classify --config.seeds=2 --jobs=2
-# python -m experiments.ablate --config=configs/ablations/cost.py --workdir=runs/cost
