@@ -14,7 +14,6 @@ up and timed over --scaling_steps steps; examples/s = batch * steps / seconds. R
 and date.
 """
 
-import json
 import os
 import time
 
@@ -25,7 +24,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from benchmarks import speed  # noqa: E402  (its environment(); its --quick and --out flags)
+from benchmarks import report, speed  # noqa: E402  (speed: its environment(); its --quick and --out flags)
 from gru_jax import config as config_lib  # noqa: E402
 from gru_jax import sharding, train  # noqa: E402
 
@@ -96,12 +95,7 @@ def main(argv):
   results = [measure(case_config(quick), count, steps) for count in counts]
   env = speed.environment()
   out = flags.FLAGS.out or os.path.join("benchmarks", "results", f"scaling-{env['backend']}-{env['date']}")
-  os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-  with open(out + ".json", "w") as f:
-    json.dump({"environment": env, "results": results}, f, indent=2)
-  with open(out + ".md", "w") as f:
-    f.write(markdown(results, env))
-  print(markdown(results, env))
+  report.write(out, env, results, markdown(results, env))
 
 
 if __name__ == "__main__":

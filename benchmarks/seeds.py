@@ -15,7 +15,6 @@ Results go to --out as JSON and markdown, with device, versions and date.
 
 import contextlib
 import datetime
-import json
 import os
 import platform
 import tempfile
@@ -25,6 +24,7 @@ import flax
 import jax
 from absl import app, flags, logging
 
+from benchmarks import report
 from gru_jax import config as config_lib
 from gru_jax import train
 
@@ -113,12 +113,7 @@ def main(argv):
   results = [run_case(case, _NUM_SEEDS.value, steps, _QUICK.value) for case in _CASES.value]
   env = environment()
   out = _OUT.value or os.path.join("benchmarks", "results", f"seeds-{env['platform']}-{env['date']}")
-  os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-  with open(out + ".json", "w") as f:
-    json.dump({"environment": env, "results": results}, f, indent=2)
-  with open(out + ".md", "w") as f:
-    f.write(markdown(results, env))
-  print(markdown(results, env))
+  report.write(out, env, results, markdown(results, env))
 
 
 if __name__ == "__main__":
