@@ -71,7 +71,7 @@ def run_group(group: list[ablation.Point], workdir: str) -> tuple[str, str]:
     if os.path.exists(os.path.join(folder, "error.txt")):
       os.remove(os.path.join(folder, "error.txt"))  # a retry
   logging.set_verbosity(logging.WARNING)
-  with open(os.path.join(group_dir, "log.txt"), "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+  with open(os.path.join(group_dir, "log.txt"), "a", buffering=1) as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
     try:
       from gru_jax import train  # pylint: disable=g-import-not-at-top
 
