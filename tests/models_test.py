@@ -54,6 +54,7 @@ def test_registry_layers_are_the_public_ones():
   }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kwargs", [
   dict(cell="lstm", num_layers=2, bidirectional=True, cell_kwargs={"layer_norm": True}),
   dict(cell="sru", head="each"),
@@ -81,6 +82,7 @@ def test_nnx_front_end_has_the_linen_parameters_outputs_and_gradients(kwargs):
   assert not np.allclose(run(jax.random.key(1)), run(jax.random.key(2)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["gru", "lstm", "mingru"])
 def test_bfloat16_compute_keeps_float32_parameters_and_is_close_to_float32(cell):
   """Mixed precision: bf16 matmuls and activations (on the fused fast path for gru and lstm), f32

@@ -31,6 +31,5 @@ python -m experiments.ablate --config=configs/ablations/cost.py --workdir=runs/c
 publish cost cost
 python -m experiments.ablate --config=configs/ablations/gru_design.py --workdir=runs/gru_design --jobs=1
 publish gru_design gru_design
-# Ran on 2026-11-22 with the study files of commit daa3402, before the valid split: its table's
-# "final" column is the test metric at the last step and "best" was picked on test.
-# python -m experiments.ablate --config=configs/ablations/classify.py --workdir=runs/classify --config.seeds=2 --jobs=2
+python -m experiments.ablate --config=configs/ablations/classify.py --workdir=runs/classify --jobs=1
+publish classify classify
