@@ -24,6 +24,10 @@ publish long_memory long_memory
 python -m experiments.ablate --config=configs/ablations/params_accuracy.py --workdir=runs/params_accuracy \
   --config.chorales_budgets=6000,24000,96000 --jobs=1
 publish params_accuracy params_accuracy
+# ... and the 4x longer check of one character point (commit e0610ca's study file):
+python -m experiments.ablate --config=configs/ablations/params_accuracy.py --workdir=runs/params_accuracy_long \
+  --config.tasks=char_lm --config.char_lm_budgets=48000 --config.num_steps=12000 --config.eval_every=500 --jobs=1
+publish params_accuracy_long params_accuracy/long
 
 # The GRU's design choices and the cost of every cell (2026-11-26, commit e0610ca's study files;
 # the defaults: 3 seeds, 1,500 steps; cost: 1 seed, 200 steps):
