@@ -134,8 +134,8 @@ def test_every_variant_covered():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stacked", [False, True])
-@pytest.mark.parametrize("cell,options", CONVERTIBLE + REFUSED)
+@pytest.mark.parametrize("cell,options,stacked", [(c, o, s) for c, o in CONVERTIBLE for s in (False, True)]
+                         + [(c, o, s) for c, o in REFUSED for s in (False,)] + [REFUSED[0] + (True,)])
 def test_to_torch_equals_or_refuses_every_variant(cell, options, stacked, rng):
   layer = models.make_layer(cell, 4, **options)
   module = gj.Stacked(layer, num_layers=2, bidirectional=True) if stacked else layer
