@@ -77,14 +77,11 @@ class RecurrentCell(CellOptions, nn.RNNCellBase):
 
   def __call__(self, carry: Carry, inputs: Array) -> tuple[Carry, Array]:
     """One step: carry (leaves [..., H]) and inputs [..., D] -> (new carry, output [..., H])."""
+    owner = type(self).__name__
     if inputs.ndim < 1:
-      raise ValueError(f"{type(self).__name__}: inputs must have shape [..., D]; got {inputs.shape}")
-    spec = self.spec()
+      raise ValueError(f"{owner}: inputs must have shape [..., D]; got {inputs.shape}")
     params = self.declare_params(inputs.shape[-1])
-    recurrent.check_carry(type(self).__name__, carry, spec.zero_carry(inputs.shape[:-1], inputs.dtype))
-    inputs, params = recurrent.promote(inputs, params, self.dtype)
-    carry = jax.tree_util.tree_map(lambda c: c.astype(inputs.dtype), carry)
-    return spec.step_fn()(params, carry, spec.project_fn()(params, inputs))
+    return recurrent.step(owner, self.spec(), params, carry, inputs, self.dtype)
 
   @nn.nowrap
   def initialize_carry(self, rng: Array, input_shape: tuple[int, ...]) -> Carry:

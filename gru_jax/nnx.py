@@ -54,6 +54,11 @@ def _declare(module: nnx.Module, param_specs: dict, rngs: nnx.Rngs, param_dtype:
     setattr(module, name, nnx.Param(init(rngs.params(), shape, param_dtype), **metadata))
 
 
+def _cell_params(module) -> dict[str, Array]:
+  """The values of the spec's parameters (`nnx.Param` attributes named as in `gru_jax.cells`)."""
+  return {name: getattr(module, name).get_value() for name in module.spec.param_specs(module.in_features)}
+
+
 def _dropout_stream(rngs: nnx.Rngs | None, needed: bool):
   """A fork of the `dropout` stream (or the default one) when `needed` and there is one; else None
   (the masks then need `rngs` at call time)."""
@@ -92,19 +97,11 @@ class RecurrentCell(nnx.RNNCellBase):
 
   def params(self) -> dict[str, Array]:
     """The parameters as a dict, in the layout of `gru_jax.cells`."""
-    return {name: getattr(self, name).get_value() for name in self.spec.param_specs(self.in_features)}
+    return _cell_params(self)
 
   def __call__(self, carry: Carry, inputs: Array) -> tuple[Carry, Array]:
     """One step: carry (leaves [..., H]) and inputs [..., D] -> (new carry, output [..., H])."""
-    owner = type(self).__name__
-    if inputs.ndim < 1:
-      raise ValueError(f"{owner}: inputs must have shape [..., D]; got {inputs.shape}")
-    params = self.params()
-    recurrent.check_params(owner, self.spec, params, inputs.shape[-1])
-    recurrent.check_carry(owner, carry, self.spec.zero_carry(inputs.shape[:-1], inputs.dtype))
-    inputs, params = recurrent.promote(inputs, params, self.dtype)
-    carry = jax.tree_util.tree_map(lambda c: c.astype(inputs.dtype), carry)
-    return self.spec.step_fn()(params, carry, self.spec.project_fn()(params, inputs))
+    return recurrent.step(type(self).__name__, self.spec, self.params(), carry, inputs, self.dtype)
 
   def initialize_carry(self, input_shape: tuple[int, ...], rngs: nnx.Rngs | None = None,
                        carry_init: Callable | None = None) -> Carry:
@@ -225,7 +222,7 @@ class Recurrent(nnx.Module):
 
   def params(self) -> dict[str, Array]:
     """The cell's parameters as a dict, in the layout of `gru_jax.cells`."""
-    return {name: getattr(self, name).get_value() for name in self.spec.param_specs(self.in_features)}
+    return _cell_params(self)
 
   def __call__(self, xs: Array, *, seq_lengths: Array | None = None, initial_carry: Carry | None = None,
                return_carry: bool = False, reverse: bool = False, deterministic: bool | None = None,

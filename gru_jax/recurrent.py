@@ -98,13 +98,19 @@ def check_carry(owner: str, carry: Carry, expected: Carry) -> None:
     raise ValueError(f"{owner}: initial_carry must have shapes {want}; got {got}")
 
 
-def to_time_major(owner: str, xs: Any, time_major: bool) -> tuple[Array, tuple[int, ...]]:
-  """Checks xs and returns it as [T, B, D] with one flat batch axis, plus the batch shape."""
+def in_features(owner: str, xs: Any, time_major: bool) -> int:
+  """Checks xs (at least 2 axes, floating point) and returns its number of input features D."""
   if not hasattr(xs, "ndim") or xs.ndim < 2:
     layout = "[T, ..., D]" if time_major else "[..., T, D]"
     raise ValueError(f"{owner}: xs must have shape {layout} (at least 2 axes); got {np.shape(xs)}")
   if not jnp.issubdtype(xs.dtype, jnp.floating):
     raise TypeError(f"{owner}: xs must be floating point; got dtype {xs.dtype}")
+  return int(xs.shape[-1])
+
+
+def to_time_major(owner: str, xs: Any, time_major: bool) -> tuple[Array, tuple[int, ...]]:
+  """Checks xs and returns it as [T, B, D] with one flat batch axis, plus the batch shape."""
+  in_features(owner, xs, time_major)
   if time_major:
     batch_shape = tuple(xs.shape[1:-1])
     xs_TxBxD = xs
@@ -136,11 +142,6 @@ def check_lengths(owner, seq_lengths, batch_shape, num_steps, xs_shape):
   return lengths
 
 
-def in_features(owner: str, xs: Any, time_major: bool) -> int:
-  """The number of input features D of xs (checked), to declare the parameters with."""
-  return int(to_time_major(owner, xs, time_major)[0].shape[-1])
-
-
 def check_params(owner: str, spec: specs.CellSpec, params: dict[str, Array], in_features: int) -> None:
   """Raises a ValueError when the input kernel does not take inputs of `in_features` features."""
   got = tuple(np.shape(params["input_kernel"]))
@@ -150,6 +151,19 @@ def check_params(owner: str, spec: specs.CellSpec, params: dict[str, Array], in_
       f"{owner}: inputs have {in_features} features (last axis of xs) but the parameters "
       f"expect {got[0]} (input_kernel has shape {got})"
     )
+
+
+def step(owner: str, spec: specs.CellSpec, params: dict[str, Array], carry: Carry, inputs: Array,
+         dtype: Any = None) -> tuple[Carry, Array]:
+  """One step of a cell, the body of both front-ends' cells: inputs [..., D] and carry (leaves
+  [..., H], checked) -> (new carry, output [..., H]), computed in `dtype` (None: inferred)."""
+  if inputs.ndim < 1:
+    raise ValueError(f"{owner}: inputs must have shape [..., D]; got {inputs.shape}")
+  check_params(owner, spec, params, inputs.shape[-1])
+  check_carry(owner, carry, spec.zero_carry(inputs.shape[:-1], inputs.dtype))
+  inputs, params = promote(inputs, params, dtype)
+  carry = jax.tree_util.tree_map(lambda c: c.astype(inputs.dtype), carry)
+  return spec.step_fn()(params, carry, spec.project_fn()(params, inputs))
 
 
 def initial_carry_of(owner, spec, initial_carry, learned_carry, batch_shape, dtype):

@@ -9,6 +9,7 @@ On a CPU, `XLA_FLAGS=--xla_force_host_platform_device_count=N` gives N simulated
 whole path runs (and is tested) without accelerators.
 """
 
+import os
 from typing import Any
 
 import jax
@@ -97,8 +98,6 @@ def initialize(coordinator_address: str = "", num_processes: int = 1, process_id
   call; returns whether it did. The coordinator is `coordinator_address` or, when that is empty,
   the JAX_COORDINATOR_ADDRESS environment variable; with neither, nothing happens (one process).
   On CPUs the processes exchange data with gloo."""
-  import os  # pylint: disable=g-import-not-at-top
-
   address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS", "")
   if not address:
     return False
