@@ -394,14 +394,12 @@ def load_linen_variables(module: nnx.Module, variables: dict[str, Any]) -> None:
   """Sets the NNX module's parameters, in place, from linen variables of the equal linen module;
   a missing, extra or misshaped parameter raises a ValueError naming it."""
   state = nnx.state(module, nnx.Param)
-  want = jax.tree_util.tree_map(jnp.shape, nnx.to_pure_dict(state))
-  got = jax.tree_util.tree_map(jnp.shape, dict(variables["params"]))
-  if jax.tree_util.tree_structure(want) != jax.tree_util.tree_structure(got) or want != got:
-    flat = lambda t: {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(t, is_leaf=lambda x: isinstance(x, tuple) and all(isinstance(d, int) for d in x))}
-    want_flat, got_flat = flat(want), flat(got)
-    diff = sorted(set(want_flat) ^ set(got_flat)) or sorted(k for k in want_flat if want_flat[k] != got_flat[k])
-    raise ValueError(f"load_linen_variables: the parameters differ from the {type(module).__name__}'s at {diff[:5]} "
-                     f"(expected shapes {[want_flat.get(k) for k in diff[:5]]}, got {[got_flat.get(k) for k in diff[:5]]})")
+  shapes = lambda tree: {jax.tree_util.keystr(k): jnp.shape(x) for k, x in jax.tree_util.tree_leaves_with_path(tree)}
+  want, got = shapes(nnx.to_pure_dict(state)), shapes(dict(variables["params"]))
+  diff = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))[:5]
+  if diff:
+    raise ValueError(f"load_linen_variables: the parameters differ from the {type(module).__name__}'s at {diff} "
+                     f"(expected shapes {[want.get(k) for k in diff]}, got {[got.get(k) for k in diff]})")
   nnx.replace_by_pure_dict(state, variables["params"])
   nnx.update(module, state)
 
