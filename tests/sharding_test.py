@@ -1,10 +1,12 @@
 """Data parallelism and FSDP on 4 simulated CPU devices: the same training as on one device."""
 
+import json
 import os
 import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -169,7 +171,7 @@ def free_port() -> int:
 @pytest.mark.slow
 def test_two_processes_train_like_one(tmp_path):
   """Two jax.distributed processes (4 devices in all, the batch split over them) end where one
-  process does; only process 0 writes records and summaries."""
+  process does, within float rounding; only process 0 writes records and summaries."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
   command = lambda *args: [sys.executable, "-c", PROCESS_SCRIPT, *map(str, args)]
   port = free_port()
@@ -180,8 +182,10 @@ def test_two_processes_train_like_one(tmp_path):
     assert p.returncode == 0, err[-3000:]
   one = subprocess.run(command(0, "", tmp_path / "one"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert one.returncode == 0, one.stderr[-3000:]
-  result = lambda out: [line for line in out.splitlines() if line.startswith("RESULT")][-1]
-  assert result(outputs[0][0]) == result(outputs[1][0]) == result(one.stdout)
+  result = lambda out: json.loads([line for line in out.splitlines() if line.startswith("RESULT")][-1][len("RESULT"):])
+  assert result(outputs[0][0]) == result(outputs[1][0])  # the processes agree exactly
+  # ... and with one process up to the order of float sums (seen: 3e-8 relative on a fresh machine)
+  np.testing.assert_allclose(result(outputs[0][0]), result(one.stdout), rtol=1e-5)
   assert "valid step" in outputs[0][0] and "valid step" not in outputs[1][0]  # only process 0 prints
   records = (tmp_path / "two" / "seed=0" / "metrics.jsonl").read_text().splitlines()
   assert sum('"split": "valid"' in r for r in records) == 3  # written once, not once per process
