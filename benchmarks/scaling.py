@@ -26,7 +26,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from benchmarks import report, speed  # noqa: E402  (speed: its environment(); its --quick and --out flags)
 from gru_jax import config as config_lib  # noqa: E402
-from gru_jax import sharding, train  # noqa: E402
+from gru_jax import train  # noqa: E402
 
 _COUNTS = flags.DEFINE_list("device_counts", ["1", "2", "4"], "Devices on the data axis, one measurement each.")
 _STEPS = flags.DEFINE_integer("scaling_steps", 30, "Timed training steps per device count.")
@@ -45,7 +45,7 @@ def measure(config, count: int, steps: int) -> dict:
   config.mesh.data = count
   task, model, tx, schedule = train.build(config)
   mesh = train.make_mesh(config)
-  ckpt = sharding.place(train.initial_checkpoint(config, task, model, tx), mesh, skip=1)
+  ckpt = train.initial_checkpoint_on(mesh, config, task, model, tx)()
   _, step_keys = train.seed_keys(config)
   step_fn = jax.jit(
     lambda s, k, stop, n: train.train_steps(s, k, stop, n, model=model, task=task, schedule=schedule,

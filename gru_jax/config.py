@@ -31,11 +31,14 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1  # devices the batch is split over (data parallelism; -1: every device left after fsdp)
   c.mesh.fsdp = 1  # devices the parameters and optimizer state are split over (and the batch too)
+  c.mesh.seq = 1  # devices the time axis is split over (sequence parallelism; minGRU, minLSTM and SRU only)
 
   c.distributed = ml_collections.ConfigDict()  # several processes (hosts): jax.distributed
-  c.distributed.coordinator_address = ""  # host:port of process 0; "" = JAX_COORDINATOR_ADDRESS, or one process
-  c.distributed.num_processes = 1
-  c.distributed.process_id = 0
+  # host:port of process 0; "auto": detected by JAX (Cloud TPU, Slurm, Open MPI); "" = the
+  # JAX_COORDINATOR_ADDRESS environment variable, or one process when it is unset
+  c.distributed.coordinator_address = ""
+  c.distributed.num_processes = -1  # -1: from the cluster's environment ("auto")
+  c.distributed.process_id = -1  # -1: from the cluster's environment ("auto")
 
   c.model = ml_collections.ConfigDict()
   c.model.cell = "gru"  # a name in gru_jax.specs.SPECS

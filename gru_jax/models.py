@@ -82,6 +82,8 @@ class SequenceModel(nn.Module):
     embed_features: width of the token embedding.
     dtype: the computation dtype, "float32" or "bfloat16" (mixed precision: bf16 matmuls and
       activations, float32 parameters, optimizer state and outputs, so the loss is float32).
+    sequence_axis: split time over this axis of the mesh set by `jax.set_mesh` (sequence
+      parallelism, for the cells whose recurrence is linear in the carry; `gru_jax.Recurrent`).
     front_end: "linen" runs the recurrent stack as `gru_jax.layers.Stacked`; "nnx" as
       `gru_jax.nnx.Stacked`, inside this linen model through `flax.nnx.bridge.to_linen`. The
       parameters have the same names and layout either way, so checkpoints load into both.
@@ -106,6 +108,7 @@ class SequenceModel(nn.Module):
   embed_features: int = 64
   front_end: str = "linen"
   dtype: str = "float32"
+  sequence_axis: str | None = None
 
   def __post_init__(self):
     if self.dtype not in DTYPES:
@@ -130,7 +133,7 @@ class SequenceModel(nn.Module):
     return make_layer(
       self.cell, self.features, unroll=self.unroll, remat=self.remat, parallel=self.parallel,
       recurrent_dropout=self.recurrent_dropout, zoneout=self.zoneout, learn_initial_carry=self.learn_initial_carry,
-      dtype=jnp.dtype(self.dtype), **extra, parent=None,
+      sequence_axis=self.sequence_axis, dtype=jnp.dtype(self.dtype), **extra, parent=None,
     )
 
   @nn.compact

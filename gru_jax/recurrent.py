@@ -134,7 +134,7 @@ def check_lengths(owner, seq_lengths, batch_shape, num_steps, xs_shape):
   if not jnp.issubdtype(lengths.dtype, jnp.integer):
     raise TypeError(f"{owner}: seq_lengths must be integers; got dtype {lengths.dtype}")
   if not isinstance(seq_lengths, jax.core.Tracer) and lengths.size:
-    low, high = int(np.min(np.asarray(lengths))), int(np.max(np.asarray(lengths)))
+    low, high = int(np.min(np.asarray(seq_lengths))), int(np.max(np.asarray(seq_lengths)))  # concrete, even under jit
     if low < 0 or high > num_steps:
       raise ValueError(
         f"{owner}: seq_lengths must lie in [0, T={num_steps}]; got values from {low} to {high}"

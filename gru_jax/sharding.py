@@ -1,5 +1,7 @@
-"""Data parallelism with JAX's own SPMD machinery: a device mesh with a "data" and an "fsdp" axis.
-Each training batch is split over both axes. Parameters and optimizer state are replicated over
+"""Data parallelism with JAX's own SPMD machinery: a device mesh with a "data", an "fsdp" and a
+"seq" axis. Each training batch is split over "data" and "fsdp" along its examples and, for the
+cells whose recurrence is linear in the carry, over "seq" along time (sequence parallelism,
+`gru_jax.parallel.sequence_sharded`). Parameters and optimizer state are replicated over
 "data" and, when the "fsdp" axis has more than one device, split over it (each array along its
 largest axis that divides evenly; FSDP / ZeRO-3 style), so each device holds 1/fsdp of them.
 `jax.jit` (XLA's SPMD partitioner) inserts the all-gathers and the gradient reductions; nothing
@@ -16,29 +18,32 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-DATA, FSDP = "data", "fsdp"
-BATCH = (DATA, FSDP)  # the batch is split over both axes
+DATA, FSDP, SEQ = "data", "fsdp", "seq"
+BATCH = (DATA, FSDP)  # the examples of a batch are split over both axes
 
 
-def make_mesh(data: int, fsdp: int = 1, devices: list | None = None) -> Mesh:
-  """A ("data", "fsdp") mesh over the first data * fsdp devices; data=-1 takes every device left
-  after fsdp.
+def make_mesh(data: int, fsdp: int = 1, seq: int = 1, devices: list | None = None) -> Mesh:
+  """A ("data", "fsdp", "seq") mesh over the first data * fsdp * seq devices; data=-1 takes every
+  device left after fsdp and seq.
 
-  Raises a ValueError naming `mesh.data` or `mesh.fsdp` when they do not fit the devices here.
+  Raises a ValueError naming `mesh.data`, `mesh.fsdp` or `mesh.seq` when they do not fit the
+  devices here.
   """
   devices = list(jax.devices() if devices is None else devices)
   is_count = lambda v: isinstance(v, int) and not isinstance(v, bool)
-  if not is_count(fsdp) or not 1 <= fsdp <= len(devices):
-    raise ValueError(f"mesh.fsdp must be a count from 1 to {len(devices)} (the devices here); got {fsdp!r}")
-  count = len(devices) // fsdp if data == -1 else data
-  if not is_count(data) or not 1 <= count * fsdp <= len(devices):
-    raise ValueError(f"mesh.data must be -1 (every device) or a count with mesh.data * mesh.fsdp ({fsdp}) from 1 "
-                     f"to {len(devices)} (the devices here); got {data!r}")
-  return jax.make_mesh((count, fsdp), (DATA, FSDP), (AxisType.Auto, AxisType.Auto), devices=devices[: count * fsdp])
+  for key, value in (("fsdp", fsdp), ("seq", seq)):
+    if not is_count(value) or not 1 <= value <= len(devices):
+      raise ValueError(f"mesh.{key} must be a count from 1 to {len(devices)} (the devices here); got {value!r}")
+  count = len(devices) // (fsdp * seq) if data == -1 else data
+  if not is_count(data) or not 1 <= count * fsdp * seq <= len(devices):
+    raise ValueError(f"mesh.data must be -1 (every device) or a count with mesh.data * mesh.fsdp * mesh.seq "
+                     f"({fsdp * seq}) from 1 to {len(devices)} (the devices here); got {data!r}")
+  used = devices[: count * fsdp * seq]
+  return jax.make_mesh((count, fsdp, seq), (DATA, FSDP, SEQ), (AxisType.Auto,) * 3, devices=used)
 
 
 def check_batch(mesh: Mesh, batch_size: int, key: str = "train.batch_size") -> None:
-  """Raises a ValueError naming `key` unless the batch splits evenly over the mesh."""
+  """Raises a ValueError naming `key` unless the batch's examples split evenly over the mesh."""
   shards = mesh.shape[DATA] * mesh.shape[FSDP]
   if batch_size % shards:
     raise ValueError(f"{key}={batch_size} must be divisible by the {shards} devices of mesh.data * mesh.fsdp")
@@ -81,27 +86,37 @@ def state_shardings(tree: Any, mesh: Mesh, skip: int = 0) -> Any:
   return jax.tree_util.tree_map(lambda x: NamedSharding(mesh, fsdp_spec(tuple(x.shape), mesh.shape[FSDP], skip)), tree)
 
 
-def place(tree: Any, mesh: Mesh, skip: int = 0) -> Any:
-  """`tree` on the mesh with `state_shardings` (resharding whatever layout it had)."""
-  return jax.tree_util.tree_map(put, tree, state_shardings(tree, mesh, skip))
-
-
-def shard_batch(batch: Any, mesh: Mesh) -> Any:
+def shard_batch(batch: dict[str, Any], mesh: Mesh) -> dict[str, Any]:
   """Inside a jitted step: each array of `batch` split along its leading (example) axis over the
-  data and fsdp axes. Under `jax.vmap` (the seeds) the spec applies to the per-seed arrays."""
-  sharding = NamedSharding(mesh, PartitionSpec(BATCH))
-  return jax.tree_util.tree_map(lambda x: jax.lax.with_sharding_constraint(x, sharding), batch)
+  data and fsdp axes, and the inputs "xs" [B, T, ...] along time over "seq" as well. Under
+  `jax.vmap` (the seeds) the specs apply to the per-seed arrays.
+
+  Arrays drawn inside the step (the tasks' `train_batch`) are then computed shard by shard: each
+  device, and so each host, builds only its own rows of the batch."""
+  if batch["xs"].shape[0] % (mesh.shape[DATA] * mesh.shape[FSDP]):  # e.g. the last chunk of an evaluation
+    return batch
+  spec = lambda name, x: PartitionSpec(BATCH, SEQ) if name == "xs" and x.ndim >= 2 and mesh.shape[SEQ] > 1 else PartitionSpec(BATCH)
+  return {name: jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec(name, x))) for name, x in batch.items()}
 
 
-def initialize(coordinator_address: str = "", num_processes: int = 1, process_id: int = 0) -> bool:
+def initialize(coordinator_address: str = "", num_processes: int = -1, process_id: int = -1) -> bool:
   """Starts JAX's distributed runtime for a multi-process (multi-host) run, before any other JAX
-  call; returns whether it did. The coordinator is `coordinator_address` or, when that is empty,
-  the JAX_COORDINATOR_ADDRESS environment variable; with neither, nothing happens (one process).
-  On CPUs the processes exchange data with gloo."""
+  call; returns whether it did.
+
+  The coordinator is `coordinator_address` ("host:port" of process 0) or, when that is empty, the
+  JAX_COORDINATOR_ADDRESS environment variable; with neither, nothing happens (one process).
+  "auto" lets `jax.distributed.initialize` detect the cluster (Cloud TPU, Slurm, Open MPI, and
+  the others it knows): coordinator, process count and index all come from the environment.
+  num_processes and process_id of -1 are left to JAX as well. On CPUs the processes exchange data
+  with gloo.
+  """
   address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS", "")
   if not address:
     return False
   if os.environ.get("JAX_PLATFORMS", "") in ("", "cpu"):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(address, num_processes=num_processes, process_id=process_id)
+  given = {"coordinator_address": None if address == "auto" else address,
+           "num_processes": None if num_processes == -1 else num_processes,
+           "process_id": None if process_id == -1 else process_id}
+  jax.distributed.initialize(**given)
   return True

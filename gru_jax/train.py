@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -376,6 +376,14 @@ def initial_checkpoint(config, task, model, tx) -> dict[str, Any]:
   return {"state": state, "best_params": _copy(state.params), "stopped_at": jnp.full((config.num_seeds,), -1, jnp.int32)}
 
 
+def initial_checkpoint_on(mesh: jax.sharding.Mesh, config, task, model, tx) -> Callable[[], dict[str, Any]]:
+  """A jitted nullary function creating `initial_checkpoint` directly in its layout on `mesh`
+  (replicated over data, split over fsdp past the seed axis; `sharding.state_shardings`), so no
+  device ever holds more than its part. `jax.eval_shape` of it is the layout to restore into."""
+  fresh = lambda: initial_checkpoint(config, task, model, tx)
+  return jax.jit(fresh, out_shardings=sharding.state_shardings(jax.eval_shape(fresh), mesh, skip=1))
+
+
 def restore(config, workdir: str) -> tuple[tasks.Task, models.SequenceModel, dict[str, Any], int]:
   """(task, model, checkpointed item, step) of the latest checkpoint of the run of `config` in
   `workdir`; CheckpointError when there is none or it does not fit."""
@@ -429,27 +437,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, steps
   """
   task, model, tx, schedule = build(config)
   mesh = make_mesh(config)
+  model = split_time(config, task, model, mesh)
   dirs = default_seed_dirs(config, workdir) if seed_dirs is None else list(seed_dirs)
   if len(dirs) != config.num_seeds:
     raise ConfigError(f"{len(dirs)} seed folders for num_seeds={config.num_seeds}")
   for d in [workdir, *dirs]:
     os.makedirs(d, exist_ok=True)
-  ckpt = initial_checkpoint(config, task, model, tx)
   manager = _checkpoint_manager(workdir, config.train.keep_checkpoints)
-  try:
-    latest = manager.latest_step()
-    if latest is not None:
-      ckpt = _restore(manager, ckpt, latest)
-    ckpt = sharding.place(ckpt, mesh, skip=1)  # replicated over data, split over fsdp (past the seed axis)
-    # Written only once the workdir's checkpoint (if any) is known to fit this config.
-    if jax.process_index() == 0:
-      _write_config(config, workdir)
-      for i, d in enumerate(dirs):
-        if d != workdir:  # what a run of this seed alone would be
-          _write_config(config, d, seed=config.seed + i, num_seeds=1)
-    return _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, steps_this_run, mesh)
-  finally:
-    manager.close()
+  with jax.set_mesh(mesh):
+    try:
+      return _start(config, workdir, dirs, task, model, tx, schedule, manager, steps_this_run, mesh)
+    finally:
+      manager.close()
+
+
+def _start(config, workdir, dirs, task, model, tx, schedule, manager, steps_this_run, mesh):
+  """Creates or restores the checkpointed item in its layout on the mesh, then trains."""
+  create = initial_checkpoint_on(mesh, config, task, model, tx)
+  latest = manager.latest_step()
+  ckpt = create() if latest is None else _restore(manager, jax.eval_shape(create), latest)  # read in this layout
+  # Written only once the workdir's checkpoint (if any) is known to fit this config.
+  if jax.process_index() == 0:
+    _write_config(config, workdir)
+    for i, d in enumerate(dirs):
+      if d != workdir:  # what a run of this seed alone would be
+        _write_config(config, d, seed=config.seed + i, num_seeds=1)
+  return _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, steps_this_run, mesh)
 
 
 def _write_config(config, folder: str, **overrides) -> None:
@@ -475,11 +488,34 @@ def initialize_distributed(config) -> bool:
 def make_mesh(config) -> jax.sharding.Mesh:
   """The device mesh of `config.mesh`, checked against the batch size (ConfigError naming the key)."""
   try:
-    mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp)
+    mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.seq)
     sharding.check_batch(mesh, config.train.batch_size)
   except ValueError as e:
     raise ConfigError(str(e)) from e
   return mesh
+
+
+def split_time(config, task: tasks.Task, model: models.SequenceModel, mesh: jax.sharding.Mesh) -> models.SequenceModel:
+  """`model` with its layers splitting time over the mesh's "seq" axis when it has more than one
+  device (sequence parallelism: the same parameters and results). ConfigError naming mesh.seq
+  unless the cell's recurrence is linear in the carry and every sequence (train, valid, test)
+  splits evenly."""
+  shards = mesh.shape[sharding.SEQ]
+  if shards == 1:
+    return model
+  try:
+    model = model.clone(sequence_axis=sharding.SEQ)
+  except ValueError as e:
+    raise ConfigError(f"mesh.seq={shards} splits time over devices, which needs a cell whose recurrence is linear in the "
+                      f"carry (mingru, minlstm, sru with version 2017) and model.zoneout=0; got model.cell="
+                      f"{config.model.cell!r}, model.zoneout={config.model.zoneout}") from e
+  train_steps = jax.eval_shape(lambda k: task.train_batch(k, 1), jax.random.key(0))["xs"].shape[1]
+  lengths = {"train": train_steps, **{split: task.held_out(split)["xs"].shape[1] for split in ("valid", "test")}}
+  uneven = {split: steps for split, steps in lengths.items() if steps % shards}
+  if uneven:
+    raise ConfigError(f"mesh.seq={shards} must divide the sequence length (time steps {uneven}); change mesh.seq or the "
+                      "task's length (e.g. task.seq_len)")
+  return model
 
 
 def _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, steps_this_run, mesh):
@@ -507,8 +543,9 @@ def _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, st
     # The state keeps its layout from step to step (split over fsdp); the rest is replicated.
     out_shardings=(sharding.state_shardings(state, mesh, skip=1), sharding.replicated(mesh), sharding.replicated(mesh)),
   )
-  eval_fn = jax.jit(jax.vmap(lambda p, b: eval_step(p, b, model=model, task=task), in_axes=(0, None)),
-                    out_shardings=sharding.replicated(mesh))
+  # Each chunk of a held-out set is split over the mesh like a training batch (when it divides evenly).
+  eval_seeds = jax.vmap(lambda p, b: eval_step(p, b, model=model, task=task), in_axes=(0, None))
+  eval_fn = jax.jit(lambda p, b: eval_seeds(p, sharding.shard_batch(b, mesh)), out_shardings=sharding.replicated(mesh))
   select = jax.jit(_where_seeds)
   end = cfg.num_steps if steps_this_run is None else min(cfg.num_steps, start + steps_this_run)
 

@@ -31,7 +31,7 @@ def test_readme_has_exactly_two_setup_commands():
   commands = re.findall(r"```bash\n(.*?)```", setup, flags=re.S)
   assert [c.strip() for c in commands] == [
     "pip install -e '.[lab]' && python -m experiments.train",
-    "pip install -e '.[test]' && python -m pytest -q",
+    "pip install -e '.[test]' && python -m pytest -q -n auto",
   ]
 
 

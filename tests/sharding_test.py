@@ -42,6 +42,9 @@ step = jax.jit(lambda s, k, stop, n: train.train_steps(s, k, stop, n, model=mode
                                                        batch_size=8, mesh=mesh))
 hlo = step.lower(ckpt["state"], step_keys, ckpt["stopped_at"], np.int32(0)).compile().as_text()
 assert "all-reduce" in hlo, "no all-reduce in the data-parallel step"
+# Each device draws only its own rows of the batch: no array in the batch's program spans all 8.
+draw = jax.jit(lambda k: sharding.shard_batch(task.train_batch(k, 8), mesh)).lower(jax.random.key(0)).compile().as_text()
+assert "f32[2,6" in draw and "f32[8," not in draw, draw
 assert len(ckpt["state"].params["head"]["kernel"].sharding.device_set) == 4
 
 one = train.train_and_evaluate(tiny(1), f"{workdir}/one")
@@ -54,7 +57,7 @@ for a, b in zip(jax.tree_util.tree_leaves(params(tiny(1), "one")), jax.tree_util
 
 # FSDP: parameters and optimizer state split over the fsdp axis (each device holds a quarter of a
 # kernel); the same training as on one device, alone and with a data axis.
-placed = sharding.place(ckpt, train.make_mesh(tiny(1, 4)), skip=1)
+placed = train.initial_checkpoint_on(train.make_mesh(tiny(1, 4)), tiny(1, 4), task, model, tx)()
 kernel = placed["state"].params["rnn"]["layer_0"]["recurrent_kernel"]  # [seeds, 8, 32]
 assert "fsdp" in str(kernel.sharding.spec) and kernel.addressable_shards[0].data.shape == (2, 8, 8), kernel.sharding
 for name, data, fsdp in (("fsdp", -1, 4),):  # data x fsdp is covered by the 2x2 resume below
@@ -76,7 +79,7 @@ for name, saved, resumed in (("moved", (4, 1), (2, 1)), ("gathered", (1, 4), (1,
 for data, fsdp, message in ((3, 1, "train.batch_size=8 must be divisible by the 3 devices of mesh.data * mesh.fsdp"),
                             (5, 1, "mesh.data must be -1 (every device) or a count"),
                             (1, 5, "mesh.fsdp must be a count from 1 to 4"),
-                            (4, 2, "mesh.data must be -1 (every device) or a count with mesh.data * mesh.fsdp (2) from 1 to 4")):
+                            (4, 2, "mesh.data must be -1 (every device) or a count with mesh.data * mesh.fsdp * mesh.seq (2) from 1 to 4")):
   try:
     train.train_and_evaluate(tiny(data, fsdp), f"{workdir}/bad{data}-{fsdp}")
     raise AssertionError(f"mesh.data={data}, mesh.fsdp={fsdp} was accepted")
@@ -95,8 +98,11 @@ def test_data_and_fsdp_training_on_four_devices_equals_one_device(tmp_path):
 
 
 SEQUENCE_SCRIPT = r'''
+import sys
 import jax, jax.numpy as jnp, numpy as np
 import gru_jax as gj
+
+workdir = sys.argv[1]
 
 assert len(jax.devices()) == 4
 rng = np.random.default_rng(0)
@@ -129,14 +135,48 @@ try:
   raise AssertionError("a GRU with sequence_axis was accepted")
 except ValueError as e:
   assert "sequence_axis needs a cell whose recurrence is linear in the carry" in str(e), e
+
+# Training with mesh.seq: time split over 2 devices (and the batch over 2) trains as one device does.
+from gru_jax import config as config_lib, sharding, train
+
+def tiny(data, seq=1, cell="mingru", seq_len=8):
+  c = config_lib.for_cell(cell, "adding")
+  c.model.features, c.task.seq_len, c.task.eval_size, c.num_seeds = 8, seq_len, 32, 2
+  c.train.update(num_steps=4, batch_size=8, eval_batch_size=16, log_every=2, eval_every=2, checkpoint_every=2)
+  c.opt.warmup_steps = 1
+  c.mesh.data, c.mesh.seq = data, seq
+  return c
+
+c = tiny(2, 2)
+task, model, tx, schedule = train.build(c)
+mesh = train.make_mesh(c)
+model = train.split_time(c, task, model, mesh)
+with jax.set_mesh(mesh):
+  ckpt = sharding.replicate(train.initial_checkpoint(c, task, model, tx), mesh)
+  step = jax.jit(lambda s, k, stop, n: train.train_steps(s, k, stop, n, model=model, task=task, schedule=schedule,
+                                                         batch_size=8, mesh=mesh))
+  hlo = step.lower(ckpt["state"], train.seed_keys(c)[1], ckpt["stopped_at"], np.int32(0)).compile().as_text()
+assert "all-gather" in hlo, "no all-gather of the stretches' end maps: time is not split"
+one = train.train_and_evaluate(tiny(1), f"{workdir}/one")
+split = train.train_and_evaluate(tiny(2, 2), f"{workdir}/seq")
+for a, b in zip(one["runs"], split["runs"]):
+  np.testing.assert_allclose(b["train"]["loss"], a["train"]["loss"], rtol=1e-5)
+  np.testing.assert_allclose(b["test_at_best_valid"]["mse"], a["test_at_best_valid"]["mse"], rtol=1e-5)
+for config, message in ((tiny(1, 2, cell="gru"), "mesh.seq=2 splits time over devices, which needs a cell whose recurrence"),
+                        (tiny(1, 4, seq_len=6), "mesh.seq=4 must divide the sequence length (time steps {'train': 6")):
+  try:
+    train.train_and_evaluate(config, f"{workdir}/bad")
+    raise AssertionError(f"{message} was accepted")
+  except train.ConfigError as e:
+    assert message in str(e), str(e)
 print("ok")
 '''
 
 
 @pytest.mark.slow
-def test_sequence_sharded_linear_recurrences_equal_the_unsharded_ones(tmp_path):
+def test_sequence_sharded_linear_recurrences_equal_the_unsharded_ones_and_train_alike(tmp_path):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-  result = subprocess.run([sys.executable, "-c", SEQUENCE_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
+  result = subprocess.run([sys.executable, "-c", SEQUENCE_SCRIPT, str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
   assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
 
@@ -189,3 +229,26 @@ def test_two_processes_train_like_one(tmp_path):
   assert "valid step" in outputs[0][0] and "valid step" not in outputs[1][0]  # only process 0 prints
   records = (tmp_path / "two" / "seed=0" / "metrics.jsonl").read_text().splitlines()
   assert sum('"split": "valid"' in r for r in records) == 3  # written once, not once per process
+
+
+@pytest.mark.parametrize(
+  "args, environ, expected",
+  [
+    (("", -1, -1), {}, None),  # one process: nothing starts
+    (("10.0.0.1:1234", 2, 1), {}, {"coordinator_address": "10.0.0.1:1234", "num_processes": 2, "process_id": 1}),
+    (("", -1, -1), {"JAX_COORDINATOR_ADDRESS": "h:1"}, {"coordinator_address": "h:1", "num_processes": None, "process_id": None}),
+    # "auto": JAX detects the cluster (Cloud TPU, Slurm, Open MPI) from the environment
+    (("auto", -1, -1), {}, {"coordinator_address": None, "num_processes": None, "process_id": None}),
+  ],
+)
+def test_initialize_passes_jax_what_the_config_names(monkeypatch, args, environ, expected):
+  from gru_jax import sharding
+
+  calls = []
+  monkeypatch.setattr(sharding.jax.distributed, "initialize", lambda **kwargs: calls.append(kwargs))
+  monkeypatch.setattr(sharding.jax.config, "update", lambda *a: None)  # gloo stays unset in this process
+  monkeypatch.delenv("JAX_COORDINATOR_ADDRESS", raising=False)
+  for name, value in environ.items():
+    monkeypatch.setenv(name, value)
+  assert sharding.initialize(*args) == (expected is not None)
+  assert calls == ([] if expected is None else [expected])
