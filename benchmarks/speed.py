@@ -5,6 +5,7 @@
   python -m benchmarks.speed --grid                # B in {1,8,32,128} x T in {64,256,1024} x H in {128,256,512}
   python -m benchmarks.speed --points=8x512x64x128,32x256x128x256   # B x T x D x H
   python -m benchmarks.speed --parallel_cells      # minGRU/minLSTM/SRU (parallel scans) vs our GRU, T up to 4096
+  python -m benchmarks.speed --options             # layer norm, recurrent dropout, zoneout vs the plain GRU
 
 For each point and model it times a training step (forward, backward, Adam update) and a forward
 pass: the median over --repeats calls after --warmup calls, plus the compile time (JAX) and XLA's
@@ -36,6 +37,11 @@ from gru_jax.models import matmul_flops as layer_matmul_flops
 _QUICK = flags.DEFINE_bool("quick", False, "A few small points.")
 _GRID = flags.DEFINE_bool("grid", False, "The full grid (hours on a 2-core CPU).")
 _PARALLEL_CELLS = flags.DEFINE_bool("parallel_cells", False, "The parallel-scan cells against our sequential GRU.")
+_OPTIONS = flags.DEFINE_bool("options", False, "The GRU's and LSTM's options (layer norm, recurrent dropout, zoneout), "
+                              "trained with their random draws, against the plain cells; fused and autodiff.")
+_KEEP_MEMORY = flags.DEFINE_bool(
+  "keep_memory", True, "On glibc, keep freed memory in the process (mallopt) so that no model's step pays page faults "
+  "on fresh buffers: with the default settings, buffers above 32 MB are returned to the OS after every call.")
 _POINTS = flags.DEFINE_list("points", None, "Points as BxTxDxH; overrides the default set.")
 _MODELS = flags.DEFINE_list("models", None, "Model names to run (default: all available).")
 _REPEATS = flags.DEFINE_integer("repeats", 7, "Timed calls per measurement.")
@@ -54,6 +60,30 @@ GRID = [(b, t, h, h) for b in (1, 8, 32, 128) for t in (64, 256, 1024) for h in 
 PARALLEL = [(16, t, 128, 256) for t in (256, 1024, 4096)]
 PARALLEL_MODELS = ["gru_jax.GRU", "gru_jax.MinGRU", "gru_jax.MinGRU[sequential]", "gru_jax.MinLSTM", "gru_jax.SRU",
                    "gru_jax.SRU[sequential]"]
+# The options on the fast path against the plain cells (and against their autodiff path, where
+# they ran before issue 14).
+OPTIONS = [(8, 512, 64, 128), (32, 256, 128, 256)]
+OPTION_MODELS = ["gru_jax.GRU", "gru_jax.GRU[layer_norm]", "gru_jax.GRU[layer_norm,autodiff]", "gru_jax.GRU[recurrent_dropout]",
+                 "gru_jax.GRU[recurrent_dropout,autodiff]", "gru_jax.GRU[zoneout]", "gru_jax.GRU[zoneout,autodiff]",
+                 "gru_jax.LSTM", "gru_jax.LSTM[layer_norm]", "gru_jax.LSTM[layer_norm,autodiff]"]
+
+
+def keep_freed_memory() -> str | None:
+  """Raises glibc's mmap and trim thresholds (mallopt M_MMAP_THRESHOLD, M_TRIM_THRESHOLD) so that
+  freed buffers stay in the process. By default glibc serves allocations above a threshold that
+  grows up to 32 MB with fresh mmaps and trims freed memory back to the OS, so every training step
+  whose temporaries exceed it page-faults on all of them (measured: +8 ms on a 16 ms GRU step, 2
+  cores). Returns what was set, or None where there is no glibc."""
+  import ctypes  # pylint: disable=g-import-not-at-top
+
+  try:
+    libc = ctypes.CDLL("libc.so.6")
+  except OSError:
+    return None
+  m_trim_threshold, m_mmap_threshold = -1, -3
+  if libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 2**31 - 1):
+    return "glibc mallopt: M_MMAP_THRESHOLD=1 GiB, M_TRIM_THRESHOLD=2 GiB"
+  return None
 
 
 def median_ms(fn: Callable[[], Any], repeats: int, warmup: int) -> float:
@@ -83,16 +113,20 @@ def matmul_flops(cell: str, b: int, t: int, d: int, h: int) -> tuple[float, floa
   return forward, 3.0 * forward
 
 
-def jax_model(cell: str, make_layer: Callable[[], nn.Module]):
+def jax_model(cell: str, make_layer: Callable[[], nn.Module], training: bool = False):
+  """training: apply the layer with deterministic=False (recurrent dropout and zoneout draw their
+  masks, from a fixed key) in the training step."""
+
   def build(b, t, d, h):
     layer = make_layer(h)
     xs = jax.random.normal(jax.random.key(0), (b, t, d))
     params = layer.init(jax.random.key(1), xs)
     tx = optax.adam(1e-3)
     opt_state = tx.init(params)
+    mode = dict(deterministic=False, rngs={"dropout": jax.random.key(2)}) if training else {}
 
     def loss(params, xs):
-      return jnp.mean(layer.apply(params, xs) ** 2)
+      return jnp.mean(layer.apply(params, xs, **mode) ** 2)
 
     def train_step(params, opt_state, xs):
       grads = jax.grad(loss)(params, xs)
@@ -174,6 +208,12 @@ def models() -> dict[str, tuple[str, Callable]]:
     "flax.RNN(GRUCell)": jax_model("gru", lambda h: nn.RNN(nn.GRUCell(h))),
     "flax.RNN(OptimizedLSTMCell)": jax_model("lstm", lambda h: nn.RNN(nn.OptimizedLSTMCell(h))),
   }
+  for cell, layer in (("gru", gj.GRU), ("lstm", gj.LSTM)):
+    name = f"gru_jax.{layer.__name__}"
+    for option, value in (("layer_norm", True), ("recurrent_dropout", 0.25), ("zoneout", 0.1)):
+      for fast in (True, False):
+        make = lambda h, layer=layer, option=option, value=value, fast=fast: layer(h, custom_vjp=fast, **{option: value})
+        table[f"{name}[{option}]" if fast else f"{name}[{option},autodiff]"] = jax_model(cell, make, training=True)
   try:
     import torch  # pylint: disable=g-import-not-at-top,unused-import
 
@@ -188,7 +228,7 @@ def models() -> dict[str, tuple[str, Callable]]:
 MAIN_MODELS = ["gru_jax.GRU", "gru_jax.GRU[autodiff]", "gru_jax.LSTM", "gru_jax.SimpleRNN", "flax.RNN(GRUCell)",
                "flax.RNN(OptimizedLSTMCell)", "torch.nn.GRU", "torch.nn.LSTM"]
 PEERS = {"gru": ["flax.RNN(GRUCell)", "torch.nn.GRU", "gru_jax.GRU[autodiff]", "gru_jax.GRU"],
-         "lstm": ["flax.RNN(OptimizedLSTMCell)", "torch.nn.LSTM"],
+         "lstm": ["flax.RNN(OptimizedLSTMCell)", "torch.nn.LSTM", "gru_jax.LSTM"],
          "mingru": ["gru_jax.GRU", "gru_jax.MinGRU[sequential]"],
          "minlstm": ["gru_jax.GRU"],
          "sru": ["gru_jax.GRU", "gru_jax.SRU[sequential]"]}
@@ -265,7 +305,8 @@ def markdown(result: dict[str, Any]) -> str:
     "",
     f"Precision: fp32 arrays; JAX default matmul precision {env.get('jax_default_matmul_precision')!r}"
     + (f"; torch.backends.cudnn.allow_tf32={env['torch_cudnn_allow_tf32']}, cuDNN {env['cudnn']}" if "cudnn" in env else "")
-    + (f". XLA_FLAGS: `{env['xla_flags']}`" if env.get("xla_flags") else "") + ".",
+    + (f". XLA_FLAGS: `{env['xla_flags']}`" if env.get("xla_flags") else "")
+    + (f". Memory allocator: {env['malloc']}" if env.get("malloc") else "") + ".",
     "",
     "| B | T | D | H | model | train ms | forward ms | train GFLOP/s (% peak) | train speed-up vs peers | compile s | memory MB |",
     "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -290,6 +331,8 @@ def main(argv):
     points = GRID
   elif _PARALLEL_CELLS.value:
     points = PARALLEL
+  elif _OPTIONS.value:
+    points = OPTIONS
   else:
     points = (GPU_TARGETS if on_gpu else []) + TARGETS
   if _POINTS.value:
@@ -300,16 +343,19 @@ def main(argv):
         raise app.UsageError(f"--points: {p!r} is not BxTxDxH with positive integers, e.g. 8x512x64x128")
       points.append(tuple(int(s) for s in parts))
   available = models()
-  names = _MODELS.value or (PARALLEL_MODELS if _PARALLEL_CELLS.value else [n for n in available if n in MAIN_MODELS])
+  default = PARALLEL_MODELS if _PARALLEL_CELLS.value else OPTION_MODELS if _OPTIONS.value else [n for n in available if n in MAIN_MODELS]
+  names = _MODELS.value or default
   unknown = [n for n in names if n not in available]
   if unknown:
     raise app.UsageError(f"--models: unknown {unknown}; available: {list(available)}")
   plan = [(p, names) for p in points]
-  if not (_QUICK.value or _GRID.value or _POINTS.value or _MODELS.value or _PARALLEL_CELLS.value):
+  if not (_QUICK.value or _GRID.value or _POINTS.value or _MODELS.value or _PARALLEL_CELLS.value or _OPTIONS.value):
     plan += [(p, MEMORY_MODELS) for p in MEMORY]
+  malloc = keep_freed_memory() if _KEEP_MEMORY.value else None
   result = run(plan, _REPEATS.value, _WARMUP.value)
+  result["environment"]["malloc"] = malloc or "default"
   env = result["environment"]
-  suffix = "-parallel" if _PARALLEL_CELLS.value else ""
+  suffix = "-parallel" if _PARALLEL_CELLS.value else "-options" if _OPTIONS.value else ""
   out = _OUT.value or os.path.join("benchmarks", "results", f"{env['backend']}-{env['date']}{suffix}")
   os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
   with open(out + ".json", "w") as f:

@@ -28,6 +28,8 @@ def summary(path: str) -> str:
   env, rows = result["environment"], result["rows"]
   if any(r["model"] == "gru_jax.MinGRU" for r in rows):
     return parallel_summary(path, env, rows)
+  if any(r["model"] == "gru_jax.GRU[layer_norm]" for r in rows):
+    return options_summary(path, env, rows)
   points = []
   for r in rows:
     point = (r["B"], r["T"], r["D"], r["H"])
@@ -69,6 +71,33 @@ def parallel_summary(path, env, rows) -> str:
       f"{speedup('gru_jax.MinGRU', 'gru_jax.MinGRU[sequential]')} | {speedup('gru_jax.MinLSTM', OURS)} | "
       f"{speedup('gru_jax.SRU', OURS)} | {gru['xla_memory_mb']:.0f} / {mingru['xla_memory_mb']:.0f} |"
     )
+  return "\n".join(lines) + "\n"
+
+
+def options_summary(path, env, rows) -> str:
+  """Each option's training step as a multiple of the plain cell's (1.00x: as fast), on the fast
+  path and on the autodiff path, per point."""
+  points = []
+  for r in rows:
+    if (r["B"], r["T"], r["D"], r["H"]) not in points:
+      points.append((r["B"], r["T"], r["D"], r["H"]))
+  options = [("gru_jax.GRU", "layer_norm"), ("gru_jax.GRU", "recurrent_dropout"), ("gru_jax.GRU", "zoneout"),
+             ("gru_jax.LSTM", "layer_norm")]
+  lines = [
+    _header(path, env).replace("speed-up = peer's median time / ours, same run.",
+                               "each cell: the option's median time / the plain cell's, same run (above 1: slower); "
+                               f"memory allocator: {env.get('malloc', 'default')}."),
+    "",
+    "| B, T, D, H | GRU train ms | " + " | ".join(f"{m[8:]} {o}: fast / autodiff" for m, o in options) + " |",
+    "|---|---|" + "---|" * len(options),
+  ]
+  for point in points:
+    cells = []
+    for model, option in options:
+      base = _row(rows, model, point)["train_ms"]
+      fast, slow = _row(rows, f"{model}[{option}]", point), _row(rows, f"{model}[{option},autodiff]", point)
+      cells.append(f"{fast['train_ms'] / base:.2f}x / {slow['train_ms'] / base:.2f}x")
+    lines.append(f"| {', '.join(map(str, point))} | {_row(rows, OURS, point)['train_ms']:.1f} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
 

@@ -63,7 +63,10 @@ def project(params: dict[str, Array], x: Array) -> Array:
 
 
 def project_blocks(params: dict[str, Array], x: Array, num_gates: int) -> tuple[Array, ...]:
-  """`project` as G separate blocks [..., H], one matmul per gate (the fast path's layout)."""
+  """`project` as G separate blocks [..., H], one matmul per gate (the fast path's layout; with
+  layer normalisation, one matmul split after it)."""
+  if "ln_input_scale" in params:
+    return gate_blocks(project(params, x), num_gates)
   kernels = jnp.split(params["input_kernel"], num_gates, axis=-1)
   biases = jnp.split(params["bias"], num_gates) if "bias" in params else [None] * num_gates
   return tuple(x @ k if b is None else x @ k + b for k, b in zip(kernels, biases))
@@ -83,6 +86,20 @@ def gru_gates(xp: tuple[Array, ...], pre: tuple[Array, ...], h: Array) -> tuple[
   n = jnp.tanh(x_n + r * h_n)
   new_h = (1.0 - z) * n + z * h
   return new_h, new_h
+
+
+def normalised_blocks(pre: tuple[Array, ...], scale: Array, bias: Array) -> tuple[Array, ...]:
+  """Each gate block of h @ W_h layer-normalised, times its part of `scale` [G*H], plus its part
+  of `bias` [G*H]: `recurrent_pre` with layer normalisation, for the fast path (which holds pre in
+  blocks)."""
+  num_gates = len(pre)
+  return gate_blocks(layer_norm_blocks(jnp.concatenate(pre, axis=-1), num_gates, scale) + bias, num_gates)
+
+
+def gru_gates_ln(xp: tuple[Array, ...], pre: tuple[Array, ...], h: Array, scale: Array, bias: Array) -> tuple[Array, Array]:
+  """`gru_gates` of the layer-normalised GRU: pre = the blocks of h @ W_h before normalisation;
+  scale = ln_recurrent_scale [3H]; bias = the recurrent bias [0, 0, b_hn]."""
+  return gru_gates(xp, normalised_blocks(pre, scale, bias), h)
 
 
 def gru_step(params: dict[str, Array], h: Array, xp: Array, *, reset_after: bool = True,
@@ -161,6 +178,18 @@ def lstm_gates(xp: tuple[Array, ...], pre: tuple[Array, ...], carry: tuple[Array
   i, f, g, o = (x + p for x, p in zip(xp, pre))
   new_c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
   new_h = jax.nn.sigmoid(o) * jnp.tanh(new_c)
+  return (new_c, new_h), new_h
+
+
+def lstm_gates_ln(xp: tuple[Array, ...], pre: tuple[Array, ...], carry: tuple[Array, Array], scale: Array, bias: Array,
+                  cell_scale: Array) -> tuple[tuple[Array, Array], Array]:
+  """`lstm_gates` of the layer-normalised LSTM: pre = the blocks of h @ W_h before normalisation;
+  scale = ln_recurrent_scale [4H]; bias added after it [4H] (zeros: the LSTM's bias is in xp);
+  cell_scale = ln_cell_scale [H], for h' = o ⊙ tanh(LN(c') * cell_scale)."""
+  c, _ = carry
+  i, f, g, o = (x + p for x, p in zip(xp, normalised_blocks(pre, scale, bias)))
+  new_c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+  new_h = jax.nn.sigmoid(o) * jnp.tanh(layer_norm_blocks(new_c, 1, cell_scale))
   return (new_c, new_h), new_h
 
 

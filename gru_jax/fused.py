@@ -6,12 +6,18 @@ h_{t-1}^T dpre_t into a [H, G*H] gradient at every step: a skinny matmul per ste
 loop carry. Here the backward loop carries only d(carry); it stores dpre_t, and after the loop
 dW_h = H_prev^T dPre and db = sum dPre are each one large matmul / reduction over all T*B rows.
 
+The options ride along: a variational recurrent-dropout mask [B, H] multiplies h where it enters
+the matmul (`hidden_mask`); zoneout is part of `gates` (its per-step draws are `aux`, inputs that
+are not differentiated);
+layer normalisation of h @ W_h is part of `gates` too, with its scales and the bias after it as
+`gate_params`, small vectors whose gradients the backward loop sums over the steps.
+
 `scan` here and `gru_jax.scan.scan` with the plain step compute the same function; the tests check
 that outputs and gradients agree on random inputs, with masks, reverse and initial carries.
 """
 
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -30,67 +36,97 @@ def apply_mask(valid, new_carry, carry, y):
   return new_carry, jnp.where(valid, y, jnp.zeros_like(y))
 
 
-def _pre_blocks(hidden_of, w_h, b, carry, num_gates):
-  pre = hidden_of(carry) @ w_h + b
-  return tuple(jnp.split(pre, num_gates, axis=-1))
+class Split(NamedTuple):
+  """A step split for the fused scan: `step(c, x) == gates(x, blocks(hidden_of(c) * hidden_mask
+  @ w_h + b), c, *gate_params)`, with x the per-step inputs (the gate blocks of the input
+  projection, or any pytree `gates` reads) and `gates` elementwise over the batch."""
+
+  gates: Callable
+  hidden_of: HiddenOf
+  w_h: Array
+  b: Array
+  gate_params: tuple = ()
+  hidden_mask: Array | None = None
+  with_aux: bool = False  # the inputs given to `gru_jax.scan.scan` are (xp, aux): see `scan`
 
 
-def _forward(gates, hidden_of, unroll, w_h, b, carry, xp, valid, keep):
+def _masked(hidden, mask):
+  return hidden if mask is None else hidden * mask
+
+
+def _pre_blocks(w_h, b, hidden):
+  pre = hidden @ w_h + b
+  return tuple(jnp.split(pre, w_h.shape[-1] // w_h.shape[0], axis=-1))
+
+
+def _with_aux(gates, aux_t):
+  """`gates` reading the per-step inputs (xp_t, aux_t), as a function of the differentiated ones."""
+  return gates if aux_t is None else (lambda xp_t, *args: gates((xp_t, aux_t), *args))
+
+
+def _forward(gates, hidden_of, unroll, w_h, b, gate_params, mask, carry, xp, aux, valid, keep):
   """Returns (final carry, ys, residuals per step); `keep` is "none", "carries" or "all"
-  (carries before each step, plus the pre-activation blocks)."""
-  num_gates = len(xp)
+  (carries before each step, plus the pre-activation blocks). With a mask the residuals also hold
+  the masked h that entered each matmul: recomputing it after the loop, XLA fuses the random draws
+  behind the mask into that product and recomputes them per step (a CPU training step 1.5x slower)."""
 
   def body(carry, inputs):
-    xp_t, valid_t = inputs
-    pre = _pre_blocks(hidden_of, w_h, b, carry, num_gates)
-    stepped, y = gates(xp_t, pre, carry)
+    xp_t, aux_t, valid_t = inputs
+    hidden = _masked(hidden_of(carry), mask)
+    pre = _pre_blocks(w_h, b, hidden)
+    stepped, y = _with_aux(gates, aux_t)(xp_t, pre, carry, *gate_params)
     new_carry, y = apply_mask(valid_t, stepped, carry, y)
-    residual = {"none": None, "carries": (carry, None), "all": (carry, pre)}[keep]
+    masked_hidden = None if mask is None else hidden
+    residual = {"none": None, "carries": (carry, None, masked_hidden), "all": (carry, pre, masked_hidden)}[keep]
     return new_carry, (y, residual)
 
-  final, (ys, residuals) = jax.lax.scan(body, carry, (xp, valid), unroll=unroll)
+  final, (ys, residuals) = jax.lax.scan(body, carry, (xp, aux, valid), unroll=unroll)
   return final, ys, residuals
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
-def _scan(gates, hidden_of, unroll, remat, w_h, b, carry, xp, valid):
-  final, ys, _ = _forward(gates, hidden_of, unroll, w_h, b, carry, xp, valid, keep="none")
+def _scan(gates, hidden_of, unroll, remat, w_h, b, gate_params, mask, carry, xp, aux, valid):
+  final, ys, _ = _forward(gates, hidden_of, unroll, w_h, b, gate_params, mask, carry, xp, aux, valid, keep="none")
   return final, ys
 
 
-def _scan_fwd(gates, hidden_of, unroll, remat, w_h, b, carry, xp, valid):
+def _scan_fwd(gates, hidden_of, unroll, remat, w_h, b, gate_params, mask, carry, xp, aux, valid):
   # With remat the pre-activations are recomputed in the backward loop; the carries before each
-  # step and the input blocks xp are kept either way.
-  final, ys, (prev, pres) = _forward(gates, hidden_of, unroll, w_h, b, carry, xp, valid, keep="carries" if remat else "all")
-  return (final, ys), (w_h, b, xp, valid, prev, pres)
+  # step and the inputs xp are kept either way.
+  final, ys, (prev, pres, hiddens) = _forward(gates, hidden_of, unroll, w_h, b, gate_params, mask, carry, xp, aux, valid,
+                                     keep="carries" if remat else "all")
+  return (final, ys), (w_h, b, gate_params, mask, xp, aux, valid, prev, pres, hiddens)
 
 
 def _scan_bwd(gates, hidden_of, unroll, remat, residuals, cotangents):
-  w_h, b, xp, valid, prev, pres = residuals
+  w_h, b, gate_params, mask, xp, aux, valid, prev, pres, hiddens = residuals
   d_final, d_ys = cotangents
-  num_gates = len(xp)
 
-  def body(d_carry, inputs):
-    xp_t, valid_t, carry, dy_t, pre = inputs
+  def body(acc, inputs):
+    d_carry, d_gate_params = acc
+    xp_t, aux_t, valid_t, carry, dy_t, pre, hidden = inputs
     if pre is None:
-      pre = _pre_blocks(hidden_of, w_h, b, carry, num_gates)
-    _, gates_vjp = jax.vjp(gates, xp_t, pre, carry)
-    mask = (lambda d: jnp.where(valid_t, d, jnp.zeros_like(d))) if valid_t is not None else (lambda d: d)
-    d_xp, d_pre, d_carry_gates = gates_vjp((jax.tree_util.tree_map(mask, d_carry), mask(dy_t)))
+      pre = _pre_blocks(w_h, b, hidden_of(carry) if hidden is None else hidden)
+    _, gates_vjp = jax.vjp(_with_aux(gates, aux_t), xp_t, pre, carry, *gate_params)
+    keep_valid = (lambda d: jnp.where(valid_t, d, jnp.zeros_like(d))) if valid_t is not None else (lambda d: d)
+    d_xp, d_pre, d_carry_gates, *d_params = gates_vjp((jax.tree_util.tree_map(keep_valid, d_carry), keep_valid(dy_t)))
     d_pre = jnp.concatenate(d_pre, axis=-1)
     _, hidden_vjp = jax.vjp(hidden_of, carry)
-    (d_carry_matmul,) = hidden_vjp(d_pre @ w_h.T)
+    (d_carry_matmul,) = hidden_vjp(_masked(d_pre @ w_h.T, mask))
     d_prev = jax.tree_util.tree_map(jnp.add, d_carry_gates, d_carry_matmul)
     if valid_t is not None:  # a step past the length passed the carry through unchanged
       d_prev = jax.tree_util.tree_map(lambda dp, dc: dp + jnp.where(valid_t, 0, dc), d_prev, d_carry)
-    return d_prev, (d_xp, d_pre)
+    return (d_prev, jax.tree_util.tree_map(jnp.add, d_gate_params, tuple(d_params))), (d_xp, d_pre)
 
-  d_carry0, (d_xp, d_pres) = jax.lax.scan(body, d_final, (xp, valid, prev, d_ys, pres), reverse=True, unroll=unroll)
-  h_prev = hidden_of(prev)
+  zeros = jax.tree_util.tree_map(jnp.zeros_like, gate_params)
+  (d_carry0, d_gate_params), (d_xp, d_pres) = jax.lax.scan(
+    body, (d_final, zeros), (xp, aux, valid, prev, d_ys, pres, hiddens), reverse=True, unroll=unroll
+  )
+  h_prev = hidden_of(prev) if hiddens is None else hiddens
   rows = h_prev.shape[0] * h_prev.shape[1]
   d_w_h = h_prev.reshape(rows, -1).T @ d_pres.reshape(rows, -1)
   d_b = jnp.sum(d_pres, axis=(0, 1))
-  return d_w_h.astype(w_h.dtype), d_b.astype(b.dtype), d_carry0, d_xp, None
+  return d_w_h.astype(w_h.dtype), d_b.astype(b.dtype), d_gate_params, None, d_carry0, d_xp, None, None
 
 
 _scan.defvjp(_scan_fwd, _scan_bwd)
@@ -102,27 +138,38 @@ def scan(
   w_h: Array,
   b: Array,
   carry: Carry,
-  xp_blocks: tuple[Array, ...],
+  xp: Any,
   valid_TxBx1: Array | None = None,
   *,
   unroll: int = 1,
   remat: bool = False,
+  gate_params: tuple = (),
+  hidden_mask: Array | None = None,
+  aux: Any = None,
 ) -> tuple[Carry, Array]:
-  """Runs `carry' = gates(xp_t, blocks(hidden_of(carry) @ w_h + b), carry)` over time.
+  """Runs `carry' = gates(xp_t, blocks(hidden_of(carry) @ w_h + b), carry, *gate_params)` over time.
 
   Args:
-    gates: the elementwise part of the step, `(xp_t, pre_t, carry) -> (carry, y_t)`, xp_t and
-      pre_t tuples of G gate blocks [B, H]; it must not close over arrays that need gradients.
+    gates: the elementwise part of the step, `(xp_t, pre_t, carry, *gate_params) -> (carry, y_t)`,
+      pre_t a tuple of G gate blocks [B, H]; it must not close over arrays that need gradients
+      (pass those as gate_params).
     hidden_of: picks the carry leaf that multiplies `w_h` (h; for the LSTM's (c, h), the second).
     w_h: recurrent kernel [H, G*H]; b: bias added to the recurrent matmul [G*H] (zeros if none).
     carry: initial carry, leaves [B, H].
-    xp_blocks: the input projection as G time-major blocks [T, B, H].
+    xp: the per-step inputs, time-major: the G gate blocks [T, B, H] of the input projection, or
+      any pytree of [T, ...] arrays that `gates` reads (e.g. the blocks and zoneout's draws).
     valid_TxBx1: optional booleans; where False the carry passes through and y is zero.
     unroll: `lax.scan` unroll of both loops.
     remat: keep the carries (and xp) for the backward pass but not the pre-activations, and
       recompute the recurrent matmul there.
+    gate_params: arrays `gates` takes after the carry (e.g. layer-norm scales), differentiated.
+    hidden_mask: optional [B, H] multiplying h where it enters the matmul (recurrent dropout, one
+      mask per sequence); not differentiated.
+    aux: optional per-step inputs [T, ...] that are not differentiated (zoneout's draws); with
+      them, `gates` takes (xp_t, aux_t) as its first argument.
 
   Returns:
     (final carry, ys [T, B, H]).
   """
-  return _scan(gates, hidden_of, unroll, remat, w_h, b, carry, tuple(xp_blocks), valid_TxBx1)
+  xp = tuple(xp) if isinstance(xp, list) else xp
+  return _scan(gates, hidden_of, unroll, remat, w_h, b, tuple(gate_params), hidden_mask, carry, xp, aux, valid_TxBx1)

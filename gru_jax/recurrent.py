@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gru_jax import cells, specs
+from gru_jax import cells, fused, specs
 from gru_jax import parallel as parallel_lib
 from gru_jax import scan as scan_lib
 
@@ -34,9 +34,9 @@ class LayerOptions:
     remat: recompute each step in the backward pass rather than store it (long sequences).
     time_major: inputs and outputs are [T, ..., D] / [T, ..., H] instead of [..., T, D].
     custom_vjp: use the hand-written backward pass of `gru_jax.fused` where the cell allows it
-      (reset-after GRU, LSTM, SimpleRNN, GRU without reset gate, CIFG LSTM); False differentiates
-      `lax.scan` with autodiff. Both compute the same values and gradients (tested); they differ
-      in speed.
+      (reset-after GRU, LSTM, SimpleRNN, GRU without reset gate, CIFG LSTM; with layer_norm,
+      recurrent_dropout and zoneout too); False differentiates `lax.scan` with autodiff. Both
+      compute the same values and gradients (tested); they differ in speed.
     parallel: run cells whose recurrence is linear in the carry (minGRU, minLSTM, SRU 2017) with a
       parallel scan over time (`gru_jax.parallel`); False runs their step with `lax.scan`. Same
       function (tested). None picks the measured default of the backend
@@ -225,11 +225,12 @@ def run(
     lengths = lengths.reshape(batch)
 
   step = functools.partial(spec.step_fn(), params)
-  masked = bool(options.recurrent_dropout) and dropout_key is not None
-  if masked:  # one mask per sequence, on h where it enters the recurrent matmul (the autodiff path)
+  hidden_mask = None
+  if options.recurrent_dropout and dropout_key is not None:  # one mask per sequence, on h where it enters the matmul
     keep = jax.random.bernoulli(dropout_key, 1.0 - options.recurrent_dropout, (batch, spec.features))
-    step = functools.partial(step, hidden_mask=keep.astype(dtype) / (1.0 - options.recurrent_dropout))
-  split = None if (masked or options.zoneout) else _split(spec, options, params, dtype)
+    hidden_mask = keep.astype(dtype) / (1.0 - options.recurrent_dropout)
+    step = functools.partial(step, hidden_mask=hidden_mask)
+  split = _split(spec, options, params, dtype, hidden_mask)
   parallel = scan_lib.default_parallel() if options.parallel is None else options.parallel
   all_steps = spec.parallel_fn() if parallel and not options.zoneout else None
   if options.sequence_axis is not None:
@@ -240,6 +241,8 @@ def run(
     xp = cells.project_blocks(params, xs_TxBxD, spec.num_gates)
   if options.zoneout:
     step, xp = _zoneout(spec, options.zoneout, step, xp, num_steps, zoneout_key, dtype)
+    if split is not None:
+      split = split._replace(gates=_zoned_gates(split.gates, spec.hidden_fn()), with_aux=True)
   carry, ys_TxBxH = scan_lib.scan(
     step, carry, xp, seq_lengths=lengths, reverse=reverse,
     unroll=scan_lib.default_unroll() if options.unroll is None else options.unroll, remat=options.remat,
@@ -250,6 +253,11 @@ def run(
   ys = ys_TxBxH if options.time_major else jnp.moveaxis(ys_TxBxH, 0, -2)
   carry = jax.tree_util.tree_map(lambda c: c.reshape(batch_shape + (spec.features,)), carry)
   return ys, carry
+
+
+def _zone(keep, new, old):
+  """Zoneout: each unit keeps its old value where keep is 1 (or, in expectation, with weight keep)."""
+  return jax.tree_util.tree_map(lambda n, o: keep * o + (1.0 - keep) * n, new, old)
 
 
 def _zoneout(spec, rate, step, xp, num_steps, key, dtype):
@@ -264,19 +272,31 @@ def _zoneout(spec, rate, step, xp, num_steps, key, dtype):
 
   def zoned(carry, inputs):
     xp_t, keep_t = inputs
-    new, _ = step(carry, xp_t)
-    new = jax.tree_util.tree_map(lambda n, o: keep_t * o + (1.0 - keep_t) * n, new, carry)
+    new = _zone(keep_t, step(carry, xp_t)[0], carry)
     return new, hidden_of(new)
 
   return zoned, (xp, keep)
 
 
-def _split(spec, options, params, dtype):
-  """(gates, hidden_of, w_h, b) for the fused scan, or None for the autodiff path."""
+def _zoned_gates(gates, hidden_of):
+  """`gates` of the fused scan with zoneout: its per-step inputs are (xp_t, keep_t), as `_zoneout`'s."""
+
+  def zoned(inputs, pre, carry, *gate_params):
+    xp_t, keep_t = inputs
+    new = _zone(keep_t, gates(xp_t, pre, carry, *gate_params)[0], carry)
+    return new, hidden_of(new)
+
+  return zoned
+
+
+def _split(spec, options, params, dtype, hidden_mask):
+  """The `fused.Split` of the cell for the fused scan, or None for the autodiff path."""
   gates = spec.gates_fn()
   if not options.custom_vjp or gates is None:
     return None
   w_h = params["recurrent_kernel"]
   bias = cells.recurrent_bias(params, w_h.shape[-1], dtype)
   bias = jnp.zeros((w_h.shape[-1],), dtype) if bias is None else bias
-  return gates, spec.hidden_fn(), w_h, bias
+  gate_params = spec.gate_params(params, bias)
+  matmul_bias = jnp.zeros_like(bias) if gate_params else bias  # with gate params the bias is among them
+  return fused.Split(gates, spec.hidden_fn(), w_h, matmul_bias, gate_params, hidden_mask)

@@ -71,9 +71,11 @@ def scan(
     remat: recompute each step's intermediates in the backward pass instead of storing them.
       The autodiff path then keeps only the carries per step; the fused path keeps the carries
       and the input blocks, dropping the pre-activations.
-    split: optional `(gates, hidden_of, w_h, b)` with `step(c, x) == gates(blocks(x),
-      blocks(hidden_of(c) @ w_h + b), c)`; when given, `xp_TxBxG` is the tuple of G gate blocks
-      [T, B, H] and the loop runs in `gru_jax.fused.scan` with its hand-written backward pass.
+    split: optional `gru_jax.fused.Split` (or its first four fields as a tuple) with `step(c, x)
+      == gates(x', blocks(hidden_of(c) @ w_h + b), c)`; when given, `xp_TxBxG` holds the per-step
+      inputs x' that `gates` reads (the G gate blocks [T, B, H] of x; with `with_aux`, the pair
+      (blocks, per-step inputs not differentiated)) and the loop runs in
+      `gru_jax.fused.scan` with its hand-written backward pass.
       Without it, autodiff differentiates `lax.scan` over `step` (the readable reference).
     parallel: optional `(carry, xp_TxBxG) -> (carries [T, ...], ys [T, B, H])` computing every
       step at once (a parallel scan, `gru_jax.parallel`), for cells whose recurrence is linear in
@@ -92,7 +94,10 @@ def scan(
   if parallel is not None:
     carry, ys = _parallel(parallel, carry, xp_TxBxG, seq_lengths, valid)
   elif split is not None:
-    carry, ys = fused.scan(*split, carry, xp_TxBxG, valid, unroll=unroll, remat=remat)
+    split = fused.Split(*split)
+    xp, aux = xp_TxBxG if split.with_aux else (xp_TxBxG, None)
+    carry, ys = fused.scan(*split[:4], carry, xp, valid, unroll=unroll, remat=remat, gate_params=split.gate_params,
+                           hidden_mask=split.hidden_mask, aux=aux)
   else:
     carry, ys = _autodiff_scan(step, carry, xp_TxBxG, valid, unroll=unroll, remat=remat)
   if reverse:

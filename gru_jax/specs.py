@@ -109,6 +109,12 @@ class CellSpec:
     so (then only the autodiff path applies)."""
     return None
 
+  def gate_params(self, params: dict[str, Array], bias: Array) -> tuple[Array, ...]:
+    """The arrays `gates_fn()` takes after the carry (e.g. layer-norm scales). When there are any,
+    the recurrent bias `bias` [G*H] is among them (it comes after the normalisation) and the
+    fused scan's matmul adds none."""
+    return ()
+
   def hidden_fn(self) -> Callable[[Carry], Array]:
     """Picks the carry leaf that multiplies the recurrent kernel."""
     return _identity
@@ -179,6 +185,9 @@ class _GatedSpec(CellSpec):
     width = self.num_gates * self.features
     return {"ln_input_scale": (ones, (width,)), "ln_recurrent_scale": (ones, (width,))}
 
+  def gate_params(self, params, bias):
+    return (params["ln_recurrent_scale"], bias) if self.layer_norm else ()
+
 
 @dataclasses.dataclass(frozen=True)
 class GRUSpec(_GatedSpec):
@@ -206,7 +215,9 @@ class GRUSpec(_GatedSpec):
     return functools.partial(cells.gru_step, reset_after=self.reset_after)
 
   def gates_fn(self):
-    return cells.gru_gates if self.reset_after and not self.layer_norm else None
+    if not self.reset_after:
+      return None
+    return cells.gru_gates_ln if self.layer_norm else cells.gru_gates
 
   def extra_param_specs(self):
     specs = super().extra_param_specs()
@@ -250,7 +261,10 @@ class LSTMSpec(_GatedSpec):
     return cells.lstm_step
 
   def gates_fn(self):
-    return None if self.layer_norm else cells.lstm_gates
+    return cells.lstm_gates_ln if self.layer_norm else cells.lstm_gates
+
+  def gate_params(self, params, bias):
+    return (*super().gate_params(params, bias), params["ln_cell_scale"]) if self.layer_norm else ()
 
   def hidden_fn(self):
     return _second

@@ -63,23 +63,46 @@ def test_fused_gradients_numerically(rng):
     check_grads(f, (w_h, b, h0, xp), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
 
 
+# Every option on the fast path: layer normalisation, recurrent dropout and zoneout (in training,
+# with their random draws, and in evaluation, with zoneout's expectation), alone and together.
+OPTION_LAYERS = [
+  gj.GRU(H, layer_norm=True), gj.LSTM(H, layer_norm=True), gj.GRU(H, recurrent_dropout=0.3), gj.LSTM(H, recurrent_dropout=0.3),
+  gj.SimpleRNN(H, recurrent_dropout=0.3), gj.GRU(H, zoneout=0.2), gj.LSTM(H, zoneout=0.2),
+  gj.GRU(H, layer_norm=True, recurrent_dropout=0.3, zoneout=0.2), gj.LSTM(H, layer_norm=True, recurrent_dropout=0.3, zoneout=0.2),
+]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("layer", [gj.GRU(H), gj.LSTM(H), gj.SimpleRNN(H, activation="relu"), gj.GRU(H, learn_initial_carry=True)])
+@pytest.mark.parametrize("layer", [gj.GRU(H), gj.LSTM(H), gj.SimpleRNN(H, activation="relu"), gj.GRU(H, learn_initial_carry=True)]
+                         + OPTION_LAYERS)
 @pytest.mark.parametrize("reverse", [False, True])
 def test_layer_custom_vjp_equals_autodiff(rng, layer, reverse):
   xs = jnp.asarray(rng.normal(size=(2, B, T, D)), jnp.float32)
   lengths = jnp.array([[T, 0, 3], [1, T, 5]])
   variables = layer.init(jax.random.key(0), xs)
   variables = jax.tree_util.tree_map(lambda p: p + 0.3 * jnp.asarray(rng.normal(size=p.shape), p.dtype), variables)
+  training = dict(deterministic=False, rngs={"dropout": jax.random.key(3)}) if reverse else {}  # evaluation too
 
   def loss(variables, xs, layer):
-    ys, carry = layer.apply(variables, xs, seq_lengths=lengths, reverse=reverse, return_carry=True)
+    ys, carry = layer.apply(variables, xs, seq_lengths=lengths, reverse=reverse, return_carry=True, **training)
     return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(c**2) for c in jax.tree_util.tree_leaves(carry))
 
   fast = jax.value_and_grad(loss, argnums=(0, 1))(variables, xs, layer)
   slow = jax.value_and_grad(loss, argnums=(0, 1))(variables, xs, layer.clone(custom_vjp=False))
   for a, e in zip(jax.tree_util.tree_leaves(fast), jax.tree_util.tree_leaves(slow), strict=True):
     np.testing.assert_allclose(a, e, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("layer", OPTION_LAYERS, ids=repr)
+def test_options_take_the_fused_path(layer):
+  """The options no longer leave the fast path: in training, the layer runs gru_jax.fused's scan
+  (a custom_vjp), and with custom_vjp=False it does not."""
+  xs = jnp.ones((B, T, D))
+  variables = layer.init(jax.random.key(0), xs)
+  jaxpr = lambda layer: str(jax.make_jaxpr(
+    lambda v: layer.apply(v, xs, deterministic=False, rngs={"dropout": jax.random.key(1)}))(variables))
+  assert "custom_vjp_call" in jaxpr(layer)
+  assert "custom_vjp_call" not in jaxpr(layer.clone(custom_vjp=False))
 
 
 def test_reset_before_gru_has_no_split_and_still_runs():

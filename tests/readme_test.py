@@ -41,7 +41,7 @@ def test_readme_speed_summaries_are_rendered_from_the_committed_results():
   from benchmarks import summarize
 
   blocks = [b.split("<!-- end speed summary -->")[0] for b in README.read_text().split("<!-- speed summary -->\n")[1:]]
-  assert len(blocks) == 4  # CPU and GPU, targets and parallel cells
+  assert len(blocks) == 5  # CPU and GPU, targets and parallel cells; the options on the CPU
   cwd = os.getcwd()
   os.chdir(README.parent)
   try:

@@ -14,7 +14,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 @pytest.mark.slow
 def test_speed_suite_runs_on_a_tiny_grid(tmp_path):
   out = tmp_path / "speed"
-  models = "gru_jax.GRU,gru_jax.GRU[autodiff],flax.RNN(GRUCell),torch.nn.GRU"
+  models = "gru_jax.GRU,gru_jax.GRU[autodiff],flax.RNN(GRUCell),torch.nn.GRU,gru_jax.GRU[zoneout]"
   result = subprocess.run(
     [sys.executable, "-m", "benchmarks.speed", "--points=2x5x3x4", f"--models={models}", "--repeats=1", "--warmup=0",
      f"--out={out}"], cwd=ROOT, capture_output=True, text=True,
@@ -24,6 +24,7 @@ def test_speed_suite_runs_on_a_tiny_grid(tmp_path):
   assert [r["model"] for r in data["rows"]] == models.split(",")
   ours = data["rows"][0]
   assert set(ours["train_speedup_vs"]) == {"flax.RNN(GRUCell)", "torch.nn.GRU", "gru_jax.GRU[autodiff]"}
+  assert "gru_jax.GRU" in data["rows"][-1]["train_speedup_vs"]  # an option against the plain GRU
   assert ours["xla_memory_mb"] > 0 and ours["compile_s"] > 0
   assert {"jax", "flax", "torch", "date", "matmul_peak_gflops"} <= set(data["environment"])
   assert "| 2 | 5 | 3 | 4 | gru_jax.GRU |" in (tmp_path / "speed.md").read_text()
