@@ -35,6 +35,8 @@ except Exception as e:  # pylint: disable=broad-except
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the study (default: runs/<study name>).")
 _JOBS = flags.DEFINE_integer("jobs", 1, "Points run at once, each in its own process.")
 _PLOTS = flags.DEFINE_bool("plots", True, "Write the plots (matplotlib) after the runs.")
+_INSPECT = flags.DEFINE_bool("inspect", False, "After the runs, compare the gradient through time of every finished "
+                             "program (its first seed) in <workdir>/inspect (as experiments.inspect --compare).")
 _VMAP_SEEDS = flags.DEFINE_bool("vmap_seeds", True, "Train the seeds of a point as one vmapped program (else one run each).")
 
 
@@ -150,6 +152,12 @@ def main(argv):
         finished(futures[future], future.result())
   bar.close()
   rows = write_results(study, points, workdir, plots=_PLOTS.value)
+  if _INSPECT.value:
+    from gru_jax import insight_report  # pylint: disable=g-import-not-at-top
+
+    finished_dirs = [os.path.join(workdir, ablation.group_name(g)) for g in groups if all(is_done(p) for p in g)]
+    if finished_dirs:
+      print(f"inspection: {insight_report.compare_runs(finished_dirs, os.path.join(workdir, 'inspect'))}", flush=True)
   done = sum(r["status"] in ("done", "diverged") for r in rows)
   print(f"{study.name}: {done}/{len(rows)} points done, {failures} failed in this call; "
         f"results in {os.path.join(workdir, 'results.md')}")

@@ -94,6 +94,7 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   c.train.batch_size = 64
   c.train.eval_batch_size = 500
   c.train.log_every = 100
+  c.train.log_gates = False  # also log each layer's gate statistics (gru_jax.insight) on valid examples, every log_every
   c.train.eval_every = 500  # 0: only at the end
   c.train.checkpoint_every = 500  # 0: only at the end (and on Ctrl-C)
   c.train.keep_checkpoints = 2

@@ -107,6 +107,7 @@ def check_config(config) -> None:
           "an integer >= 0 (0: never)")
   if config.train.early_stopping and not config.train.eval_every:
     raise ConfigError("train.early_stopping needs train.eval_every > 0 (it counts evaluations on valid)")
+  require(isinstance(config.train.log_gates, bool), "train.log_gates", "True or False")
   require(is_int(config.seed), "seed", "an integer")
   require(is_int(config.num_seeds) and config.num_seeds > 0, "num_seeds", "a positive integer")
   if config.opt.warmup_steps >= config.train.num_steps:
@@ -348,7 +349,19 @@ def _progress(total: int, initial: int):
 
 
 def _format(metrics: dict[str, float]) -> str:
-  return " ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+  return " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if not k.startswith("gates/"))
+
+
+def gate_statistics_fn(model: models.SequenceModel, task: tasks.Task, count: int, mesh=None) -> Callable:
+  """`params (leading seed axis) -> {name: [seeds]}`: each layer's gate statistics
+  (`gru_jax.insight.gate_statistics`) on the first `count` valid examples, jitted. Imported only
+  when train.log_gates is on."""
+  from gru_jax import insight  # pylint: disable=g-import-not-at-top
+
+  linen = model.clone(front_end="linen", sequence_axis=None)  # the same parameters, on the reference path
+  batch = {k: v[:count] for k, v in task.held_out("valid").items()}
+  stats = lambda p: insight.gate_statistics(insight.trace(linen, p, batch["xs"], seq_lengths=batch.get("seq_lengths"))[1])
+  return jax.jit(jax.vmap(stats), out_shardings=None if mesh is None else sharding.replicated(mesh))
 
 
 def run_seeds(config) -> list[int]:
@@ -547,6 +560,7 @@ def _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, st
   eval_seeds = jax.vmap(lambda p, b: eval_step(p, b, model=model, task=task), in_axes=(0, None))
   eval_fn = jax.jit(lambda p, b: eval_seeds(p, sharding.shard_batch(b, mesh)), out_shardings=sharding.replicated(mesh))
   select = jax.jit(_where_seeds)
+  gates_fn = gate_statistics_fn(model, task, cfg.batch_size, mesh) if cfg.log_gates else None
   end = cfg.num_steps if steps_this_run is None else min(cfg.num_steps, start + steps_this_run)
 
   pending: list[tuple[int, dict]] = []  # device metrics not yet fetched: no host sync per step
@@ -596,6 +610,8 @@ def _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, st
     rate = (step - timer["step"]) / max(now - timer["t"], 1e-9)
     timer.update(t=now, step=step)
     latest_metrics = fetched[-1][1]
+    if gates_fn is not None:
+      latest_metrics = dict(latest_metrics, **jax.device_get(gates_fn(state.params)))
     logged = []
     for i in range(len(seeds)):
       if alive[i]:

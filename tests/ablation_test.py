@@ -67,7 +67,7 @@ def test_study_runs_records_a_failure_resumes_and_plots(tmp_path):
   train.train_and_evaluate(ablation.build_group_config(groups[0]), str(partial), steps_this_run=2, seed_dirs=seed_dirs)
   assert ablation.status(seed_dirs[0]) == "partial"
 
-  first = ablate(study_file, workdir, "--jobs=2")
+  first = ablate(study_file, workdir, "--jobs=2", "--inspect")
   assert first.returncode == 1, first.stderr  # one point failed
   assert "5 points in 3 programs, 0 done, 5 to run" in first.stdout
   rows = list(csv.DictReader(open(workdir / "results.csv")))
@@ -88,6 +88,9 @@ def test_study_runs_records_a_failure_resumes_and_plots(tmp_path):
   assert json.load(open(workdir / rows[1]["run"] / "summary.json"))["seed"] == 1
   for name in ("curves-adding.png", "params-adding.png", "length-adding.png"):
     assert (workdir / "plots" / name).stat().st_size > 1000
+  # --inspect: the gradient through time of each finished program (not the failed one)
+  assert (workdir / "inspect" / "gradient_flow.png").stat().st_size > 1000
+  assert len(json.load(open(workdir / "inspect" / "summary.json"))) == 2
 
   done_before = {r["run"]: os.path.getmtime(workdir / r["run"] / "summary.json") for r in rows[:4]}
   second = ablate(study_file, workdir, "--plots=false")

@@ -41,7 +41,7 @@ def test_the_library_runs_without_the_tooling_packages():
   result = run_blocked(
     "import jax, jax.numpy as jnp\n"
     "import gru_jax as gj\n"
-    "from gru_jax import cells, fused, interop, layers, models, parallel, scan\n"
+    "from gru_jax import cells, fused, insight, interop, layers, models, parallel, scan\n"
     "xs = jnp.ones((2, 3, 4))\n"
     "for layer in (gj.GRU(5), gj.LSTM(5), gj.MinGRU(5)):\n"
     "  assert layer.apply(layer.init(jax.random.key(0), xs), xs).shape == (2, 3, 5)\n"
@@ -51,7 +51,7 @@ def test_the_library_runs_without_the_tooling_packages():
 
 
 def test_tooling_without_its_extra_names_the_extra():
-  for module in ("gru_jax.train", "gru_jax.ablation", "gru_jax.ablation_plots", "gru_jax.config"):
+  for module in ("gru_jax.train", "gru_jax.ablation", "gru_jax.ablation_plots", "gru_jax.insight_plots", "gru_jax.config"):
     result = run_blocked(f"import {module}")
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]

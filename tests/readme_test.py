@@ -72,3 +72,16 @@ def test_readme_ablation_table_is_the_published_one():
   assert block.strip() == published.split("\n", 1)[1].strip()  # all but its title line
   for image in re.findall(r"!\[[^]]*\]\(([^)]+)\)", README.read_text()):
     assert (README.parent / image).exists(), image
+
+
+def test_readme_insight_table_is_the_committed_summaries():
+  import json
+
+  table = README.read_text().split("| model | ‖dLoss/dh_100‖ |")[1].split("\n\n")[0]
+  root = README.parent / "docs" / "results" / "inspect"
+  summaries = {**json.loads((root / "init-adding" / "summary.json").read_text()),
+               **{k.split(" ")[0] + " trained": v for k, v in json.loads((root / "trained-adding" / "summary.json").read_text()).items()}}
+  assert len(summaries) == 7
+  for s in summaries.values():
+    row = f"| {s['grad_norm_last_step']:.3g} | {s['grad_norm_first_step']:.3g} | {s['to_end_first_step']:.3g} |"
+    assert row in table, row

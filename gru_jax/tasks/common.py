@@ -46,7 +46,9 @@ class Task:
     vocab_size: for token inputs (xs integer ids [B, T]), the number of ids; None for float inputs.
     finalize: turns the evaluation's averaged metrics into the reported ones (e.g. F1 from
       true/false positive fractions).
-    vocab: for token tasks, token -> id (ids 0 and 1 are padding and unknown); used to sample.
+    vocab: for token tasks, token -> id (ids 0 and 1 are padding and unknown); used to sample
+      and to inspect a text.
+    classes: for classification tasks, the name of each output class (in output order).
     train_set: the whole training data, for tasks that draw batches from a fixed set (None for
       generated data and for text read in random windows); scored at the end, at the parameters
       best on valid, so that train and test can be compared.
@@ -67,6 +69,7 @@ class Task:
   finalize: Callable[[dict[str, float]], dict[str, float]] = lambda metrics: metrics
   vocab: dict[str, int] | None = None
   train_set: Batch | None = None
+  classes: tuple[str, ...] | None = None
 
   def held_out(self, split: str) -> Batch:
     """The "valid" or "test" set, or the fixed "train" set where the task has one."""

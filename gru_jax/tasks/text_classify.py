@@ -86,7 +86,7 @@ def build(name: str, texts: list[str], labels: list[str], config, source: str) -
     baseline=float(np.mean(test["ys"] == majority)),
     baseline_note=f"always the most common training label ({classes[majority]!r})",
     train_batch=random_rows(train), train_set=train, valid_set=valid, test_set=test, loss_and_metrics=loss_and_metrics,
-    vocab_size=len(vocab) + 2, finalize=finalize,
+    vocab_size=len(vocab) + 2, finalize=finalize, vocab=vocab, classes=tuple(classes),
   )
 
 
