@@ -25,10 +25,13 @@ def test_config_docstring_gives_commands_and_reference_results(name):
 
 @pytest.mark.parametrize("name", CELL_CONFIGS)
 def test_config_loads_for_every_task_and_locks(name):
+  from gru_jax import config as config_lib, train
+
   module = importlib.import_module(f"configs.{name}")
-  for task in ("adding", "copy", "digits"):
+  for task in config_lib.TASKS:  # every task's branch is a valid config (train_test trains a selection)
     config = module.get_config(task)
     assert config.model.cell == name and config.task.name == task
+    train.check_config(config)
   with pytest.raises(ValueError, match="unknown task"):
     module.get_config("sorting")
 

@@ -131,8 +131,12 @@ def test_gate_statistics_weigh_only_the_valid_steps():
 def tiny_run(tmp_path, task, front_end="linen", **train_overrides):
   c = config_lib.for_cell("gru", task)
   c.model.features, c.model.front_end = 8, front_end
-  if task == "sentiment":
-    c.task.seq_len = 20
+  if task == "text_classify":  # a small table of reviews, as the sentiment task's but faster to load
+    rows = [("amazing breakfast , will buy again !", "positive"), ("stale and bland , never again .", "negative"),
+            ("perfectly balanced cereal", "positive"), ("half the box was dust", "negative")] * 10
+    (tmp_path / "reviews.csv").parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "reviews.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows).replace(" , ", " ; "))
+    c.task.update(path=str(tmp_path / "reviews.csv"), text_column="text", label_column="label", seq_len=20)
   c.train.update(num_steps=2, batch_size=4, eval_batch_size=64, log_every=1, eval_every=2, checkpoint_every=2)
   c.train.update(train_overrides)
   c.opt.warmup_steps = 0
@@ -146,7 +150,7 @@ def tiny_run(tmp_path, task, front_end="linen", **train_overrides):
 def test_inspect_writes_the_plots_and_the_prediction_for_a_text(tmp_path):
   from gru_jax import insight_report
 
-  tiny_run(tmp_path, "sentiment", front_end="nnx")  # the NNX front-end's run, inspected on the linen path
+  tiny_run(tmp_path, "text_classify", front_end="nnx")  # the NNX front-end's run, inspected on the linen path
   text = "Amazing! This box of cereal gave me a perfectly balanced breakfast, as all things should be."
   index = insight_report.inspect_run(str(tmp_path), str(tmp_path / "inspect"), examples=4, text=text)
   folder = tmp_path / "inspect"

@@ -114,7 +114,8 @@ for plain in (gj.MinGRU(6, parallel=True), gj.MinLSTM(6, parallel=True), gj.SRU(
   variables = plain.init(jax.random.key(0), xs)
   variables = jax.tree_util.tree_map(lambda p: p + 0.2 * jax.random.normal(jax.random.key(1), p.shape), variables)
   h0 = jnp.asarray(rng.normal(size=(3, 6)), jnp.float32)
-  for kwargs in ({}, {"seq_lengths": lengths}, {"seq_lengths": lengths, "reverse": True}, {"initial_carry": h0}):
+  variants = ({}, {"seq_lengths": lengths}, {"seq_lengths": lengths, "reverse": True}, {"initial_carry": h0})
+  for kwargs in variants if isinstance(plain, gj.MinGRU) else variants[2:]:  # every variant for one cell
     loss = lambda layer: lambda v: jnp.sum(jnp.sin(layer.apply(v, xs, **kwargs)))
     with jax.set_mesh(mesh):
       ys, carry = jax.jit(lambda v: sharded.apply(v, xs, return_carry=True, **kwargs))(variables)
