@@ -15,6 +15,7 @@ from typing import Any, Callable, ClassVar
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gru_jax import recurrent, specs
 
@@ -53,9 +54,18 @@ def _spec_fields(spec_class: type[specs.CellSpec]) -> list[str]:
 class RecurrentCell(CellOptions, nn.RNNCellBase):
   """Base of the linen cells: the spec's parameters, declared in this module, and its step.
 
+  As with Flax's cells (`flax.linen.GRUCell`, ...), a call takes the hidden width from the carry
+  it is given, and `features` sizes only the carry that `initialize_carry` makes: a cell built
+  with features=V and called on a carry of width H has H units (Flax's seq2seq example builds its
+  decoder so). The new carry keeps the given carry's dtypes.
+
+  Attributes:
+    carry_init: initializer of the carry made by `initialize_carry` (zeros), as Flax's.
+
   Subclasses declare the spec's options as fields and set `spec_class`.
   """
 
+  carry_init: Initializer = nn.initializers.zeros_init()
   spec_class: ClassVar[type[specs.CellSpec]] = specs.CellSpec
 
   def __post_init__(self):
@@ -68,9 +78,10 @@ class RecurrentCell(CellOptions, nn.RNNCellBase):
     return self.spec_class(**{n: getattr(self, n) for n in _spec_fields(self.spec_class)})
 
   @nn.compact
-  def declare_params(self, in_features: int) -> dict[str, Array]:
-    """Declares (or fetches) this cell's parameters for inputs of `in_features` features."""
-    spec = self.spec()
+  def declare_params(self, in_features: int, spec: specs.CellSpec | None = None) -> dict[str, Array]:
+    """Declares (or fetches) this cell's parameters for inputs of `in_features` features (for
+    `spec`, by default `self.spec()`)."""
+    spec = self.spec() if spec is None else spec
     if self.has_variable("params", "input_kernel"):
       recurrent.check_params(type(self).__name__, spec, {"input_kernel": self.get_variable("params", "input_kernel")}, in_features)
     return {name: self.param(name, init, shape, self.param_dtype) for name, (init, shape) in spec.param_specs(in_features).items()}
@@ -80,14 +91,23 @@ class RecurrentCell(CellOptions, nn.RNNCellBase):
     owner = type(self).__name__
     if inputs.ndim < 1:
       raise ValueError(f"{owner}: inputs must have shape [..., D]; got {inputs.shape}")
-    params = self.declare_params(inputs.shape[-1])
-    return recurrent.step(owner, self.spec(), params, carry, inputs, self.dtype)
+    spec = self.spec()
+    state = jax.tree_util.tree_leaves(carry)
+    width = np.shape(state[-1])[-1] if state and np.ndim(state[-1]) else spec.features
+    if width != spec.features:  # the width comes from the carry, as in Flax's cells
+      spec = dataclasses.replace(spec, features=int(width))
+    params = self.declare_params(inputs.shape[-1], spec)
+    return recurrent.step(owner, spec, params, carry, inputs, self.dtype)
 
   @nn.nowrap
   def initialize_carry(self, rng: Array, input_shape: tuple[int, ...]) -> Carry:
-    """Zero carry for inputs of `input_shape` ([..., D])."""
-    del rng
-    return self.spec().zero_carry(tuple(input_shape[:-1]), self.param_dtype)
+    """The carry for inputs of `input_shape` ([..., D]): `carry_init(rng, [..., features],
+    param_dtype)` for each leaf (zeros by default), with rng split between the leaves as Flax's
+    cells split it."""
+    zeros = self.spec().zero_carry(tuple(input_shape[:-1]), self.param_dtype)
+    leaves, treedef = jax.tree_util.tree_flatten(zeros)
+    keys = [rng] * len(leaves) if rng is None or len(leaves) == 1 else list(jax.random.split(rng, len(leaves)))
+    return jax.tree_util.tree_unflatten(treedef, [self.carry_init(k, z.shape, z.dtype) for k, z in zip(keys, leaves)])
 
   @property
   def num_feature_axes(self) -> int:
@@ -123,7 +143,8 @@ class LSTMCell(RecurrentCell):
 
   Attributes:
     forget_bias: added to the forget-gate block of the bias at initialisation (1.0, as advised by
-      Jozefowicz et al. 2015); 0.0 gives the plain `bias_init`. Ignored with chrono_init.
+      Jozefowicz et al. 2015); 0.0 gives the plain `bias_init`, as in `flax.linen.LSTMCell`
+      (whose forget bias starts at 0). Ignored with chrono_init.
     layer_norm: as the GRU's, and c' is normalised before its tanh (`ln_cell_scale` [H]).
     chrono_init: T_max for the chrono initialisation: b_f ~ log U[1, T_max - 1], b_i = -b_f.
   """
@@ -257,7 +278,7 @@ class Recurrent(CellOptions):
   @nn.nowrap
   def make_cell(self, **kwargs) -> RecurrentCell:
     """The cell this layer scans, with the layer's cell options."""
-    names = [f.name for f in dataclasses.fields(self.cell_class) if f.name not in ("parent", "name")]
+    names = [f.name for f in dataclasses.fields(self.cell_class) if f.name not in ("parent", "name", "carry_init")]
     return self.cell_class(**{n: getattr(self, n) for n in names}, **kwargs)
 
   def setup(self):

@@ -86,8 +86,9 @@ def promote(x: Array, params: dict[str, Array], dtype: Any) -> tuple[Array, dict
   return jnp.asarray(x, dtype), {k: jnp.asarray(v, dtype) for k, v in params.items()}
 
 
-def check_carry(owner: str, carry: Carry, expected: Carry) -> None:
-  """Raises a ValueError unless `carry` has the structure and shapes of `expected`."""
+def check_carry(owner: str, carry: Carry, expected: Carry, name: str = "initial_carry") -> None:
+  """Raises a ValueError (calling the carry `name`) unless `carry` has the structure and shapes of
+  `expected`."""
   got_def = jax.tree_util.tree_structure(carry)
   want_def = jax.tree_util.tree_structure(expected)
   got_shapes = [tuple(np.shape(c)) for c in jax.tree_util.tree_leaves(carry)]
@@ -95,7 +96,7 @@ def check_carry(owner: str, carry: Carry, expected: Carry) -> None:
   if got_def != want_def or got_shapes != want_shapes:
     got = jax.tree_util.tree_unflatten(got_def, got_shapes) if got_def.num_leaves else carry
     want = jax.tree_util.tree_unflatten(want_def, want_shapes)
-    raise ValueError(f"{owner}: initial_carry must have shapes {want}; got {got}")
+    raise ValueError(f"{owner}: {name} must have shapes {want}; got {got}")
 
 
 def in_features(owner: str, xs: Any, time_major: bool) -> int:
@@ -156,14 +157,20 @@ def check_params(owner: str, spec: specs.CellSpec, params: dict[str, Array], in_
 def step(owner: str, spec: specs.CellSpec, params: dict[str, Array], carry: Carry, inputs: Array,
          dtype: Any = None) -> tuple[Carry, Array]:
   """One step of a cell, the body of both front-ends' cells: inputs [..., D] and carry (leaves
-  [..., H], checked) -> (new carry, output [..., H]), computed in `dtype` (None: inferred)."""
+  [..., H], checked) -> (new carry, output [..., H]), computed in `dtype` (None: inferred).
+
+  The new carry keeps the dtypes of the given one, and the output takes that of its state leaf,
+  as Flax's cells do: with bf16 compute and a float32 carry the carry stays float32 from step to
+  step (which `lax.scan`, and so `flax.linen.RNN`, requires)."""
   if inputs.ndim < 1:
     raise ValueError(f"{owner}: inputs must have shape [..., D]; got {inputs.shape}")
   check_params(owner, spec, params, inputs.shape[-1])
-  check_carry(owner, carry, spec.zero_carry(inputs.shape[:-1], inputs.dtype))
+  check_carry(owner, carry, spec.zero_carry(inputs.shape[:-1], inputs.dtype), name="carry")
+  kept = jax.tree_util.tree_map(lambda c: jnp.result_type(c), carry)
   inputs, params = promote(inputs, params, dtype)
-  carry = jax.tree_util.tree_map(lambda c: c.astype(inputs.dtype), carry)
-  return spec.step_fn()(params, carry, spec.project_fn()(params, inputs))
+  computed = jax.tree_util.tree_map(lambda c: c.astype(inputs.dtype), carry)
+  new, y = spec.step_fn()(params, computed, spec.project_fn()(params, inputs))
+  return jax.tree_util.tree_map(lambda c, d: c.astype(d), new, kept), y.astype(jax.tree_util.tree_leaves(kept)[-1])
 
 
 def initial_carry_of(owner, spec, initial_carry, learned_carry, batch_shape, dtype):
