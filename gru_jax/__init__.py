@@ -14,6 +14,7 @@ from gru_jax.layers import (
   GRUNoReset,
   GRUNoResetCell,
   LSTMCell,
+  OptimizedLSTMCell,
   MGUCell,
   MinGRU,
   MinGRUCell,
@@ -33,7 +34,7 @@ from gru_jax.layers import (
 __version__ = "0.1.0"
 
 __all__ = [
-  "GRU", "LSTM", "SimpleRNN", "GRUCell", "LSTMCell", "SimpleRNNCell", "Bidirectional", "Stacked", "Scanned",
+  "GRU", "LSTM", "SimpleRNN", "GRUCell", "LSTMCell", "OptimizedLSTMCell", "SimpleRNNCell", "Bidirectional", "Stacked", "Scanned",
   "Recurrent", "RecurrentCell", "CellOptions", "cells", "interop", "parallel", "nnx", "recurrent", "scan", "specs",
   "GRUNoReset", "GRUNoResetCell", "MGU", "MGUCell", "CIFGLSTM", "CIFGLSTMCell", "PeepholeLSTM", "PeepholeLSTMCell",
   "MinGRU", "MinGRUCell", "MinLSTM", "MinLSTMCell", "SRU", "SRUCell",

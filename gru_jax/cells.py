@@ -72,18 +72,20 @@ def project_blocks(params: dict[str, Array], x: Array, num_gates: int) -> tuple[
   return tuple(x @ k if b is None else x @ k + b for k, b in zip(kernels, biases))
 
 
-def gru_gates(xp: tuple[Array, ...], pre: tuple[Array, ...], h: Array) -> tuple[Array, Array]:
+def gru_gates(xp: tuple[Array, ...], pre: tuple[Array, ...], h: Array, gate_fn: Callable = jax.nn.sigmoid,
+              activation_fn: Callable = jnp.tanh) -> tuple[Array, Array]:
   """The elementwise part of a reset-after GRU step, per gate block.
 
   Given xp = (x_r, x_z, x_n), the blocks of the input projection, and pre = (h_r, h_z, h_n), the
   blocks of h @ W_h + [0, 0, b_hn]:
-  r = σ(x_r + h_r), z = σ(x_z + h_z), n = tanh(x_n + r ⊙ h_n), h' = (1 - z) ⊙ n + z ⊙ h.
+  r = σ(x_r + h_r), z = σ(x_z + h_z), n = tanh(x_n + r ⊙ h_n), h' = (1 - z) ⊙ n + z ⊙ h
+  (σ: gate_fn, tanh: activation_fn, as Flax's fields).
   """
   x_r, x_z, x_n = xp
   h_r, h_z, h_n = pre
-  r = jax.nn.sigmoid(x_r + h_r)
-  z = jax.nn.sigmoid(x_z + h_z)
-  n = jnp.tanh(x_n + r * h_n)
+  r = gate_fn(x_r + h_r)
+  z = gate_fn(x_z + h_z)
+  n = activation_fn(x_n + r * h_n)
   new_h = (1.0 - z) * n + z * h
   return new_h, new_h
 
@@ -103,7 +105,8 @@ def gru_gates_ln(xp: tuple[Array, ...], pre: tuple[Array, ...], h: Array, scale:
 
 
 def gru_step(params: dict[str, Array], h: Array, xp: Array, *, reset_after: bool = True,
-             hidden_mask: Array | None = None) -> tuple[Array, Array]:
+             hidden_mask: Array | None = None, gate_fn: Callable = jax.nn.sigmoid,
+             activation_fn: Callable = jnp.tanh) -> tuple[Array, Array]:
   """One GRU step. z is the *keep* gate: z near 1 keeps the past.
 
   reset_after=True (PyTorch nn.GRU, cuDNN, flax.linen.GRUCell, Keras reset_after=True):
@@ -127,15 +130,15 @@ def gru_step(params: dict[str, Array], h: Array, xp: Array, *, reset_after: bool
     (h', h'), each [B, H].
   """
   if reset_after:
-    return gru_gates(gate_blocks(xp, 3), gate_blocks(recurrent_pre(params, h, hidden_mask), 3), h)
+    return gru_gates(gate_blocks(xp, 3), gate_blocks(recurrent_pre(params, h, hidden_mask), 3), h, gate_fn, activation_fn)
   w_h = params["recurrent_kernel"]
   hidden = h.shape[-1]
   h_in = masked_hidden(h, hidden_mask)
   x_r, x_z, x_n = gate_blocks(xp, 3)
   h_r, h_z = gate_blocks(h_in @ w_h[:, : 2 * hidden], 2)
-  r = jax.nn.sigmoid(x_r + h_r)
-  z = jax.nn.sigmoid(x_z + h_z)
-  n = jnp.tanh(x_n + (r * h_in) @ w_h[:, 2 * hidden :])
+  r = gate_fn(x_r + h_r)
+  z = gate_fn(x_z + h_z)
+  n = activation_fn(x_n + (r * h_in) @ w_h[:, 2 * hidden :])
   new_h = (1.0 - z) * n + z * h
   return new_h, new_h
 
@@ -172,12 +175,14 @@ def recurrent_pre(params: dict[str, Array], h: Array, hidden_mask: Array | None 
   return pre if bias is None else pre + bias
 
 
-def lstm_gates(xp: tuple[Array, ...], pre: tuple[Array, ...], carry: tuple[Array, Array]) -> tuple[tuple[Array, Array], Array]:
-  """The elementwise part of an LSTM step, per gate block (i, f, g, o) of xp and pre = h @ W_h."""
+def lstm_gates(xp: tuple[Array, ...], pre: tuple[Array, ...], carry: tuple[Array, Array], gate_fn: Callable = jax.nn.sigmoid,
+               activation_fn: Callable = jnp.tanh) -> tuple[tuple[Array, Array], Array]:
+  """The elementwise part of an LSTM step, per gate block (i, f, g, o) of xp and pre = h @ W_h
+  (σ: gate_fn, tanh: activation_fn, as Flax's fields)."""
   c, _ = carry
   i, f, g, o = (x + p for x, p in zip(xp, pre))
-  new_c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-  new_h = jax.nn.sigmoid(o) * jnp.tanh(new_c)
+  new_c = gate_fn(f) * c + gate_fn(i) * activation_fn(g)
+  new_h = gate_fn(o) * activation_fn(new_c)
   return (new_c, new_h), new_h
 
 
@@ -194,7 +199,8 @@ def lstm_gates_ln(xp: tuple[Array, ...], pre: tuple[Array, ...], carry: tuple[Ar
 
 
 def lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Array,
-              hidden_mask: Array | None = None) -> tuple[tuple[Array, Array], Array]:
+              hidden_mask: Array | None = None, gate_fn: Callable = jax.nn.sigmoid,
+              activation_fn: Callable = jnp.tanh) -> tuple[tuple[Array, Array], Array]:
   """One LSTM step (Hochreiter & Schmidhuber 1997, with forget gate; PyTorch nn.LSTM form).
 
     i  = σ(W_ii x + W_hi h + b_i)     f = σ(W_if x + W_hf h + b_f)
@@ -213,12 +219,13 @@ def lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Array,
   Returns:
     ((c', h'), h').
   """
+  pre = gate_blocks(recurrent_pre(params, carry[1], hidden_mask), 4)
   if "ln_cell_scale" not in params:
-    return lstm_gates(gate_blocks(xp, 4), gate_blocks(recurrent_pre(params, carry[1], hidden_mask), 4), carry)
+    return lstm_gates(gate_blocks(xp, 4), pre, carry, gate_fn, activation_fn)
   c, _ = carry
-  i, f, g, o = (x + p for x, p in zip(gate_blocks(xp, 4), gate_blocks(recurrent_pre(params, carry[1], hidden_mask), 4)))
-  new_c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-  new_h = jax.nn.sigmoid(o) * jnp.tanh(layer_norm_blocks(new_c, 1, params["ln_cell_scale"]))
+  i, f, g, o = (x + p for x, p in zip(gate_blocks(xp, 4), pre))
+  new_c = gate_fn(f) * c + gate_fn(i) * activation_fn(g)
+  new_h = gate_fn(o) * activation_fn(layer_norm_blocks(new_c, 1, params["ln_cell_scale"]))
   return (new_c, new_h), new_h
 
 

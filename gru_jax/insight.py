@@ -48,13 +48,13 @@ def _blocks(spec, params, carry, xp):
 
 def _gru(spec, params, carry, xp):
   r, z, _ = _blocks(spec, params, carry, xp)
-  return {"reset": jax.nn.sigmoid(r), "update": jax.nn.sigmoid(z), "keep": jax.nn.sigmoid(z)}
+  return {"reset": spec.gate_fn(r), "update": spec.gate_fn(z), "keep": spec.gate_fn(z)}
 
 
 def _lstm(spec, params, carry, xp):
   i, f, _, o = _blocks(spec, params, carry, xp)
-  f = jax.nn.sigmoid(f)
-  return {"input": jax.nn.sigmoid(i), "forget": f, "output": jax.nn.sigmoid(o), "keep": f}
+  f = spec.gate_fn(f)
+  return {"input": spec.gate_fn(i), "forget": f, "output": spec.gate_fn(o), "keep": f}
 
 
 def _gru_no_reset(spec, params, carry, xp):

@@ -116,6 +116,8 @@ def _torch_kind(template: layers.Recurrent) -> str:
     raise ValueError(f"to_torch: {name} has no torch.nn equivalent; only GRU, LSTM and SimpleRNN convert")
   refusals = [
     (getattr(template, "layer_norm", False), "layer_norm=True (torch.nn has no layer-normalised cells)"),
+    (kind != "rnn" and template.make_cell(parent=None).spec().custom_functions,
+     "gate_fn or activation_fn other than sigmoid and tanh (torch.nn's cells have only those)"),
     (kind == "gru" and not template.reset_after, "reset_after=False (torch.nn.GRU has only the reset_after=True form)"),
     (kind == "rnn" and getattr(template, "activation", None) not in ("tanh", "relu"),
      f"activation={getattr(template, 'activation', None)!r} (torch.nn.RNN has tanh and relu)"),

@@ -127,11 +127,15 @@ class GRUCell(RecurrentCell):
       units, with learned scales `ln_input_scale` / `ln_recurrent_scale` [G*H] (Ba et al. 2016).
     chrono_init: T_max for the chrono initialisation of the keep gate's bias (Tallec & Ollivier
       2018): b_z ~ log U[1, T_max - 1]; None: off.
+    gate_fn, activation_fn: σ and tanh in the equations, as `flax.linen.GRUCell`'s fields; other
+      functions run on the reference (autodiff) path.
   """
 
   reset_after: bool = True
   layer_norm: bool = False
   chrono_init: int | None = None
+  gate_fn: Callable = jax.nn.sigmoid
+  activation_fn: Callable = jnp.tanh
   spec_class: ClassVar[type[specs.CellSpec]] = specs.GRUSpec
 
 
@@ -147,12 +151,21 @@ class LSTMCell(RecurrentCell):
       (whose forget bias starts at 0). Ignored with chrono_init.
     layer_norm: as the GRU's, and c' is normalised before its tanh (`ln_cell_scale` [H]).
     chrono_init: T_max for the chrono initialisation: b_f ~ log U[1, T_max - 1], b_i = -b_f.
+    gate_fn, activation_fn: σ and tanh in the equations, as `flax.linen.LSTMCell`'s fields; other
+      functions run on the reference (autodiff) path.
   """
 
   forget_bias: float = 1.0
   layer_norm: bool = False
   chrono_init: int | None = None
+  gate_fn: Callable = jax.nn.sigmoid
+  activation_fn: Callable = jnp.tanh
   spec_class: ClassVar[type[specs.CellSpec]] = specs.LSTMSpec
+
+
+class OptimizedLSTMCell(LSTMCell):
+  """`flax.linen.OptimizedLSTMCell`'s name for `LSTMCell`, which already computes all four gates
+  with one matmul per input and state; for programs written for Flax's cell."""
 
 
 class SimpleRNNCell(RecurrentCell):
@@ -388,11 +401,14 @@ class GRU(Recurrent):
   Attributes:
     reset_after: True for the PyTorch / cuDNN form (default), False for Cho et al. 2014 v3.
     layer_norm, chrono_init: normalised gate pre-activations; chrono init of the z bias (`GRUCell`).
+    gate_fn, activation_fn: σ and tanh by default; others take the reference path (`GRUCell`).
   """
 
   reset_after: bool = True
   layer_norm: bool = False
   chrono_init: int | None = None
+  gate_fn: Callable = jax.nn.sigmoid
+  activation_fn: Callable = jnp.tanh
   cell_class: ClassVar[type[RecurrentCell]] = GRUCell
 
 
@@ -402,11 +418,14 @@ class LSTM(Recurrent):
   Attributes:
     forget_bias: initial value added to the forget-gate bias (1.0).
     layer_norm, chrono_init: normalised gate pre-activations; chrono init of b_f, b_i (`LSTMCell`).
+    gate_fn, activation_fn: σ and tanh by default; others take the reference path (`LSTMCell`).
   """
 
   forget_bias: float = 1.0
   layer_norm: bool = False
   chrono_init: int | None = None
+  gate_fn: Callable = jax.nn.sigmoid
+  activation_fn: Callable = jnp.tanh
   cell_class: ClassVar[type[RecurrentCell]] = LSTMCell
 
 

@@ -30,7 +30,8 @@ DTYPES = ("float32", "bfloat16")
 
 def cell_options(cell: str) -> list[str]:
   """The options a cell takes beyond `features` (for `SequenceModel.cell_kwargs`)."""
-  return sorted(specs.options(CELLS[cell].cell_class.spec_class))
+  functions = {"gate_fn", "activation_fn"}  # callables: set them on the layers, not in a config
+  return sorted(set(specs.options(CELLS[cell].cell_class.spec_class)) - functions)
 
 
 def matmul_flops(cell: str, batch: int, steps: int, in_features: int, features: int) -> float:

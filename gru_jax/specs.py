@@ -163,15 +163,24 @@ class _GatedSpec(CellSpec):
       the biases come after. (The LSTM also normalises c' before its tanh, `ln_cell_scale` [H].)
     chrono_init: T_max for the chrono initialisation of the keep/forget gate bias (Tallec &
       Ollivier 2018): b ~ log U[1, T_max - 1] (and for the LSTM, b_i = -b_f); None: off.
+    gate_fn, activation_fn: the gates' squashing function (σ) and the candidate's and cell
+      output's (tanh), as the fields of Flax's cells. Other functions run on the reference
+      (autodiff) path, not the fused one.
   """
 
   layer_norm: bool = False
   chrono_init: int | None = None
+  gate_fn: Callable = jax.nn.sigmoid
+  activation_fn: Callable = jnp.tanh
   supports_layer_norm: ClassVar[bool] = True
+  supports_functions: ClassVar[bool] = True
 
   def __post_init__(self):
     if self.layer_norm and not self.supports_layer_norm:
       raise ValueError(f"{self.cell_name}: layer_norm is implemented for the GRU and LSTM cells only")
+    if self.custom_functions and not self.supports_functions:
+      raise ValueError(f"{self.cell_name}: gate_fn and activation_fn other than sigmoid and tanh are implemented for "
+                       "the GRU and LSTM cells only")
     if self.chrono_init is not None:
       check_positive_int(self.cell_name, "chrono_init", self.chrono_init)
       if self.chrono_init < 2:
@@ -187,6 +196,11 @@ class _GatedSpec(CellSpec):
 
   def gate_params(self, params, bias):
     return (params["ln_recurrent_scale"], bias) if self.layer_norm else ()
+
+  @property
+  def custom_functions(self) -> bool:
+    """Whether gate_fn or activation_fn differ from sigmoid and tanh (then no fused path)."""
+    return self.gate_fn is not jax.nn.sigmoid or self.activation_fn is not jnp.tanh
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,10 +226,11 @@ class GRUSpec(_GatedSpec):
     super().__post_init__()
 
   def step_fn(self):
-    return functools.partial(cells.gru_step, reset_after=self.reset_after)
+    return functools.partial(cells.gru_step, reset_after=self.reset_after, gate_fn=self.gate_fn,
+                             activation_fn=self.activation_fn)
 
   def gates_fn(self):
-    if not self.reset_after:
+    if not self.reset_after or self.custom_functions:
       return None
     return cells.gru_gates_ln if self.layer_norm else cells.gru_gates
 
@@ -258,9 +273,13 @@ class LSTMSpec(_GatedSpec):
   cell_name: ClassVar[str] = "LSTMCell"
 
   def step_fn(self):
+    if self.custom_functions:
+      return functools.partial(cells.lstm_step, gate_fn=self.gate_fn, activation_fn=self.activation_fn)
     return cells.lstm_step
 
   def gates_fn(self):
+    if self.custom_functions:
+      return None
     return cells.lstm_gates_ln if self.layer_norm else cells.lstm_gates
 
   def gate_params(self, params, bias):
@@ -362,6 +381,7 @@ class CIFGLSTMSpec(LSTMSpec):
   forget_block: ClassVar[int] = 0
   input_block: ClassVar[int | None] = None
   supports_layer_norm: ClassVar[bool] = False
+  supports_functions: ClassVar[bool] = False
   cell_name: ClassVar[str] = "CIFGLSTMCell"
 
   def step_fn(self):
@@ -378,6 +398,7 @@ class PeepholeLSTMSpec(LSTMSpec):
   """
 
   supports_layer_norm: ClassVar[bool] = False
+  supports_functions: ClassVar[bool] = False
   cell_name: ClassVar[str] = "PeepholeLSTMCell"
 
   def step_fn(self):

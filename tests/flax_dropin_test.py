@@ -100,3 +100,41 @@ def test_initialize_carry_and_num_feature_axes_as_flax(flax_cell, our_cell):
 def test_a_carry_of_the_wrong_structure_is_named_as_the_carry():
   with pytest.raises(ValueError, match=r"LSTMCell: carry must have shapes \(\(2, 4\), \(2, 4\)\)"):
     gj.LSTMCell(4).init(jax.random.key(0), jnp.zeros((2, 4)), jnp.zeros((2, 3)))
+
+
+def hard_tanh(x):
+  return jnp.clip(x, -1.0, 1.0)
+
+
+@pytest.mark.parametrize("flax_cell, our_cell", PAIRS + [(nn.OptimizedLSTMCell, gj.OptimizedLSTMCell)],
+                         ids=IDS + ["OptimizedLSTMCell"])
+def test_gate_fn_and_activation_fn_are_honoured_as_in_flax(flax_cell, our_cell, rng):
+  """With Flax's fields set to other functions, our cell computes Flax's cell's step (Flax's
+  parameters copied into our fused layout), and the layer takes the reference path."""
+  kwargs = dict(gate_fn=jax.nn.hard_sigmoid, activation_fn=hard_tanh)
+  x = jnp.asarray(rng.normal(size=(3, 4)), jnp.float32)
+  theirs = flax_cell(features=5, **kwargs)
+  carry = jax.tree_util.tree_map(lambda c: c + 0.5, theirs.initialize_carry(jax.random.key(0), x.shape))
+  flax_vars = theirs.init(jax.random.key(1), carry, x)
+  p = flax_vars["params"]
+  if flax_cell is nn.GRUCell:
+    params = {"input_kernel": jnp.concatenate([p[k]["kernel"] for k in ("ir", "iz", "in")], 1),
+              "recurrent_kernel": jnp.concatenate([p[k]["kernel"] for k in ("hr", "hz", "hn")], 1),
+              "bias": jnp.concatenate([p[k]["bias"] for k in ("ir", "iz", "in")]), "recurrent_bias_n": p["hn"]["bias"]}
+  else:  # LSTMCell and OptimizedLSTMCell: the same names, biases on the hidden side
+    params = {"input_kernel": jnp.concatenate([p[k]["kernel"] for k in ("ii", "if", "ig", "io")], 1),
+              "recurrent_kernel": jnp.concatenate([p[k]["kernel"] for k in ("hi", "hf", "hg", "ho")], 1),
+              "bias": jnp.concatenate([p[k]["bias"] for k in ("hi", "hf", "hg", "ho")])}
+  ours = our_cell(features=5, **kwargs)
+  new, y = ours.apply({"params": params}, carry, x)
+  want_new, want_y = theirs.apply(flax_vars, carry, x)
+  for a, b in zip(jax.tree_util.tree_leaves((new, y)), jax.tree_util.tree_leaves((want_new, want_y)), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  assert ours.spec().gates_fn() is None and our_cell(features=5).spec().gates_fn() is not None
+  layer = (gj.GRU if our_cell is gj.GRUCell else gj.LSTM)(5, **kwargs)
+  xs = jnp.ones((2, 3, 4))
+  fast = layer.clone(gate_fn=jax.nn.sigmoid, activation_fn=jnp.tanh)
+  variables = layer.init(jax.random.key(0), xs)
+  assert not np.allclose(layer.apply(variables, xs), fast.apply(variables, xs))  # the functions are used
+  with pytest.raises(ValueError, match="gate_fn and activation_fn other than sigmoid and tanh"):
+    gj.CIFGLSTMCell(4, gate_fn=jax.nn.hard_sigmoid)

@@ -134,7 +134,7 @@ def test_dropout_and_zoneout_follow_train_and_eval():
 
 
 def test_options_are_checked_and_named():
-  with pytest.raises(TypeError, match=r"GRU: \['forget_bias'\] are not options of this cell; expected some of \['chrono_init', 'layer_norm', 'reset_after'\]"):
+  with pytest.raises(TypeError, match=r"GRU: \['forget_bias'\] are not options of this cell; expected some of \['activation_fn', 'chrono_init', 'gate_fn', 'layer_norm', 'reset_after'\]"):
     gj.nnx.GRU(D, H, rngs=nnx.Rngs(0), forget_bias=1.0)
   with pytest.raises(ValueError, match="GRUCell: layer_norm is implemented for reset_after=True only"):
     gj.nnx.GRU(D, H, rngs=nnx.Rngs(0), layer_norm=True, reset_after=False)
