@@ -8,9 +8,9 @@ dW_h = H_prev^T dPre and db = sum dPre are each one large matmul / reduction ove
 
 The options ride along: a variational recurrent-dropout mask [B, H] multiplies h where it enters
 the matmul (`hidden_mask`); zoneout is part of `gates` (its per-step draws are `aux`, inputs that
-are not differentiated);
-layer normalisation of h @ W_h is part of `gates` too, with its scales and the bias after it as
-`gate_params`, small vectors whose gradients the backward loop sums over the steps.
+are not differentiated); layer normalisation of h @ W_h is part of `gates` too, with its scales
+and the bias after it as `gate_params`, small vectors whose gradients the backward loop sums over
+the steps.
 
 `scan` here and `gru_jax.scan.scan` with the plain step compute the same function; the tests check
 that outputs and gradients agree on random inputs, with masks, reverse and initial carries.
@@ -66,18 +66,14 @@ def _with_aux(gates, aux_t):
 
 def _forward(gates, hidden_of, unroll, w_h, b, gate_params, mask, carry, xp, aux, valid, keep):
   """Returns (final carry, ys, residuals per step); `keep` is "none", "carries" or "all"
-  (carries before each step, plus the pre-activation blocks). With a mask the residuals also hold
-  the masked h that entered each matmul: recomputing it after the loop, XLA fuses the random draws
-  behind the mask into that product and recomputes them per step (a CPU training step 1.5x slower)."""
+  (carries before each step, plus the pre-activation blocks)."""
 
   def body(carry, inputs):
     xp_t, aux_t, valid_t = inputs
-    hidden = _masked(hidden_of(carry), mask)
-    pre = _pre_blocks(w_h, b, hidden)
+    pre = _pre_blocks(w_h, b, _masked(hidden_of(carry), mask))
     stepped, y = _with_aux(gates, aux_t)(xp_t, pre, carry, *gate_params)
     new_carry, y = apply_mask(valid_t, stepped, carry, y)
-    masked_hidden = None if mask is None else hidden
-    residual = {"none": None, "carries": (carry, None, masked_hidden), "all": (carry, pre, masked_hidden)}[keep]
+    residual = {"none": None, "carries": (carry, None), "all": (carry, pre)}[keep]
     return new_carry, (y, residual)
 
   final, (ys, residuals) = jax.lax.scan(body, carry, (xp, aux, valid), unroll=unroll)
@@ -93,20 +89,20 @@ def _scan(gates, hidden_of, unroll, remat, w_h, b, gate_params, mask, carry, xp,
 def _scan_fwd(gates, hidden_of, unroll, remat, w_h, b, gate_params, mask, carry, xp, aux, valid):
   # With remat the pre-activations are recomputed in the backward loop; the carries before each
   # step and the inputs xp are kept either way.
-  final, ys, (prev, pres, hiddens) = _forward(gates, hidden_of, unroll, w_h, b, gate_params, mask, carry, xp, aux, valid,
+  final, ys, (prev, pres) = _forward(gates, hidden_of, unroll, w_h, b, gate_params, mask, carry, xp, aux, valid,
                                      keep="carries" if remat else "all")
-  return (final, ys), (w_h, b, gate_params, mask, xp, aux, valid, prev, pres, hiddens)
+  return (final, ys), (w_h, b, gate_params, mask, xp, aux, valid, prev, pres)
 
 
 def _scan_bwd(gates, hidden_of, unroll, remat, residuals, cotangents):
-  w_h, b, gate_params, mask, xp, aux, valid, prev, pres, hiddens = residuals
+  w_h, b, gate_params, mask, xp, aux, valid, prev, pres = residuals
   d_final, d_ys = cotangents
 
   def body(acc, inputs):
     d_carry, d_gate_params = acc
-    xp_t, aux_t, valid_t, carry, dy_t, pre, hidden = inputs
+    xp_t, aux_t, valid_t, carry, dy_t, pre = inputs
     if pre is None:
-      pre = _pre_blocks(w_h, b, hidden_of(carry) if hidden is None else hidden)
+      pre = _pre_blocks(w_h, b, _masked(hidden_of(carry), mask))
     _, gates_vjp = jax.vjp(_with_aux(gates, aux_t), xp_t, pre, carry, *gate_params)
     keep_valid = (lambda d: jnp.where(valid_t, d, jnp.zeros_like(d))) if valid_t is not None else (lambda d: d)
     d_xp, d_pre, d_carry_gates, *d_params = gates_vjp((jax.tree_util.tree_map(keep_valid, d_carry), keep_valid(dy_t)))
@@ -120,9 +116,9 @@ def _scan_bwd(gates, hidden_of, unroll, remat, residuals, cotangents):
 
   zeros = jax.tree_util.tree_map(jnp.zeros_like, gate_params)
   (d_carry0, d_gate_params), (d_xp, d_pres) = jax.lax.scan(
-    body, (d_final, zeros), (xp, aux, valid, prev, d_ys, pres, hiddens), reverse=True, unroll=unroll
+    body, (d_final, zeros), (xp, aux, valid, prev, d_ys, pres), reverse=True, unroll=unroll
   )
-  h_prev = hidden_of(prev) if hiddens is None else hiddens
+  h_prev = _masked(hidden_of(prev), mask)
   rows = h_prev.shape[0] * h_prev.shape[1]
   d_w_h = h_prev.reshape(rows, -1).T @ d_pres.reshape(rows, -1)
   d_b = jnp.sum(d_pres, axis=(0, 1))

@@ -147,8 +147,8 @@ def probe_run(spec, params, xs, options=recurrent.LayerOptions(), *, seq_lengths
   xp = spec.project_fn()(params, xs_T)
   if offsets is None:
     offsets = jnp.zeros((num_steps, batch, spec.features), xs_T.dtype)
+  flip = (lambda x: x[::-1]) if lengths is None else (lambda x: scan_lib.reverse_padded(x, lengths))  # its own inverse
   if reverse:
-    flip = (lambda x: x[::-1]) if lengths is None else (lambda x: scan_lib.reverse_padded(x, lengths))
     xp, offsets = flip(xp), flip(offsets)
   valid = None if lengths is None else (jnp.arange(num_steps)[:, None] < lengths[None, :])[..., None]
   step, hidden_of = spec.step_fn(), spec.hidden_fn()
@@ -158,7 +158,7 @@ def probe_run(spec, params, xs, options=recurrent.LayerOptions(), *, seq_lengths
     gates = gate_values(spec, params, carry, xp_t)
     new, y = step(params, carry, xp_t)
     if options.zoneout:  # evaluation: the expectation of zoneout
-      new = jax.tree_util.tree_map(lambda n, o: options.zoneout * o + (1.0 - options.zoneout) * n, new, carry)
+      new = recurrent.zone(options.zoneout, new, carry)
       y = hidden_of(new)
     new, y = fused.apply_mask(valid_t, new, carry, y)
     new = _add_to_state(new, offset_t)
@@ -168,9 +168,9 @@ def probe_run(spec, params, xs, options=recurrent.LayerOptions(), *, seq_lengths
 
   carry, (ys, gates) = jax.lax.scan(body, carry, (xp, valid, offsets))
   if reverse:
-    unflip = (lambda x: x[::-1]) if lengths is None else (lambda x: scan_lib.reverse_padded(x, lengths))
-    ys, gates = unflip(ys), jax.tree_util.tree_map(unflip, gates)
-  layout = (lambda x: x) if options.time_major else (lambda x: jnp.moveaxis(x, 0, 1))
+    ys, gates = flip(ys), jax.tree_util.tree_map(flip, gates)
+  unflatten = lambda x: x.reshape((num_steps,) + batch_shape + (spec.features,))  # as recurrent.run's outputs
+  layout = unflatten if options.time_major else (lambda x: jnp.moveaxis(unflatten(x), 0, -2))
   carry = jax.tree_util.tree_map(lambda c: c.reshape(batch_shape + (spec.features,)), carry)
   return layout(ys), carry, {name: layout(g) for name, g in gates.items()}
 
@@ -230,7 +230,8 @@ def trace(model: nn.Module, params, xs, *, seq_lengths=None, offsets=None) -> tu
 
 def gradient_flow(model: nn.Module, params, xs, loss_fn: Callable[[Any], Array], *, seq_lengths=None) -> dict[str, np.ndarray]:
   """{layer path: [T] mean over examples of ||dLoss/dh_t||_2}, where h_t is the layer's state after
-  step t (in the order of the inputs) and Loss = loss_fn(the model's outputs).
+  step t (in the order of the inputs) and Loss = loss_fn(the model's outputs). Steps past an
+  example's length count with their gradient, which is zero when nothing reads them.
 
   dLoss/dh_t is the gradient with respect to an offset added to h_t: every way in which h_t
   affects the loss, through the later steps of its own layer and through the layers above.
@@ -265,8 +266,7 @@ def state_jacobians(record: Record, example: int = 0, top: int = 4) -> dict[str,
   def advance(flat, xp_t):
     new, _ = step(params, unravel(flat), xp_t)
     if record.options.zoneout:
-      new = jax.tree_util.tree_map(lambda n, o: record.options.zoneout * o + (1 - record.options.zoneout) * n,
-                                   new, unravel(flat))
+      new = recurrent.zone(record.options.zoneout, new, unravel(flat))
     return ravel_pytree(new)[0]
 
   def body(flat, xp_t):

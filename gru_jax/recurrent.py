@@ -262,7 +262,7 @@ def run(
   return ys, carry
 
 
-def _zone(keep, new, old):
+def zone(keep, new, old):
   """Zoneout: each unit keeps its old value where keep is 1 (or, in expectation, with weight keep)."""
   return jax.tree_util.tree_map(lambda n, o: keep * o + (1.0 - keep) * n, new, old)
 
@@ -279,7 +279,7 @@ def _zoneout(spec, rate, step, xp, num_steps, key, dtype):
 
   def zoned(carry, inputs):
     xp_t, keep_t = inputs
-    new = _zone(keep_t, step(carry, xp_t)[0], carry)
+    new = zone(keep_t, step(carry, xp_t)[0], carry)
     return new, hidden_of(new)
 
   return zoned, (xp, keep)
@@ -290,7 +290,7 @@ def _zoned_gates(gates, hidden_of):
 
   def zoned(inputs, pre, carry, *gate_params):
     xp_t, keep_t = inputs
-    new = _zone(keep_t, gates(xp_t, pre, carry, *gate_params)[0], carry)
+    new = zone(keep_t, gates(xp_t, pre, carry, *gate_params)[0], carry)
     return new, hidden_of(new)
 
   return zoned
