@@ -72,8 +72,9 @@ def keep_freed_memory() -> str | None:
   """Raises glibc's mmap and trim thresholds (mallopt M_MMAP_THRESHOLD, M_TRIM_THRESHOLD) so that
   freed buffers stay in the process. By default glibc serves allocations above a threshold that
   grows up to 32 MB with fresh mmaps and trims freed memory back to the OS, so every training step
-  whose temporaries exceed it page-faults on all of them (measured: +8 ms on a 16 ms GRU step, 2
-  cores). Returns what was set, or None where there is no glibc."""
+  whose temporaries exceed it page-faults on all of them (`--keep_memory=false` shows it:
+  benchmarks/results/cpu-2026-11-26-options-default-malloc.md against cpu-2026-11-26-options.md).
+  Returns what was set, or None where there is no glibc."""
   import ctypes  # pylint: disable=g-import-not-at-top
 
   try:
