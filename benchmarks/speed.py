@@ -88,14 +88,23 @@ def keep_freed_memory() -> str | None:
 
 
 def median_ms(fn: Callable[[], Any], repeats: int, warmup: int) -> float:
-  for _ in range(warmup):
-    fn()
-  times = []
+  return interleaved_median_ms([fn], repeats, warmup)[0]
+
+
+def interleaved_median_ms(fns: list[Callable[[], Any]], repeats: int, warmup: int) -> list[float]:
+  """Median ms per call of each fn, timed in rounds that call every fn once: a slow drift of the
+  machine (clock, other load) then reaches every model of a point alike, not just the ones timed
+  during it, so the ratios between them hold better than their absolute times."""
+  for fn in fns:
+    for _ in range(warmup):
+      fn()
+  times = [[] for _ in fns]
   for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return 1e3 * statistics.median(times)
+    for fn, fn_times in zip(fns, times):
+      start = time.perf_counter()
+      fn()
+      fn_times.append(time.perf_counter() - start)
+  return [1e3 * statistics.median(t) for t in times]
 
 
 def matmul_peak_gflops(repeats: int) -> float:
@@ -270,11 +279,11 @@ def run(plan, repeats, warmup) -> dict[str, Any]:
   table = models()
   rows = []
   for (b, t, d, h), names in plan:
-    for name in names:
-      cell, build = table[name]
-      run_step, run_forward, compile_s, mem_mb = build(b, t, d, h)
-      train_ms = median_ms(run_step, repeats, warmup)
-      forward_ms = median_ms(run_forward, repeats, warmup)
+    built = [table[name][1](b, t, d, h) for name in names]  # (run_step, run_forward, compile_s, mem_mb)
+    train_times = interleaved_median_ms([m[0] for m in built], repeats, warmup)
+    forward_times = interleaved_median_ms([m[1] for m in built], repeats, warmup)
+    for name, (_, _, compile_s, mem_mb), train_ms, forward_ms in zip(names, built, train_times, forward_times):
+      cell = table[name][0]
       _, train_flops = matmul_flops(cell, b, t, d, h)
       gflops = train_flops / (train_ms * 1e-3) / 1e9
       rows.append({
@@ -290,7 +299,7 @@ def run(plan, repeats, warmup) -> dict[str, Any]:
       if match and peer != row["model"]:
         row.setdefault("train_speedup_vs", {})[peer] = match[0]["train_ms"] / row["train_ms"]
         row.setdefault("forward_speedup_vs", {})[peer] = match[0]["forward_ms"] / row["forward_ms"]
-  return {"environment": env, "repeats": repeats, "warmup": warmup, "rows": rows}
+  return {"environment": env, "repeats": repeats, "warmup": warmup, "interleaved": True, "rows": rows}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -299,7 +308,8 @@ def markdown(result: dict[str, Any]) -> str:
   lines = [
     f"# Speed: {env['device']} ({env['cpu']}, {env['cores']} cores), {env['date']}",
     "",
-    f"{versions}. fp32. Median of {result['repeats']} calls after {result['warmup']} warm-up calls. "
+    f"{versions}. fp32. Median of {result['repeats']} calls after {result['warmup']} warm-up calls"
+    f"{', timed in rounds that run every model of a point once' if result.get('interleaved') else ''}. "
     f"Measured matmul peak: {env['matmul_peak_gflops']:.1f} GFLOP/s. Speed-up = peer time / this time "
     "(above 1: this model is faster), same run. Memory: XLA's analysis of the compiled training step (JAX); "
     "for torch on CUDA, the peak memory allocated during one step.",

@@ -8,9 +8,11 @@ dW_h = H_prev^T dPre and db = sum dPre are each one large matmul / reduction ove
 
 The options ride along: a variational recurrent-dropout mask [B, H] multiplies h where it enters
 the matmul (`hidden_mask`); zoneout is part of `gates` (its per-step draws are `aux`, inputs that
-are not differentiated); layer normalisation of h @ W_h is part of `gates` too, with its scales
-and the bias after it as `gate_params`, small vectors whose gradients the backward loop sums over
-the steps.
+are not differentiated); layer normalisation is part of `gates` too, for both x @ W_x and h @ W_h
+(normalising each step's slice in cache costs far less than extra passes over the whole [T, B, G*H]
+projection), with its scales and the biases after it as `gate_params`, small vectors whose
+gradients the backward loop sums over the steps. The layer-normalised cells hand this scan kernels
+whose gate blocks are centred (`gru_jax.cells.centre_blocks`), so the normalisation skips its mean.
 
 `scan` here and `gru_jax.scan.scan` with the plain step compute the same function; the tests check
 that outputs and gradients agree on random inputs, with masks, reverse and initial carries.

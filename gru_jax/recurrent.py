@@ -245,7 +245,7 @@ def run(
   if split is None:
     xp = spec.project_fn()(params, xs_TxBxD)
   else:
-    xp = cells.project_blocks(params, xs_TxBxD, spec.num_gates)
+    xp = spec.fused_project(params, xs_TxBxD)
   if options.zoneout:
     step, xp = _zoneout(spec, options.zoneout, step, xp, num_steps, zoneout_key, dtype)
     if split is not None:
@@ -301,7 +301,7 @@ def _split(spec, options, params, dtype, hidden_mask):
   gates = spec.gates_fn()
   if not options.custom_vjp or gates is None:
     return None
-  w_h = params["recurrent_kernel"]
+  w_h = spec.fused_kernel(params)
   bias = cells.recurrent_bias(params, w_h.shape[-1], dtype)
   bias = jnp.zeros((w_h.shape[-1],), dtype) if bias is None else bias
   gate_params = spec.gate_params(params, bias)

@@ -119,6 +119,15 @@ class CellSpec:
     """Picks the carry leaf that multiplies the recurrent kernel."""
     return _identity
 
+  def fused_kernel(self, params: dict[str, Array]) -> Array:
+    """The kernel h multiplies on the fast path, as `gates_fn()` expects its pre-activations."""
+    return params["recurrent_kernel"]
+
+  def fused_project(self, params: dict[str, Array], xs: Array) -> tuple[Array, ...]:
+    """The fast path's per-step inputs: the G gate blocks of the input projection, as `gates_fn()`
+    expects them."""
+    return cells.project_blocks(params, xs, self.num_gates)
+
   def bias_initializer(self) -> Initializer:
     return per_gate(self.bias_init, self.num_gates)
 
@@ -195,7 +204,21 @@ class _GatedSpec(CellSpec):
     return {"ln_input_scale": (ones, (width,)), "ln_recurrent_scale": (ones, (width,))}
 
   def gate_params(self, params, bias):
-    return (params["ln_recurrent_scale"], bias) if self.layer_norm else ()
+    # With layer normalisation the gates normalise both projections themselves, then add the biases.
+    if not self.layer_norm:
+      return ()
+    input_bias = params["bias"] if "bias" in params else jnp.zeros_like(bias)
+    return params["ln_input_scale"], input_bias, params["ln_recurrent_scale"], bias
+
+  def fused_kernel(self, params):
+    # With layer normalisation the gates take h @ centre_blocks(W_h), whose blocks have mean zero.
+    kernel = params["recurrent_kernel"]
+    return cells.centre_blocks(kernel, self.num_gates) if self.layer_norm else kernel
+
+  def fused_project(self, params, xs):
+    if not self.layer_norm:
+      return super().fused_project(params, xs)
+    return cells.centred_projection_blocks(params, xs, self.num_gates)
 
   @property
   def custom_functions(self) -> bool:
@@ -283,7 +306,11 @@ class LSTMSpec(_GatedSpec):
     return cells.lstm_gates_ln if self.layer_norm else cells.lstm_gates
 
   def gate_params(self, params, bias):
-    return (*super().gate_params(params, bias), params["ln_cell_scale"]) if self.layer_norm else ()
+    # The LSTM has no recurrent bias: (input scale, bias, recurrent scale, cell scale).
+    if not self.layer_norm:
+      return ()
+    input_scale, input_bias, scale, _ = super().gate_params(params, bias)
+    return input_scale, input_bias, scale, params["ln_cell_scale"]
 
   def hidden_fn(self):
     return _second

@@ -69,6 +69,7 @@ OPTION_LAYERS = [
   gj.GRU(H, layer_norm=True), gj.LSTM(H, layer_norm=True), gj.GRU(H, recurrent_dropout=0.3), gj.LSTM(H, recurrent_dropout=0.3),
   gj.SimpleRNN(H, recurrent_dropout=0.3), gj.GRU(H, zoneout=0.2), gj.LSTM(H, zoneout=0.2),
   gj.GRU(H, layer_norm=True, recurrent_dropout=0.3, zoneout=0.2), gj.LSTM(H, layer_norm=True, recurrent_dropout=0.3, zoneout=0.2),
+  gj.LSTM(H, layer_norm=True, use_bias=False),
 ]
 
 
