@@ -25,6 +25,7 @@ from gru_jax.layers import (
   Recurrent,
   RecurrentCell,
   SimpleRNN,
+  SimpleCell,
   SimpleRNNCell,
   SRUCell,
   Scanned,
@@ -34,7 +35,7 @@ from gru_jax.layers import (
 __version__ = "0.1.0"
 
 __all__ = [
-  "GRU", "LSTM", "SimpleRNN", "GRUCell", "LSTMCell", "OptimizedLSTMCell", "SimpleRNNCell", "Bidirectional", "Stacked", "Scanned",
+  "GRU", "LSTM", "SimpleRNN", "GRUCell", "LSTMCell", "OptimizedLSTMCell", "SimpleRNNCell", "SimpleCell", "Bidirectional", "Stacked", "Scanned",
   "Recurrent", "RecurrentCell", "CellOptions", "cells", "interop", "parallel", "nnx", "recurrent", "scan", "specs",
   "GRUNoReset", "GRUNoResetCell", "MGU", "MGUCell", "CIFGLSTM", "CIFGLSTMCell", "PeepholeLSTM", "PeepholeLSTMCell",
   "MinGRU", "MinGRUCell", "MinLSTM", "MinLSTMCell", "SRU", "SRUCell",

@@ -258,27 +258,32 @@ def lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Array,
   return (new_c, new_h), new_h
 
 
-def rnn_gates(xp: tuple[Array], pre: tuple[Array], h: Array, *, activation: str = "tanh") -> tuple[Array, Array]:
-  """The elementwise part of a vanilla RNN step, given the one block of xp and of pre = h @ W_h."""
-  del h
-  new_h = activation_fn(activation)(xp[0] + pre[0])
+def rnn_gates(xp: tuple[Array], pre: tuple[Array], h: Array, *, activation: str | Callable = "tanh",
+              residual: bool = False) -> tuple[Array, Array]:
+  """The elementwise part of a vanilla RNN step, given the one block of xp and of pre = h @ W_h;
+  activation: a name (`ACTIVATIONS`) or a function; residual adds h before it."""
+  act = activation if callable(activation) else activation_fn(activation)
+  new_h = act(xp[0] + pre[0] + h if residual else xp[0] + pre[0])
   return new_h, new_h
 
 
-def rnn_step(params: dict[str, Array], h: Array, xp: Array, *, activation: str = "tanh",
-             hidden_mask: Array | None = None) -> tuple[Array, Array]:
+def rnn_step(params: dict[str, Array], h: Array, xp: Array, *, activation: str | Callable = "tanh",
+             residual: bool = False, hidden_mask: Array | None = None) -> tuple[Array, Array]:
   """One vanilla (Elman) RNN step, PyTorch nn.RNN form: h' = act(W_ih x + b_ih + W_hh h + b_hh).
+
+  With residual=True, h' = act(W_ih x + b + W_hh h + h) (`flax.linen.SimpleCell`'s pre-activation
+  residual, Kusupati et al. 2018 / arXiv:1801.06105).
 
   Args:
     params: input_kernel [D, H], recurrent_kernel [H, H], optional bias [H] (b_ih + b_hh).
     h: carry [B, H].
     xp: `project(params, x)`, [B, H].
-    activation: "tanh" (default) or "relu".
+    activation: "tanh" (default), "relu", "identity", or any elementwise function.
 
   Returns:
     (h', h').
   """
-  return rnn_gates((xp,), (recurrent_pre(params, h, hidden_mask),), h, activation=activation)
+  return rnn_gates((xp,), (recurrent_pre(params, h, hidden_mask),), h, activation=activation, residual=residual)
 
 
 # --- Variants for ablation ------------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""PyTorch <-> gru_jax weight conversion for torch.nn.GRU, LSTM and RNN.
+"""Weight conversion between gru_jax and PyTorch, Flax and Keras.
+
+This module holds PyTorch's (torch.nn.GRU, LSTM and RNN) and re-exports the others:
+`from_flax` / `to_flax` (Flax's linen and NNX cells, `gru_jax.flax_interop`) and `from_keras` /
+`to_keras` (Keras 3 GRU, LSTM, SimpleRNN, Bidirectional, `gru_jax.keras_interop`).
 
 `from_torch(m)` returns `(module, variables)`: a `Stacked` of the matching gru_jax layer (with
 `time_major = not m.batch_first`) whose outputs equal torch's. PyTorch keeps an input and a
@@ -16,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from gru_jax import layers, nnx
+from gru_jax.flax_interop import from_flax, to_flax  # noqa: F401  (re-exported)
+from gru_jax.keras_interop import carry_from_keras, carry_to_keras, from_keras, to_keras  # noqa: F401
 
 _INSTALL = "pip install torch==2.13.0 (the CPU build; any torch with nn.GRU works)"
 
@@ -121,6 +127,9 @@ def _torch_kind(template: layers.Recurrent) -> str:
     (kind == "gru" and not template.reset_after, "reset_after=False (torch.nn.GRU has only the reset_after=True form)"),
     (kind == "rnn" and getattr(template, "activation", None) not in ("tanh", "relu"),
      f"activation={getattr(template, 'activation', None)!r} (torch.nn.RNN has tanh and relu)"),
+    (kind == "rnn" and template.activation_fn is not None,
+     f"activation_fn={template.activation_fn!r} (torch.nn.RNN takes activation='tanh' or 'relu' by name)"),
+    (kind == "rnn" and template.residual, "residual=True (torch.nn.RNN has no residual connection)"),
     (template.learn_initial_carry, "learn_initial_carry=True (torch.nn modules have no learned initial carry)"),
     (template.recurrent_dropout, f"recurrent_dropout={template.recurrent_dropout} (torch.nn has no recurrent dropout)"),
     (template.zoneout, f"zoneout={template.zoneout} (torch.nn has no zoneout; its evaluation output differs)"),

@@ -175,10 +175,22 @@ class SimpleRNNCell(RecurrentCell):
 
   Attributes:
     activation: "tanh" (default), "relu" or "identity" (a linear RNN).
+    activation_fn: any elementwise function instead (`flax.linen.SimpleCell`'s field); still on
+      the fast path.
+    residual: h' = act(W_ih x + b + W_hh h + h), as `flax.linen.SimpleCell(residual=True)`.
   """
 
   activation: str = "tanh"
+  activation_fn: Callable | None = None
+  residual: bool = False
   spec_class: ClassVar[type[specs.CellSpec]] = specs.SimpleRNNSpec
+
+
+class SimpleCell(SimpleRNNCell):
+  """`flax.linen.SimpleCell`'s name for `SimpleRNNCell`: the same fields (`activation_fn`,
+  `residual`, initialisers, `carry_init`) and equations, for programs written for Flax's cell.
+  Parameters differ in layout only (one `input_kernel`, `recurrent_kernel` and `bias` here; Dense
+  modules `i` and `h` there: `gru_jax.interop.from_flax` converts)."""
 
 
 class GRUNoResetCell(RecurrentCell):
@@ -434,9 +446,12 @@ class SimpleRNN(Recurrent):
 
   Attributes:
     activation: "tanh" (default), "relu" or "identity" (a linear RNN).
+    activation_fn, residual: as `SimpleRNNCell`'s (Flax's `SimpleCell` fields).
   """
 
   activation: str = "tanh"
+  activation_fn: Callable | None = None
+  residual: bool = False
   cell_class: ClassVar[type[RecurrentCell]] = SimpleRNNCell
 
 

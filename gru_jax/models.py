@@ -62,7 +62,7 @@ def _nnx_stack(template: layers.Recurrent, in_features: int, stacking: dict) -> 
   """The NNX `Stacked` equal to `layers.Stacked(template, **stacking)`, as a linen submodule "rnn"."""
   return flax_nnx.bridge.to_linen(
     gj_nnx.Stacked, gj_nnx.nnx_class(template), in_features, template.features, **stacking,
-    **gj_nnx.layer_kwargs(template), name="rnn",
+    layer_options=gj_nnx.layer_kwargs(template), name="rnn",
   )
 
 

@@ -73,12 +73,20 @@ def _dropout_stream(rngs: nnx.Rngs | None, needed: bool):
 class RecurrentCell(nnx.RNNCellBase):
   """Base of the NNX cells: one step, `(carry, inputs) -> (carry, y)`, usable in `nnx.RNN`.
 
+  A drop-in for Flax's NNX cells (`nnx.GRUCell`, `nnx.LSTMCell`, `nnx.OptimizedLSTMCell`,
+  `nnx.SimpleCell`): the same positional (in_features, hidden size) and keyword arguments
+  (`hidden_features`, `gate_fn`, `activation_fn`, initialisers, `carry_init`, `dtype`,
+  `param_dtype`, `rngs`), the same `initialize_carry(input_shape, rngs, carry_init)`. The module
+  holds its parameters and nothing else: no RNG state (the `rngs` draw the parameters at
+  construction), so `nnx.state(cell)` is all `nnx.Param` and checkpoints as it is.
+
   Args:
     in_features: D, the last axis of the inputs.
-    features: H, the hidden size.
+    features: H, the hidden size (or `hidden_features=`, Flax's name).
     rngs: the `params` stream draws the parameters.
     dtype: computation dtype (None: inferred from inputs and params).
     param_dtype: dtype of the parameters.
+    carry_init: the default initializer of `initialize_carry` (zeros).
     sharding: parameter name -> partition spec axes, for `nnx.Param(out_sharding=...)`.
     **options: the cell's options (see its spec in `gru_jax.specs`) and kernel_init,
       recurrent_kernel_init, bias_init, use_bias.
@@ -86,14 +94,25 @@ class RecurrentCell(nnx.RNNCellBase):
 
   spec_class: ClassVar[type[specs.CellSpec]] = specs.CellSpec
 
-  def __init__(self, in_features: int, features: int, *, rngs: nnx.Rngs, dtype: Any = None,
-               param_dtype: Any = jnp.float32, sharding: Mapping[str, tuple] | None = None, **options):
+  def __init__(self, in_features: int, features: int | None = None, *, rngs: nnx.Rngs, hidden_features: int | None = None,
+               dtype: Any = None, param_dtype: Any = jnp.float32, carry_init: Callable | None = None,
+               sharding: Mapping[str, tuple] | None = None, **options):
     owner = type(self).__name__
     specs.check_positive_int(owner, "in_features", in_features)
+    if features is None and hidden_features is None:
+      raise TypeError(f"{owner}: give the hidden size, as features (the second argument) or hidden_features")
+    if features is not None and hidden_features is not None and features != hidden_features:
+      raise TypeError(f"{owner}: features={features} and hidden_features={hidden_features} name the same size twice")
+    features = hidden_features if features is None else features
     self.spec = _spec(owner, self.spec_class, features, options)
     self.in_features, self.features = in_features, features
-    self.dtype, self.param_dtype = dtype, param_dtype
+    self.dtype, self.param_dtype, self.carry_init = dtype, param_dtype, carry_init
     _declare(self, self.spec.param_specs(in_features), rngs, param_dtype, sharding)
+
+  @property
+  def hidden_features(self) -> int:
+    """Flax's name for `features`."""
+    return self.features
 
   def params(self) -> dict[str, Array]:
     """The parameters as a dict, in the layout of `gru_jax.cells`."""
@@ -103,16 +122,19 @@ class RecurrentCell(nnx.RNNCellBase):
     """One step: carry (leaves [..., H]) and inputs [..., D] -> (new carry, output [..., H])."""
     return recurrent.step(type(self).__name__, self.spec, self.params(), carry, inputs, self.dtype)
 
-  def initialize_carry(self, input_shape: tuple[int, ...], rngs: nnx.Rngs | None = None,
+  def initialize_carry(self, input_shape: tuple[int, ...], rngs: nnx.Rngs | nnx.RngStream | None = None,
                        carry_init: Callable | None = None) -> Carry:
     """The carry for inputs of `input_shape` ([..., D]): zeros, or `carry_init(key, shape, dtype)`
-    per leaf (drawn from `rngs.carry`)."""
+    per leaf (this call's carry_init, else the module's), with keys from the `carry` stream of
+    `rngs` (an `nnx.Rngs` or a stream, as `nnx.RNN` passes)."""
     zeros = self.spec.zero_carry(tuple(input_shape[:-1]), self.param_dtype)
+    carry_init = self.carry_init if carry_init is None else carry_init
     if carry_init is None:
       return zeros
     if rngs is None:
       raise ValueError(f"{type(self).__name__}: initialize_carry with carry_init needs rngs")
-    return jax.tree_util.tree_map(lambda z: carry_init(rngs.carry(), z.shape, z.dtype), zeros)
+    stream = rngs.carry if isinstance(rngs, nnx.Rngs) else rngs
+    return jax.tree_util.tree_map(lambda z: carry_init(stream(), z.shape, z.dtype), zeros)
 
   @property
   def num_feature_axes(self) -> int:
@@ -131,10 +153,20 @@ class LSTMCell(RecurrentCell):
   spec_class = specs.LSTMSpec
 
 
+class OptimizedLSTMCell(LSTMCell):
+  """`nnx.OptimizedLSTMCell`'s name for `LSTMCell` (one matmul per input and state already);
+  forget_bias=0.0 gives Flax's initial forget bias."""
+
+
 class SimpleRNNCell(RecurrentCell):
-  """Vanilla RNN cell (`gru_jax.specs.SimpleRNNSpec`): activation ("tanh"). Carry h."""
+  """Vanilla RNN cell (`gru_jax.specs.SimpleRNNSpec`): activation ("tanh") or activation_fn,
+  residual. Carry h."""
 
   spec_class = specs.SimpleRNNSpec
+
+
+class SimpleCell(SimpleRNNCell):
+  """`nnx.SimpleCell`'s name for `SimpleRNNCell` (activation_fn, residual)."""
 
 
 class GRUNoResetCell(RecurrentCell):
@@ -336,13 +368,16 @@ class Stacked(nnx.Module):
     num_layers, bidirectional, dropout, residual: as in `gru_jax.layers.Stacked` (dropout between
       layers draws from the `dropout` stream; `eval()` turns it off).
     rngs: draws the parameters (and the dropout masks).
+    layer_options: passed to every layer, as **layer_kwargs; for options whose names Stacked's own
+      arguments take (a SimpleRNN cell's `residual`).
     **layer_kwargs: passed to every layer (cell and layer options, dtype, ...).
   """
 
   def __init__(self, layer_class: type[Recurrent], in_features: int, features: int, *, rngs: nnx.Rngs,
                num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.0, residual: bool = False,
-               **layer_kwargs):
+               layer_options: Mapping[str, Any] | None = None, **layer_kwargs):
     specs.check_positive_int("Stacked", "num_layers", num_layers)
+    layer_kwargs = {**dict(layer_options or {}), **layer_kwargs}
     if not 0.0 <= dropout < 1.0:
       raise ValueError(f"Stacked: dropout must lie in [0, 1); got {dropout!r}")
     self.num_layers, self.bidirectional, self.residual = num_layers, bidirectional, residual
@@ -383,6 +418,7 @@ _LAYERS = {
   layers.MinLSTM: MinLSTM, layers.SRU: SRU,
 }
 _CELLS = {linen_layer.cell_class: nnx_layer.cell_class for linen_layer, nnx_layer in _LAYERS.items()}
+_CELLS.update({layers.OptimizedLSTMCell: OptimizedLSTMCell, layers.SimpleCell: SimpleCell})
 
 
 def linen_variables(module: nnx.Module) -> dict[str, Any]:
@@ -436,7 +472,7 @@ def from_linen(module, variables: dict[str, Any], *, rngs: nnx.Rngs | None = Non
   if isinstance(module, layers.Stacked):
     nnx_module = Stacked(nnx_class(module.layer), in_features, module.layer.features, rngs=rngs,
                          num_layers=module.num_layers, bidirectional=module.bidirectional, dropout=module.dropout,
-                         residual=module.residual, **layer_kwargs(module.layer))
+                         residual=module.residual, layer_options=layer_kwargs(module.layer))
   elif isinstance(module, layers.Bidirectional):
     make = lambda layer: nnx_class(layer)(in_features, layer.features, rngs=rngs, **layer_kwargs(layer))
     nnx_module = Bidirectional(make(module.forward_rnn), make(module.backward_rnn), merge=module.merge)

@@ -350,20 +350,34 @@ class SimpleRNNSpec(CellSpec):
 
   Attributes:
     activation: "tanh" (default), "relu" or "identity" (a linear RNN).
+    activation_fn: any elementwise function instead of `activation` (`flax.linen.SimpleCell`'s
+      field); give one or the other.
+    residual: h' = act(... + h), `flax.linen.SimpleCell`'s pre-activation residual.
   """
 
   activation: str = "tanh"
+  activation_fn: Callable | None = None
+  residual: bool = False
   cell_name: ClassVar[str] = "SimpleRNNCell"
 
   def __post_init__(self):
     cells.activation_fn(self.activation)
+    if self.activation_fn is not None and not callable(self.activation_fn):
+      raise TypeError(f"{self.cell_name}: activation_fn must be a function; got {self.activation_fn!r}")
+    if self.activation_fn is not None and self.activation != "tanh":
+      raise ValueError(f"{self.cell_name}: give activation (a name) or activation_fn (a function), not both; got "
+                       f"activation={self.activation!r} and activation_fn={self.activation_fn!r}")
     super().__post_init__()
 
+  def act(self) -> str | Callable:
+    """The activation: activation_fn when given, else the named one."""
+    return self.activation if self.activation_fn is None else self.activation_fn
+
   def step_fn(self):
-    return functools.partial(cells.rnn_step, activation=self.activation)
+    return functools.partial(cells.rnn_step, activation=self.act(), residual=self.residual)
 
   def gates_fn(self):
-    return functools.partial(cells.rnn_gates, activation=self.activation)
+    return functools.partial(cells.rnn_gates, activation=self.act(), residual=self.residual)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,8 +9,8 @@ import pytest
 
 import gru_jax as gj
 
-PAIRS = [(nn.GRUCell, gj.GRUCell), (nn.LSTMCell, gj.LSTMCell)]
-IDS = ["GRUCell", "LSTMCell"]
+PAIRS = [(nn.GRUCell, gj.GRUCell), (nn.LSTMCell, gj.LSTMCell), (nn.SimpleCell, gj.SimpleCell)]
+IDS = ["GRUCell", "LSTMCell", "SimpleCell"]
 
 
 class Seq2seq(nn.Module):
@@ -71,7 +71,9 @@ def test_in_nn_rnn_with_mixed_precision_lengths_and_return_carry(flax_cell, our_
   xs = jnp.asarray(np.random.default_rng(1).normal(size=(3, 5, 4)), jnp.float32)
   lengths = jnp.array([5, 2, 1])
   results = {}
-  for name, cell in (("flax", flax_cell), ("ours", our_cell)):
+  # Flax's own SimpleCell fails here (its bf16 step returns a bf16 carry into a float32 scan):
+  # ours is compared with the float32 carry and outputs the GRU and LSTM cells of both give.
+  for name, cell in (("flax", nn.GRUCell if flax_cell is nn.SimpleCell else flax_cell), ("ours", our_cell)):
     rnn = nn.RNN(cell(features=8, dtype=jnp.bfloat16, param_dtype=jnp.float32), return_carry=True)
     variables = rnn.init(jax.random.key(0), xs, seq_lengths=lengths)
     carry, ys = rnn.apply(variables, xs, seq_lengths=lengths)
@@ -106,27 +108,19 @@ def hard_tanh(x):
   return jnp.clip(x, -1.0, 1.0)
 
 
-@pytest.mark.parametrize("flax_cell, our_cell", PAIRS + [(nn.OptimizedLSTMCell, gj.OptimizedLSTMCell)],
-                         ids=IDS + ["OptimizedLSTMCell"])
+@pytest.mark.parametrize("flax_cell, our_cell", PAIRS[:2] + [(nn.OptimizedLSTMCell, gj.OptimizedLSTMCell)],
+                         ids=IDS[:2] + ["OptimizedLSTMCell"])
 def test_gate_fn_and_activation_fn_are_honoured_as_in_flax(flax_cell, our_cell, rng):
   """With Flax's fields set to other functions, our cell computes Flax's cell's step (Flax's
-  parameters copied into our fused layout), and the layer takes the reference path."""
+  parameters converted by `from_flax`), and the layer takes the reference path."""
   kwargs = dict(gate_fn=jax.nn.hard_sigmoid, activation_fn=hard_tanh)
   x = jnp.asarray(rng.normal(size=(3, 4)), jnp.float32)
   theirs = flax_cell(features=5, **kwargs)
   carry = jax.tree_util.tree_map(lambda c: c + 0.5, theirs.initialize_carry(jax.random.key(0), x.shape))
   flax_vars = theirs.init(jax.random.key(1), carry, x)
-  p = flax_vars["params"]
-  if flax_cell is nn.GRUCell:
-    params = {"input_kernel": jnp.concatenate([p[k]["kernel"] for k in ("ir", "iz", "in")], 1),
-              "recurrent_kernel": jnp.concatenate([p[k]["kernel"] for k in ("hr", "hz", "hn")], 1),
-              "bias": jnp.concatenate([p[k]["bias"] for k in ("ir", "iz", "in")]), "recurrent_bias_n": p["hn"]["bias"]}
-  else:  # LSTMCell and OptimizedLSTMCell: the same names, biases on the hidden side
-    params = {"input_kernel": jnp.concatenate([p[k]["kernel"] for k in ("ii", "if", "ig", "io")], 1),
-              "recurrent_kernel": jnp.concatenate([p[k]["kernel"] for k in ("hi", "hf", "hg", "ho")], 1),
-              "bias": jnp.concatenate([p[k]["bias"] for k in ("hi", "hf", "hg", "ho")])}
-  ours = our_cell(features=5, **kwargs)
-  new, y = ours.apply({"params": params}, carry, x)
+  ours, variables = gj.interop.from_flax(theirs, flax_vars)
+  assert type(ours) is our_cell
+  new, y = ours.apply(variables, carry, x)
   want_new, want_y = theirs.apply(flax_vars, carry, x)
   for a, b in zip(jax.tree_util.tree_leaves((new, y)), jax.tree_util.tree_leaves((want_new, want_y)), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

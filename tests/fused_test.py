@@ -74,7 +74,8 @@ OPTION_LAYERS = [
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("layer", [gj.GRU(H), gj.LSTM(H), gj.SimpleRNN(H, activation="relu"), gj.GRU(H, learn_initial_carry=True)]
+@pytest.mark.parametrize("layer", [gj.GRU(H), gj.LSTM(H), gj.SimpleRNN(H, activation="relu"), gj.GRU(H, learn_initial_carry=True),
+                                   gj.SimpleRNN(H, residual=True, activation_fn=jax.nn.soft_sign)]
                          + OPTION_LAYERS)
 @pytest.mark.parametrize("reverse", [False, True])
 def test_layer_custom_vjp_equals_autodiff(rng, layer, reverse):
