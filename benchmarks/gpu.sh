@@ -11,6 +11,11 @@
 #   cmdbuf    the same, with XLA command buffers (CUDA graphs) extended to loops and conditionals
 #   parallel  the parallel-scan cells (minGRU, minLSTM, SRU) against our sequential GRU, T to 4096
 #   grid      the issue's grid, B {1,8,32,128} x T {64,256,1024} x H {128,256,512}: ours, Flax, cuDNN
+#   kernel    the persistent Pallas GRU kernel (gru_jax/kernels/pallas_gru.py, Hopper only): its tests
+#             compiled on the device (TF32 tolerances; ptxas register and spill report), then
+#             benchmarks.kernel --quick (B=8, T=512, H=128, fp32 and bf16) against fused.scan and cuDNN
+#   scans     the linear-recurrence scans alone (benchmarks.scans): sequential, associative,
+#             log-space, chunked, at B=16, H=256, T to 4096
 #
 # Runs with the machine's own jax/flax/optax/torch (CUDA builds); gru_jax comes from this checkout.
 set -uo pipefail
@@ -41,6 +46,11 @@ variants="gru_jax.GRU,gru_jax.GRU[unroll=1],gru_jax.GRU[unroll=4],gru_jax.GRU[re
       grid)
         python3 -m benchmarks.speed --grid --repeats=5 --warmup=1 --models="gru_jax.GRU,flax.RNN(GRUCell),torch.nn.GRU" \
           --out="$OUT/gpu-$day-grid" ;;
+      kernel)
+        JAX_DEFAULT_MATMUL_PRECISION=highest MOSAIC_GPU_DUMP_PTXAS=1 timeout 200 python3 -m pytest -q -p no:cacheprovider \
+          tests/pallas_gru_test.py 2>&1 | grep -E "spill|Used|passed|failed|Error" | tail -30
+        timeout 330 python3 -m benchmarks.kernel --quick --out="$OUT/gpu-$day-kernel" ;;
+      scans) python3 -m benchmarks.scans --out="$OUT/gpu-$day-scans" ;;
       *) echo "unknown stage $stage"; exit 2 ;;
     esac
   done

@@ -16,7 +16,6 @@ with device, versions and date; ratios compare models measured in the same run.
 """
 
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -32,6 +31,7 @@ import optax
 from absl import app, flags
 
 import gru_jax as gj
+from benchmarks import report
 from gru_jax.models import matmul_flops as layer_matmul_flops
 
 _QUICK = flags.DEFINE_bool("quick", False, "A few small points.")
@@ -160,25 +160,26 @@ def jax_model(cell: str, make_layer: Callable[[], nn.Module], training: bool = F
     if memory is not None:
       total = memory.temp_size_in_bytes + memory.argument_size_in_bytes + memory.output_size_in_bytes
       mem_mb = total / 2**20
-    return run_step, run_forward, compile_s, mem_mb
+    return run_step, run_forward, compile_s, mem_mb, {}
 
   return cell, build
 
 
-def torch_model(cell: str):
+def torch_model(cell: str, dtype: str = "float32"):
   def build(b, t, d, h):
     import torch  # pylint: disable=g-import-not-at-top
 
     torch.set_num_threads(os.cpu_count() or 1)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    module = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell](d, h, batch_first=True).to(device)
-    xs = torch.randn(b, t, d, device=device)
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+    module = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell](d, h, batch_first=True).to(device=device, dtype=torch_dtype)
+    xs = torch.randn(b, t, d, device=device, dtype=torch_dtype)
     opt = torch.optim.Adam(module.parameters(), lr=1e-3)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def run_step():
       opt.zero_grad(set_to_none=True)
-      loss = (module(xs)[0] ** 2).mean()
+      loss = (module(xs)[0].float() ** 2).mean()
       loss.backward()
       opt.step()
       sync()
@@ -195,7 +196,9 @@ def torch_model(cell: str):
       torch.cuda.reset_peak_memory_stats()
       run_step()
       mem_mb = (torch.cuda.max_memory_allocated() - before) / 2**20
-    return run_step, run_forward, None, mem_mb
+    # What the peer ran: the kernels of one training step (on CUDA, cuDNN's RNN kernels among them).
+    kernels = report.launched_kernels(run_step, cuda=device == "cuda")
+    return run_step, run_forward, None, mem_mb, {"torch_kernels": kernels, "cudnn_rnn": report.cudnn_rnn_algorithm(kernels)}
 
   return cell, build
 
@@ -279,17 +282,17 @@ def run(plan, repeats, warmup) -> dict[str, Any]:
   table = models()
   rows = []
   for (b, t, d, h), names in plan:
-    built = [table[name][1](b, t, d, h) for name in names]  # (run_step, run_forward, compile_s, mem_mb)
+    built = [table[name][1](b, t, d, h) for name in names]  # (run_step, run_forward, compile_s, mem_mb, extra)
     train_times = interleaved_median_ms([m[0] for m in built], repeats, warmup)
     forward_times = interleaved_median_ms([m[1] for m in built], repeats, warmup)
-    for name, (_, _, compile_s, mem_mb), train_ms, forward_ms in zip(names, built, train_times, forward_times):
+    for name, (_, _, compile_s, mem_mb, extra), train_ms, forward_ms in zip(names, built, train_times, forward_times):
       cell = table[name][0]
       _, train_flops = matmul_flops(cell, b, t, d, h)
       gflops = train_flops / (train_ms * 1e-3) / 1e9
       rows.append({
         "model": name, "cell": cell, "B": b, "T": t, "D": d, "H": h, "train_ms": train_ms, "forward_ms": forward_ms,
         "train_gflops": gflops, "train_peak_fraction": gflops / env["matmul_peak_gflops"],
-        "compile_s": compile_s, ("torch_peak_mb" if name.startswith("torch") else "xla_memory_mb"): mem_mb,
+        "compile_s": compile_s, ("torch_peak_mb" if name.startswith("torch") else "xla_memory_mb"): mem_mb, **extra,
       })
       print(f"B={b} T={t} D={d} H={h} {name}: train {train_ms:.2f} ms, forward {forward_ms:.2f} ms, "
             f"{gflops:.1f} GFLOP/s", flush=True)
@@ -330,6 +333,10 @@ def markdown(result: dict[str, Any]) -> str:
       f"{r['train_gflops']:.1f} ({100 * r['train_peak_fraction']:.0f}%) | {speedups} | {fmt(r['compile_s'], '.2f')} | "
       f"{fmt(r.get('xla_memory_mb', r.get('torch_peak_mb')), '.1f')} |"
     )
+  algorithms = [(r, r["cudnn_rnn"]) for r in result["rows"] if r.get("cudnn_rnn")]
+  if algorithms:
+    lines += ["", "cuDNN RNN algorithm torch ran (from the kernels of one training step, `torch_kernels` in the json):", ""]
+    lines += [f"- B={r['B']} T={r['T']} H={r['H']} {r['model']}: {algorithm}" for r, algorithm in algorithms]
   return "\n".join(lines) + "\n"
 
 
@@ -368,12 +375,7 @@ def main(argv):
   env = result["environment"]
   suffix = "-parallel" if _PARALLEL_CELLS.value else "-options" if _OPTIONS.value else ""
   out = _OUT.value or os.path.join("benchmarks", "results", f"{env['backend']}-{env['date']}{suffix}")
-  os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-  with open(out + ".json", "w") as f:
-    json.dump(result, f, indent=2)
-  with open(out + ".md", "w") as f:
-    f.write(markdown(result))
-  print(markdown(result))
+  report.write_result(out, result, markdown(result))
 
 
 if __name__ == "__main__":

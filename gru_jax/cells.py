@@ -410,7 +410,7 @@ def mingru_step(params: dict[str, Array], h: Array, xp: Array) -> tuple[Array, A
     h' = (1 - z) ⊙ h + z ⊙ g(h~)         (g: `positive_g`)
 
   Params: input_kernel [D, 2H] (blocks z, h~), bias [2H]; no recurrent kernel. The layer trains it
-  with `gru_jax.parallel.log_space_scan`; this step is the sequential (inference) path.
+  with a parallel scan (`gru_jax.parallel`); this step is the sequential (inference) path.
   """
   del params
   a, b = mingru_coefficients(xp)

@@ -2,18 +2,24 @@
 
 When the gates depend on the input only (minGRU, minLSTM, the 2017 SRU), a_t and b_t are known for
 every step before the loop, and the T steps compose associatively: (a1, b1) then (a2, b2) is
-(a1 a2, a2 b1 + b2). Two ways to run them in O(log T) depth instead of T sequential steps:
+(a1 a2, a2 b1 + b2). Ways to run them in far fewer than T sequential steps:
 
 - `linear_scan`: `jax.lax.associative_scan` over (a, b) pairs; any signs (the SRU's state).
 - `log_space_scan`: Feng et al. 2024 ("Were RNNs All We Needed?", Heinsen 2023): with b_t > 0,
   log h_t = a*_t + logcumsumexp_{k<=t}(log b_k - a*_k), where a*_t = cumsum log a; a cumulative sum
   and a cumulative logsumexp, stable where the products of many a_t underflow. Run in chunks
   chained by `linear_scan`, which keeps float32 precision at long T.
+- `chunked_scan`: the loop itself within chunks of a few dozen steps, all chunks at once, and a
+  short scan over the chunks' carries (depth chunk + O(log(T / chunk))); linear space, any signs,
+  the loop's float32 error; `chunked_scan_from_logs` for coefficients given in log space.
 
-Both are time-major ([T, B, H]) and take the initial state h0 [B, H] separately, so it may have any
+All are time-major ([T, B, H]) and take the initial state h0 [B, H] separately, so it may have any
 sign and may be zero; the returned states are h_1 .. h_T. The readable reference is the sequential
-loop `h = a_t * h + b_t`; the tests check both scans against it.
+loop `h = a_t * h + b_t`; the tests check every scan against it (values and gradients).
 """
+
+import functools
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -21,14 +27,15 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
-def sequential_scan(a: Array, b: Array, h0: Array) -> Array:
-  """The reference: h_t = a_t ⊙ h_{t-1} + b_t, step by step with `lax.scan`. Returns [T, B, H]."""
+def sequential_scan(a: Array, b: Array, h0: Array, *, unroll: int | bool = 1, reverse: bool = False) -> Array:
+  """The reference: h_t = a_t ⊙ h_{t-1} + b_t, step by step with `lax.scan`. Returns [T, B, H].
+  reverse: h_t = a_t ⊙ h_{t+1} + b_t from h_{T+1} = h0."""
 
   def step(h, ab):
     h = ab[0] * h + ab[1]
     return h, h
 
-  return jax.lax.scan(step, h0, (a, b))[1]
+  return jax.lax.scan(step, h0, (a, b), unroll=unroll, reverse=reverse)[1]
 
 
 def linear_scan(a: Array, b: Array, h0: Array) -> Array:
@@ -72,6 +79,132 @@ def log_space_scan(log_a: Array, log_b: Array, h0: Array, *, chunk: int | None =
   starts = jnp.concatenate([h0[None], ends[:-1]], axis=0)
   hs = decay * starts[None] + local  # [chunk, N, ...]
   return jnp.moveaxis(hs, 1, 0).reshape((num_chunks * chunk,) + hs.shape[2:])[:num_steps]
+
+
+def chunked_scan(a: Array, b: Array, h0: Array, *, chunk: int = 64, unroll: int | bool = 1,
+                 carry_scan: Callable[[Array, Array, Array], Array] | None = None, custom_vjp: bool = False) -> Array:
+  """h_t = a_t ⊙ h_{t-1} + b_t in chunks of `chunk` steps, in linear space. Returns [T, B, H].
+
+  The T steps are cut into N = ceil(T / chunk) chunks. One `lax.scan` over the `chunk` positions
+  runs all N chunks at once (state [N, B, H]), each from a zero state, and also carries the
+  chunk's cumulative decay (the product of its a's):
+
+    local_t = a_t ⊙ local_{t-1} + b_t  (local = 0 at the chunk's start),  decay_t = a_t ⊙ decay_{t-1}
+
+  so that h_t = decay_t ⊙ (state at the chunk's start) + local_t. The chunk-end pairs (decay,
+  local) are themselves a linear recurrence over N steps, run by `carry_scan` (`linear_scan` by
+  default; `sequential_scan` also fits) from h0 to give every chunk's start. Depth chunk + O(log N).
+
+  Any signs of a, b and h0 (the SRU's state), and only products of the a's (no logs, no
+  division): the float32 error is that of the sequential loop (benchmarks/scans.py's accuracy
+  table). A product that underflows to 0 is a decay below 1e-38, where the state at the chunk's
+  start no longer counts. T not divisible by `chunk` is padded with identity steps (a = 1, b = 0),
+  dropped again; `chunk >= T` is the sequential loop from h0. `unroll` goes to the scans over the
+  chunk's positions.
+
+  Gradients: by autodiff through the `lax.scan` (default), or, with `custom_vjp=True`, by the
+  adjoint recurrence g_t = dL/dh_t + a_{t+1} ⊙ g_{t+1} (dL/db_t = g_t, dL/da_t = g_t ⊙ h_{t-1},
+  dL/dh0 = a_1 ⊙ g_1), itself a chunked scan, backwards in time; that forward runs in two passes
+  (chunk-end states from zero, then each chunk again from its true start, which gives h directly)
+  and keeps only h for the backward pass (reverse mode only: no `jax.jvp` through it).
+  """
+  if chunk < 1:
+    raise ValueError(f"chunked_scan: chunk={chunk} must be >= 1")
+  carry_scan = carry_scan or linear_scan
+  if custom_vjp:
+    return _chunked_scan_vjp(a, b, h0, chunk, unroll, carry_scan)
+  num_steps = a.shape[0]
+  if num_steps <= chunk:
+    return sequential_scan(a, b, h0, unroll=unroll)
+  a, b, split, merge = _chunks(a, b, chunk)
+
+  def step(carry, ab):
+    local, decay = carry
+    a_t, b_t = ab
+    local, decay = a_t * local + b_t, a_t * decay
+    return (local, decay), (local, decay)
+
+  # The first position starts from (local, decay) = (0, 1): (b_1, a_1), no arithmetic.
+  a, b = split(a), split(b)
+  _, (local, decay) = jax.lax.scan(step, (b[0], a[0]), (a[1:], b[1:]), unroll=unroll)
+  local = jnp.concatenate([b[:1], local], axis=0)
+  decay = jnp.concatenate([a[:1], decay], axis=0)
+  ends = carry_scan(decay[-1, :-1], local[-1, :-1], h0)  # the end states of chunks 1 .. N-1
+  starts = jnp.concatenate([h0[None], ends], axis=0)  # [N, B, H]
+  return merge(decay * starts[None] + local)[:num_steps]
+
+
+def chunked_scan_from_logs(log_a: Array, log_b: Array, h0: Array, **kwargs) -> Array:
+  """`chunked_scan` (same keyword arguments) of a = exp(log a), b = exp(log b): for the minGRU and
+  minLSTM, whose coefficients `gru_jax.cells.mingru_log_coefficients` / `minlstm_log_coefficients`
+  give in log space. Returns [T, B, H].
+
+  The exp is safe there in float32: log a = -softplus(.) <= 0, so a is in [0, 1] (0 only where the
+  gate's a is below 1e-45, where the old state no longer counts); log b = log z + log g(h~) <=
+  log(h~ + 1/2), at most log(float32 max) ~ 88.7 for a finite h~, so b = z g(h~) is as finite as h~
+  (b is the b of `mingru_coefficients` / `minlstm_coefficients`, up to rounding). Where a rounds to
+  1 (a gate below about 3e-8) the decay over the chunk is 1, as in the sequential loop in linear space;
+  the log-space scan's cumulative sum of log a keeps such decays.
+  """
+  return chunked_scan(jnp.exp(log_a), jnp.exp(log_b), h0, **kwargs)
+
+
+def _chunks(a: Array, b: Array, chunk: int):
+  """(a, b) padded with identity steps to a multiple of `chunk`, split: [T', ...] -> [chunk, N, ...],
+  and merge, its inverse."""
+  pad = -a.shape[0] % chunk
+  if pad:  # identity steps after the end (in either direction of time: they keep the state)
+    widths = [(0, pad)] + [(0, 0)] * (a.ndim - 1)
+    a = jnp.pad(a, widths, constant_values=1)
+    b = jnp.pad(b, widths)
+  num_chunks = a.shape[0] // chunk
+  split = lambda x: jnp.moveaxis(x.reshape((num_chunks, chunk) + x.shape[1:]), 0, 1)
+  merge = lambda x: jnp.moveaxis(x, 1, 0).reshape((num_chunks * chunk,) + x.shape[2:])
+  return a, b, split, merge
+
+
+def _two_pass(a: Array, b: Array, h0: Array, chunk: int, unroll, carry_scan, reverse: bool) -> Array:
+  """The chunked scan without per-step decays: pass 1 gives each chunk's end state from zero (and
+  its decay, a product of the a's); the carries give each chunk's start; pass 2 runs each chunk from
+  its start. reverse: h_t = a_t ⊙ h_{t+1} + b_t from h_{T+1} = h0, the states h_1 .. h_T."""
+  num_steps = a.shape[0]
+  if num_steps <= chunk:
+    return sequential_scan(a, b, h0, unroll=unroll, reverse=reverse)
+  a, b, split, merge = _chunks(a, b, chunk)  # backwards, the identity steps come first and keep h0
+  a, b = split(a), split(b)
+
+  def local_step(local, ab):
+    return ab[0] * local + ab[1], None
+
+  local, _ = jax.lax.scan(local_step, jnp.zeros_like(b[0]), (a, b), unroll=unroll, reverse=reverse)  # [N, B, H]
+  decay = jnp.prod(a, axis=0)
+  if reverse:
+    ends = carry_scan(decay[:0:-1], local[:0:-1], h0)[::-1]  # the states after chunks N-1 .. 1 (backwards)
+    starts = jnp.concatenate([ends, h0[None]], axis=0)
+  else:
+    starts = jnp.concatenate([h0[None], carry_scan(decay[:-1], local[:-1], h0)], axis=0)
+  return merge(sequential_scan(a, b, starts, unroll=unroll, reverse=reverse))[:num_steps]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _chunked_scan_vjp(a, b, h0, chunk, unroll, carry_scan):
+  return _two_pass(a, b, h0, chunk, unroll, carry_scan, reverse=False)
+
+
+def _chunked_scan_fwd(a, b, h0, chunk, unroll, carry_scan):
+  hs = _two_pass(a, b, h0, chunk, unroll, carry_scan, reverse=False)
+  return hs, (a, hs, h0)
+
+
+def _chunked_scan_bwd(chunk, unroll, carry_scan, residuals, g_hs):
+  a, hs, h0 = residuals
+  a_next = jnp.concatenate([a[1:], jnp.zeros_like(a[:1])], axis=0)
+  g = _two_pass(a_next, g_hs, jnp.zeros_like(h0), chunk, unroll, carry_scan, reverse=True)  # dL/dh_t, all paths
+  h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+  return g * h_prev, g, a[0] * g[0]
+
+
+_chunked_scan_vjp.defvjp(_chunked_scan_fwd, _chunked_scan_bwd)
 
 
 def _cumlogsumexp(x: Array) -> Array:

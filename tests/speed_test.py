@@ -28,6 +28,18 @@ def test_speed_suite_runs_on_a_tiny_grid(tmp_path):
   assert ours["xla_memory_mb"] > 0 and ours["compile_s"] > 0
   assert {"jax", "flax", "torch", "date", "matmul_peak_gflops"} <= set(data["environment"])
   assert "| 2 | 5 | 3 | 4 | gru_jax.GRU |" in (tmp_path / "speed.md").read_text()
+  torch_row = data["rows"][3]  # what the peer ran: on the CPU, torch's operators (no cuDNN)
+  assert "aten::gru" in torch_row["torch_kernels"] and torch_row["cudnn_rnn"] is None
+
+
+def test_the_cudnn_algorithm_is_read_from_the_kernel_names():
+  from benchmarks import report
+
+  persistent = ["ampere_sgemm_32x32_sliced1x4_tn", "void RNN_blockPersist_fp_GRU<float, float, float>(...)"]
+  standard = ["void elemWiseRNNcell<float, float, float, (cudnnRNNMode_t)3>(...)", "sm90_xmma_gemm_f32f32"]
+  assert report.cudnn_rnn_algorithm(persistent) == "persistent"
+  assert report.cudnn_rnn_algorithm(standard) == "standard"
+  assert report.cudnn_rnn_algorithm(["aten::gru", "aten::linear"]) is None
 
 
 def test_speed_suite_rejects_bad_points(tmp_path):
@@ -61,3 +73,18 @@ def test_scaling_benchmark_runs_on_simulated_devices_and_agrees(tmp_path):
   assert [r["devices"] for r in rows] == [1, 4] and all(r["examples_per_s"] > 0 for r in rows)
   assert abs(rows[0]["final_loss"] - rows[1]["final_loss"]) <= 1e-5 * abs(rows[0]["final_loss"])
   assert "| 4 | 8 | 3 |" in (tmp_path / "scaling.md").read_text()
+
+
+@pytest.mark.slow
+def test_scan_benchmark_runs_tiny(tmp_path):
+  """benchmarks.scans on a tiny point: every scan, and its accuracy table. (benchmarks.kernel, a
+  GPU script, runs anywhere with --interpret; it is left out here for the suite's time: its kernel
+  is tests/pallas_gru_test.py's.)"""
+  scans = subprocess.run(
+    [sys.executable, "-m", "benchmarks.scans", "--T=24", "--batch=2", "--hidden=8", "--accuracy_T=40", "--repeats=1",
+     "--warmup=0", f"--out={tmp_path / 'scans'}"], cwd=ROOT, capture_output=True, text=True,
+  )
+  assert scans.returncode == 0, scans.stderr
+  data = json.loads((tmp_path / "scans.json").read_text())
+  assert {"sequential", "linear", "log_space", "chunked[16]"} <= {r["scan"] for r in data["rows"]}
+  assert all(row["finite"] and row["h_error"] < 1e-3 for row in data["accuracy"])
