@@ -98,12 +98,16 @@ def _to_per_gate(kind: str, params: dict[str, Any], hidden: int) -> dict[str, di
 
 
 def _fields(kind: str, cell) -> dict[str, Any]:
-  """The gru_jax cell's fields equal to a Flax cell's (linen or NNX)."""
-  out = {name: getattr(cell, name) for name in ("dtype", "param_dtype", "activation_fn") if hasattr(cell, name)}
+  """The gru_jax cell's fields equal to a Flax cell's (linen or NNX; carry_init is the caller's)."""
+  out = {name: getattr(cell, name) for name in ("dtype", "param_dtype", "activation_fn")}
   if kind != "rnn":
     out["gate_fn"] = cell.gate_fn
   else:
     out["residual"] = cell.residual
+    named = {fn: name for name, fn in cells.ACTIVATIONS.items()}.get(out["activation_fn"])
+    if named is not None:  # tanh and relu by name, as torch.nn.RNN and our SimpleRNN name them
+      out["activation"] = named
+      del out["activation_fn"]
   if kind == "lstm":
     out["forget_bias"] = 0.0
   return out
@@ -154,7 +158,8 @@ def _from_nnx(cell):
     params["bias"] = _value(cell.dense_h.bias if kind == "lstm" else cell.dense_i.bias)
     if kind == "gru":
       params["recurrent_bias_n"] = np.zeros((cell.hidden_features,), params["bias"].dtype)
-  ours = our_class(cell.in_features, cell.hidden_features, rngs=flax_nnx.Rngs(0), **_fields(kind, cell))
+  ours = our_class(cell.in_features, cell.hidden_features, rngs=flax_nnx.Rngs(0), carry_init=cell.carry_init,
+                   **_fields(kind, cell))
   for name, value in params.items():
     getattr(ours, name).set_value(jnp.asarray(value, ours.param_dtype))
   return ours
@@ -222,8 +227,9 @@ def _to_nnx(cell):
     raise ValueError(f"to_flax: {type(cell).__name__} with a nonzero recurrent_bias_n (flax.nnx.GRUCell has no bias on "
                      "h @ W_hn; flax.linen.GRUCell has one: convert the linen cell instead)")
   flax_class = _TO_NNX[type(cell)]
+  carry_init = {} if cell.carry_init is None else {"carry_init": cell.carry_init}  # Flax warns when given
   out = flax_class(cell.in_features, cell.features, rngs=flax_nnx.Rngs(0), dtype=cell.dtype,
-                   param_dtype=cell.param_dtype, **_flax_fields(kind, cell.spec))
+                   param_dtype=cell.param_dtype, **carry_init, **_flax_fields(kind, cell.spec))
   dtype = jnp.dtype(cell.param_dtype)
   hidden = cell.features
   bias = params.get("bias", np.zeros((params["input_kernel"].shape[-1],), dtype))

@@ -464,6 +464,11 @@ def _input_kernel(params: dict) -> Array:
   return params["input_kernel"]
 
 
+def _nnx_carry_init(linen_carry_init: Callable) -> Callable | None:
+  """The NNX cell's carry_init for a linen cell's: None (zeros) for linen's default, zeros."""
+  return None if linen_carry_init is layers.RecurrentCell.carry_init else linen_carry_init
+
+
 def from_linen(module, variables: dict[str, Any], *, rngs: nnx.Rngs | None = None) -> nnx.Module:
   """The NNX module equal to a gru_jax linen layer (`GRU`, ...), `Bidirectional` of two, or `Stacked`,
   holding `variables`' parameters. `rngs` seeds the dropout streams (default `nnx.Rngs(0)`)."""
@@ -480,7 +485,8 @@ def from_linen(module, variables: dict[str, Any], *, rngs: nnx.Rngs | None = Non
     cell_spec = module.spec()
     options = {f.name: getattr(cell_spec, f.name) for f in dataclasses.fields(cell_spec) if f.name != "features"}
     nnx_module = _CELLS[type(module)](in_features, module.features, rngs=rngs, dtype=module.dtype,
-                                      param_dtype=module.param_dtype, **options)
+                                      param_dtype=module.param_dtype, carry_init=_nnx_carry_init(module.carry_init),
+                                      **options)
   else:
     nnx_module = nnx_class(module)(in_features, module.features, rngs=rngs, **layer_kwargs(module))
   load_linen_variables(nnx_module, variables)
@@ -506,7 +512,8 @@ def to_linen(module: nnx.Module) -> tuple[nnx.Module, dict[str, Any]]:
   elif isinstance(module, RecurrentCell):
     linen_class = {v: k for k, v in _CELLS.items()}[type(module)]
     fields = {f.name: getattr(module.spec, f.name) for f in dataclasses.fields(module.spec)}
-    linen_module = linen_class(**fields, dtype=module.dtype, param_dtype=module.param_dtype)
+    carry_init = {} if module.carry_init is None else {"carry_init": module.carry_init}
+    linen_module = linen_class(**fields, dtype=module.dtype, param_dtype=module.param_dtype, **carry_init)
   elif isinstance(module, Recurrent):
     linen_module = _linen_layer(module)
   else:

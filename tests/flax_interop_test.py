@@ -46,8 +46,8 @@ def test_linen_round_trip_equals_flax(name):
   back, back_vars = interop.to_flax(cell, variables)
   assert type(back) is type(theirs)
   jax.tree_util.tree_map(np.testing.assert_array_equal, back_vars["params"], flax_vars["params"]["cell"])
-  assert (back.gate_fn if hasattr(back, "gate_fn") else back.activation_fn) is (
-    theirs.gate_fn if hasattr(theirs, "gate_fn") else theirs.activation_fn)
+  np.testing.assert_array_equal(nn.RNN(back).apply({"params": {"cell": back_vars["params"]}}, xs(2)),
+                                rnn.apply(flax_vars, xs(2)))  # the fields came back too (gate_fn, residual, ...)
 
 
 def test_our_layer_norm_free_cells_without_bias_convert_with_zero_biases():
@@ -61,7 +61,7 @@ def test_our_layer_norm_free_cells_without_bias_convert_with_zero_biases():
 
 NNX = {
   "GRUCell": lambda: nnx.GRUCell(D, H, rngs=nnx.Rngs(0)),
-  "LSTMCell": lambda: nnx.LSTMCell(D, H, rngs=nnx.Rngs(0)),
+  "LSTMCell": lambda: nnx.LSTMCell(D, H, rngs=nnx.Rngs(0), carry_init=nnx.initializers.normal(1.0)),
   "OptimizedLSTMCell": lambda: nnx.OptimizedLSTMCell(D, H, rngs=nnx.Rngs(0)),
   "SimpleCell": lambda: nnx.SimpleCell(D, H, residual=True, rngs=nnx.Rngs(0)),
 }
@@ -76,9 +76,10 @@ def test_nnx_round_trip_equals_flax(name):
   assert type(ours) is getattr(gj.nnx, name)
   np.testing.assert_allclose(nnx.RNN(ours)(xs(4)), nnx.RNN(theirs)(xs(4)), **TOL)
   back = interop.to_flax(ours)
-  assert type(back) is type(theirs)
+  assert type(back) is type(theirs) and ours.carry_init is theirs.carry_init and back.carry_init is theirs.carry_init
   jax.tree_util.tree_map(np.testing.assert_array_equal, nnx.to_pure_dict(nnx.state(back, nnx.Param)),
                          nnx.to_pure_dict(nnx.state(theirs, nnx.Param)))
+  np.testing.assert_array_equal(nnx.RNN(back)(xs(4)), nnx.RNN(theirs)(xs(4)))
 
 
 def test_what_flax_cannot_hold_is_refused_by_name():
@@ -105,12 +106,17 @@ def test_our_nnx_cells_are_drop_ins_for_flax_nnx_cells_and_hold_no_rng_state(tmp
   """Written as for nnx.GRUCell: hidden_features, carry_init at initialize_carry, nnx.RNN with
   return_carry; the module's state is its parameters only, and it checkpoints with orbax."""
   for flax_class, our_class in ((nnx.GRUCell, gj.nnx.GRUCell), (nnx.LSTMCell, gj.nnx.LSTMCell)):
+    theirs = flax_class(in_features=D, hidden_features=H, rngs=nnx.Rngs(0))
+    ours = our_class(in_features=D, hidden_features=H, rngs=nnx.Rngs(0))
+    for name, value in interop.from_flax(theirs).params().items():  # Flax's weights, our class as written
+      getattr(ours, name).set_value(value)
     results = {}
-    for name, cls in (("flax", flax_class), ("ours", our_class)):
-      cell = cls(in_features=D, hidden_features=H, rngs=nnx.Rngs(0))
+    for name, cell in (("flax", theirs), ("ours", ours)):
       carry = cell.initialize_carry((B, D), nnx.Rngs(carry=1), carry_init=nnx.initializers.normal(1.0))
-      results[name] = jax.tree_util.tree_map(jnp.shape, (carry, nnx.RNN(cell, return_carry=True)(xs(), initial_carry=carry)))
-    assert results["ours"] == results["flax"]
+      results[name] = (carry, nnx.RNN(cell, return_carry=True)(xs(), initial_carry=carry))
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), results["ours"], results["flax"])
+  made = gj.nnx.GRUCell(D, H, rngs=nnx.Rngs(0), carry_init=nnx.initializers.ones)  # carry_init at construction
+  np.testing.assert_array_equal(made.initialize_carry((B, D), nnx.Rngs(carry=0)), jnp.ones((B, H)))
   cell = gj.nnx.LSTMCell(D, hidden_features=H, rngs=nnx.Rngs(0))
   variables = [v for _, v in nnx.graph.iter_graph(cell) if isinstance(v, nnx.Variable)]
   assert len(variables) == 3 and all(isinstance(v, nnx.Param) for v in variables)  # kernels and bias; no RngState
@@ -135,3 +141,13 @@ def test_simple_cell_options_survive_the_stack_and_the_nnx_front_end():
   np.testing.assert_allclose(twin(xs(6)), stack.apply(variables, xs(6)), **TOL)
   plain = stack.clone(layer=gj.SimpleRNN(D))
   assert not np.allclose(plain.apply(variables, xs(6)), stack.apply(variables, xs(6)))
+
+
+def test_carry_init_crosses_the_linen_nnx_converters():
+  init = nn.initializers.normal(1.0)
+  for linen_cell, want in ((gj.GRUCell(H, carry_init=init), init), (gj.GRUCell(H), None)):
+    variables = linen_cell.init(jax.random.key(0), jnp.zeros((B, H)), jnp.zeros((B, D)))
+    twin = gj.nnx.from_linen(linen_cell, variables)
+    assert twin.carry_init is want
+    back, _ = gj.nnx.to_linen(twin)
+    assert back.carry_init is (want or gj.GRUCell.carry_init)

@@ -125,7 +125,8 @@ REFUSED = [
   ("gru_no_reset", {}), ("mgu", {}), ("cifg_lstm", {}), ("peephole_lstm", {}), ("mingru", {}),
   ("minlstm", {}), ("sru", {}), ("gru", {"layer_norm": True}), ("lstm", {"layer_norm": True}),
   ("gru", {"reset_after": False}), ("rnn", {"activation": "identity"}), ("gru", {"learn_initial_carry": True}),
-  ("lstm", {"recurrent_dropout": 0.1}), ("rnn", {"zoneout": 0.2}),
+  ("lstm", {"recurrent_dropout": 0.1}), ("rnn", {"zoneout": 0.2}), ("rnn", {"residual": True}),
+  ("rnn", {"activation_fn": jax.nn.relu}),
 ]
 
 

@@ -220,6 +220,7 @@ TO_KERAS_REFUSED = {
   "gate_fn='<lambda>'": layers.LSTM(H, gate_fn=lambda v: jax.nn.sigmoid(2 * v)),
   "PeepholeLSTM has no Keras equivalent": layers.PeepholeLSTM(H),
   "residual=True": layers.Stacked(layers.GRU(H), num_layers=2, residual=True),
+  "SimpleRNN with residual=True": layers.SimpleRNN(H, residual=True),
   "num_layers > 1 and return_state=True": layers.Stacked(layers.GRU(H), num_layers=2),
 }
 

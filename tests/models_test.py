@@ -58,6 +58,7 @@ def test_registry_layers_are_the_public_ones():
 @pytest.mark.parametrize("kwargs", [
   dict(cell="lstm", num_layers=2, bidirectional=True, cell_kwargs={"layer_norm": True}),
   dict(cell="sru", head="each"),
+  dict(cell="rnn", num_layers=2, residual=True, cell_kwargs={"residual": True}),  # the cell's and the stack's
   dict(cell="gru", learn_initial_carry=True, zoneout=0.1, residual=True, num_layers=2, features=3),
   dict(cell="gru", input_vocab=7, embed_features=3),
 ])

@@ -85,3 +85,11 @@ def test_readme_insight_table_is_the_committed_summaries():
   for s in summaries.values():
     row = f"| {s['grad_norm_last_step']:.3g} | {s['grad_norm_first_step']:.3g} | {s['to_end_first_step']:.3g} |"
     assert row in table, row
+
+
+def test_readme_seq2seq_figures_are_the_committed_summary():
+  summary = (README.parent / "docs" / "results" / "flax_seq2seq" / "summary.md").read_text()
+  accuracy = {row.split("|")[1].strip(): row.split("|")[2].strip() for row in summary.split("\n") if row.startswith("| ")}
+  text = " ".join(README.read_text().split())
+  assert (f"LSTM {accuracy['ours_lstm']} ours against {accuracy['flax_lstm']} Flax's; GRU {accuracy['ours_gru']} "
+          f"against {accuracy['flax_gru']}") in text
