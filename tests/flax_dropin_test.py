@@ -132,3 +132,17 @@ def test_gate_fn_and_activation_fn_are_honoured_as_in_flax(flax_cell, our_cell, 
   assert not np.allclose(layer.apply(variables, xs), fast.apply(variables, xs))  # the functions are used
   with pytest.raises(ValueError, match="gate_fn and activation_fn other than sigmoid and tanh"):
     gj.CIFGLSTMCell(4, gate_fn=jax.nn.hard_sigmoid)
+
+
+@pytest.mark.parametrize("flax_cell, our_cell", PAIRS, ids=IDS)
+def test_in_a_hand_written_nn_scan_as_flax_documents_it(flax_cell, our_cell):
+  """`nn.scan` over the cell class, as Flax's docs write it, gives nn.RNN's outputs, for ours as
+  for Flax's."""
+  xs = jnp.asarray(np.random.default_rng(2).normal(size=(3, 5, 4)), jnp.float32)
+  for cls in (flax_cell, our_cell):
+    scanned = nn.scan(cls, variable_broadcast="params", split_rngs={"params": False}, in_axes=1, out_axes=1)(features=6)
+    carry = cls(features=6).initialize_carry(jax.random.key(0), xs[:, 0].shape)
+    variables = scanned.init(jax.random.key(1), carry, xs)
+    _, ys = scanned.apply(variables, carry, xs)
+    assert ys.shape == (3, 5, 6)
+    np.testing.assert_allclose(ys, nn.RNN(cls(features=6)).apply({"params": {"cell": variables["params"]}}, xs), atol=1e-6)
