@@ -17,14 +17,14 @@ both sides, so only the gate blocks and the biases move:
 
 Options: Keras' activation / recurrent_activation become gru_jax's activation_fn / gate_fn when
 they are one of `ACTIVATIONS` (the JAX function equal to Keras 3's; SimpleRNN: tanh, relu,
-linear by name, the others of `ACTIVATIONS` as activation_fn), use_bias is use_bias, Bidirectional merge_mode "concat" and "sum" are merge, the dtype
+linear by name, the others of `ACTIVATIONS` as activation_fn), use_bias is use_bias, Bidirectional merge_mode "concat", "sum", "mul" and "ave" are merge, the dtype
 policy gives dtype and param_dtype, SimpleRNN's recurrent_dropout (one mask per sequence on h
 where it enters the matmul, as gru_jax's) is recurrent_dropout, and Dropout layers between the
 layers of a Sequential are Stacked's dropout. Initialisers, seed, unroll, use_cudnn and
 implementation do not change the function and are left. Everything else that changes it raises a
 ValueError naming the Keras attribute and its value: stateful=True, go_backwards=True (except in
 the backward half of a Bidirectional: gru_jax's `reverse` keeps outputs aligned, Keras' reverses
-them), other activations, merge_mode "mul" / "ave" / None. The training-only options that
+them), other activations, merge_mode None (two outputs). The training-only options that
 gru_jax's layers lack (input dropout, the GRU's and LSTM's recurrent_dropout, whose Keras masks
 differ per gate, regularizers and constraints) are refused too, unless
 `drop_training_options=True`, which leaves them out (evaluation outputs are unchanged).
@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gru_jax import layers, nnx
+from gru_jax import layers, nnx, recurrent
 
 _INSTALL = "pip install keras==3.15.1 (Keras 3 with its JAX backend; TensorFlow is not needed)"
 
@@ -193,8 +193,8 @@ def _layer_from_keras(keras, layer, drop: bool, backward: bool = False) -> tuple
 
 def _bidirectional_from_keras(keras, layer, drop: bool) -> tuple[layers.Bidirectional, dict[str, Any]]:
   _refuse("from_keras", f"keras.layers.Bidirectional {layer.name!r}", [
-    (layer.merge_mode not in ("concat", "sum"),
-     f"merge_mode={layer.merge_mode!r} (gru_jax's Bidirectional merges by 'concat' or 'sum')"),
+    (layer.merge_mode not in recurrent.MERGES,
+     f"merge_mode={layer.merge_mode!r} (gru_jax's Bidirectional merges by {list(recurrent.MERGES)})"),
     (layer.forward_layer.go_backwards, "a forward_layer with go_backwards=True (gru_jax runs the first layer forward)"),
     (not drop and layer.activity_regularizer,
      f"activity_regularizer={layer.activity_regularizer!r} (training only; drop_training_options=True leaves it out)"),
@@ -369,7 +369,7 @@ def to_keras(module, variables: dict[str, Any] | None = None, *, return_sequence
   Only what Keras holds exactly converts: GRU (both reset_after), LSTM and SimpleRNN (tanh, relu
   or identity), with gate_fn / activation_fn among `ACTIVATIONS`, batch-major, without layer
   norm, learned initial carries or zoneout (recurrent_dropout on SimpleRNN only); Bidirectional
-  with merge "concat" or "sum". A Stacked of one layer gives that layer (a Bidirectional when
+  with any merge. A Stacked of one layer gives that layer (a Bidirectional when
   bidirectional); of more, a built `keras.Sequential` with a Dropout between layers when
   `dropout` (residual=True is refused). Everything else raises a ValueError naming it. An NNX
   module (`gru_jax.nnx`) converts without `variables`.
@@ -408,7 +408,7 @@ def _keras_module(keras, module, return_sequences: bool, return_state: bool):
   """The unbuilt Keras layer (or Bidirectional) of a gru_jax layer or Bidirectional."""
   if isinstance(module, layers.Bidirectional):
     _refuse("to_keras", "Bidirectional", [
-      (module.merge not in ("concat", "sum"), f"merge={module.merge!r} (Keras' concat and sum are supported)"),
+      (module.merge not in recurrent.MERGES, f"merge={module.merge!r} (Keras merges by {list(recurrent.MERGES)})"),
     ])
     forward = _keras_layer(keras, module.forward_rnn, False, return_sequences, return_state)
     backward = _keras_layer(keras, module.backward_rnn, True, return_sequences, return_state)

@@ -516,7 +516,7 @@ class Bidirectional(nn.Module):
   Attributes:
     forward_rnn: a gru_jax layer (GRU, LSTM, SimpleRNN, ...).
     backward_rnn: another such layer, called with `reverse=True`.
-    merge: "concat" (outputs [..., 2H], PyTorch's layout) or "sum".
+    merge: "concat" (outputs [..., 2H], PyTorch's layout), "sum", "mul" or "ave" (Keras's names).
   """
 
   forward_rnn: nn.Module
@@ -525,8 +525,7 @@ class Bidirectional(nn.Module):
 
   def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, deterministic=True):
     """Like the layers' call; initial_carry and the returned carry are (forward, backward)."""
-    if self.merge not in ("concat", "sum"):
-      raise ValueError(f"Bidirectional: merge={self.merge!r} is not supported; expected 'concat' or 'sum'")
+    merge = recurrent.check_merge(self.merge)
     carry_f, carry_b = (None, None) if initial_carry is None else initial_carry
     ys_f, carry_f = self.forward_rnn(
       xs, seq_lengths=seq_lengths, initial_carry=carry_f, return_carry=True, deterministic=deterministic
@@ -534,7 +533,7 @@ class Bidirectional(nn.Module):
     ys_b, carry_b = self.backward_rnn(
       xs, seq_lengths=seq_lengths, initial_carry=carry_b, return_carry=True, reverse=True, deterministic=deterministic
     )
-    ys = jnp.concatenate([ys_f, ys_b], axis=-1) if self.merge == "concat" else ys_f + ys_b
+    ys = merge(ys_f, ys_b)
     return (ys, (carry_f, carry_b)) if return_carry else ys
 
 

@@ -340,12 +340,11 @@ class SRU(Recurrent):
 
 
 class Bidirectional(nnx.Module):
-  """One layer forward and one backward, outputs merged ("concat", PyTorch's layout, or "sum");
+  """One layer forward and one backward, outputs merged ("concat", PyTorch's layout, "sum", "mul", "ave");
   the backward layer starts at each sequence's own last valid step. As `gru_jax.layers.Bidirectional`."""
 
   def __init__(self, forward_rnn: Recurrent, backward_rnn: Recurrent, *, merge: str = "concat"):
-    if merge not in ("concat", "sum"):
-      raise ValueError(f"Bidirectional: merge={merge!r} is not supported; expected 'concat' or 'sum'")
+    recurrent.check_merge(merge)
     self.forward_rnn, self.backward_rnn, self.merge = forward_rnn, backward_rnn, merge
 
   def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, deterministic=None, rngs=None):
@@ -354,7 +353,7 @@ class Bidirectional(nnx.Module):
     common = dict(seq_lengths=seq_lengths, return_carry=True, deterministic=deterministic, rngs=rngs)
     ys_f, carry_f = self.forward_rnn(xs, initial_carry=carry_f, **common)
     ys_b, carry_b = self.backward_rnn(xs, initial_carry=carry_b, reverse=True, **common)
-    ys = jnp.concatenate([ys_f, ys_b], axis=-1) if self.merge == "concat" else ys_f + ys_b
+    ys = recurrent.check_merge(self.merge)(ys_f, ys_b)
     return (ys, (carry_f, carry_b)) if return_carry else ys
 
 

@@ -10,7 +10,7 @@ hand-written backward pass, or autodiff through `lax.scan` (`gru_jax.scan`).
 import dataclasses
 import functools
 import math
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -78,6 +78,20 @@ class LayerOptions:
     if self.sequence_axis is not None and (spec.parallel_fn() is None or self.zoneout):
       raise ValueError(f"{owner}: sequence_axis needs a cell whose recurrence is linear in the carry (minGRU, minLSTM, "
                        "SRU 2017) and no zoneout")
+
+
+# How a Bidirectional merges its two directions' outputs (Keras's merge_mode names).
+MERGES: dict[str, Callable[[Array, Array], Array]] = {
+  "concat": lambda f, b: jnp.concatenate([f, b], axis=-1),  # [..., 2H], PyTorch's layout
+  "sum": jnp.add, "mul": jnp.multiply, "ave": lambda f, b: (f + b) / 2,
+}
+
+
+def check_merge(merge: str) -> Callable[[Array, Array], Array]:
+  """The merge function called `merge`, or a ValueError listing the names."""
+  if merge not in MERGES:
+    raise ValueError(f"Bidirectional: merge={merge!r} is not supported; expected one of {list(MERGES)}")
+  return MERGES[merge]
 
 
 def promote(x: Array, params: dict[str, Array], dtype: Any) -> tuple[Array, dict[str, Array]]:

@@ -53,6 +53,10 @@ CASES = {
   "bi_gru": lambda: keras.layers.Bidirectional(keras.layers.GRU(H, return_sequences=True, **inits(9))),
   "bi_lstm_sum": lambda: keras.layers.Bidirectional(keras.layers.LSTM(H, return_sequences=True, **inits(10)),
                                                     merge_mode="sum"),
+  "bi_rnn_mul": lambda: keras.layers.Bidirectional(keras.layers.SimpleRNN(H, return_sequences=True, **inits(12)),
+                                                   merge_mode="mul"),
+  "bi_gru_ave": lambda: keras.layers.Bidirectional(keras.layers.GRU(H, return_sequences=True, **inits(13)),
+                                                   merge_mode="ave"),
 }
 
 
@@ -188,7 +192,6 @@ REFUSED = {
   "recurrent_dropout=0.2": lambda: keras.layers.LSTM(H, recurrent_dropout=0.2),
   "kernel_regularizer=": lambda: keras.layers.GRU(H, kernel_regularizer="l2"),
   "recurrent_constraint=": lambda: keras.layers.SimpleRNN(H, recurrent_constraint="non_neg"),
-  "merge_mode='mul'": lambda: keras.layers.Bidirectional(keras.layers.GRU(H), merge_mode="mul"),
   "merge_mode=None": lambda: keras.layers.Bidirectional(keras.layers.GRU(H), merge_mode=None),
   "dtype='int8_from_float32'": lambda: keras.layers.GRU(H, dtype="int8_from_float32"),
 }
