@@ -270,8 +270,8 @@ class Recurrent(CellOptions):
   (plus `initial_carry` when `learn_initial_carry`).
 
   Attributes:
-    unroll, remat, time_major, custom_vjp, parallel, recurrent_dropout, zoneout, sequence_axis: how
-      the cell is run; see `gru_jax.recurrent.LayerOptions`. recurrent_dropout and zoneout draw from the
+    unroll, remat, time_major, custom_vjp, parallel, recurrent_dropout, zoneout, sequence_axis,
+      kernel: how the cell is run; see `gru_jax.recurrent.LayerOptions`. recurrent_dropout and zoneout draw from the
       'dropout' rng when `deterministic=False`.
     learn_initial_carry: learn the initial carry (zeros at init) instead of using zeros.
   """
@@ -285,6 +285,7 @@ class Recurrent(CellOptions):
   recurrent_dropout: float = 0.0
   zoneout: float = 0.0
   sequence_axis: str | None = None
+  kernel: str = "auto"
 
   cell_class: ClassVar[type[RecurrentCell]] = RecurrentCell
 
@@ -369,7 +370,7 @@ class Scanned(nn.Module):
   Attributes:
     cell: a gru_jax linen cell (`GRUCell`, `LSTMCell`, ..., or your own `RecurrentCell` with a spec).
     unroll, remat, learn_initial_carry, time_major, custom_vjp, parallel, recurrent_dropout,
-      zoneout: as for `Recurrent`.
+      zoneout, sequence_axis, kernel: as for `Recurrent`.
   """
 
   cell: RecurrentCell
@@ -382,6 +383,7 @@ class Scanned(nn.Module):
   recurrent_dropout: float = 0.0
   zoneout: float = 0.0
   sequence_axis: str | None = None
+  kernel: str = "auto"
 
   def __post_init__(self):
     if not isinstance(self.cell, RecurrentCell):

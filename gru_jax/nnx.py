@@ -220,8 +220,8 @@ class Recurrent(nnx.Module):
   Args:
     in_features, features, rngs, dtype, param_dtype, sharding: as for the cells.
     learn_initial_carry: learn the initial carry (a parameter `initial_carry`, zeros at init).
-    unroll, remat, time_major, custom_vjp, parallel, recurrent_dropout, zoneout, sequence_axis: see
-      `gru_jax.recurrent.LayerOptions`.
+    unroll, remat, time_major, custom_vjp, parallel, recurrent_dropout, zoneout, sequence_axis, kernel:
+      see `gru_jax.recurrent.LayerOptions`.
     deterministic: turn off recurrent dropout and use zoneout's expectation; `eval()` sets it.
     **options: the cell's options.
   """
@@ -233,14 +233,14 @@ class Recurrent(nnx.Module):
                learn_initial_carry: bool = False, unroll: int | None = None, remat: bool = False,
                time_major: bool = False, custom_vjp: bool = True, parallel: bool | None = None,
                recurrent_dropout: float = 0.0, zoneout: float = 0.0, sequence_axis: str | None = None,
-               deterministic: bool = False, **options):
+               kernel: str = "auto", deterministic: bool = False, **options):
     owner = type(self).__name__
     specs.check_positive_int(owner, "features", features)
     specs.check_positive_int(owner, "in_features", in_features)
     self.spec = _spec(owner, self.cell_class.spec_class, features, options)
     self.options = recurrent.LayerOptions(
       unroll=unroll, remat=remat, time_major=time_major, custom_vjp=custom_vjp, parallel=parallel,
-      recurrent_dropout=recurrent_dropout, zoneout=zoneout, sequence_axis=sequence_axis, dtype=dtype,
+      recurrent_dropout=recurrent_dropout, zoneout=zoneout, sequence_axis=sequence_axis, kernel=kernel, dtype=dtype,
     )
     self.options.check(owner, self.spec)
     self.in_features, self.features, self.param_dtype = in_features, features, param_dtype

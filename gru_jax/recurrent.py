@@ -50,6 +50,12 @@ class LayerOptions:
     sequence_axis: split the time axis over this axis of the mesh set by `jax.set_mesh`
       (sequence parallelism, `gru_jax.parallel.sequence_sharded`), for the cells whose recurrence
       is linear in the carry (minGRU, minLSTM, SRU 2017); None: off.
+    kernel: the GRU's time loop on a GPU: "auto" (default) runs the persistent Pallas kernel
+      (`gru_jax.kernels.pallas_gru`) at the points a GPU measurement listed in its `FASTER` (none
+      yet: the kernel has not run on a GPU) and `gru_jax.fused` elsewhere; "xla" always `fused`;
+      "pallas" the kernel, or a ValueError saying why it cannot run here (a Hopper GPU, the plain
+      reset-after GRU, H a multiple of 64, ...); "pallas_interpret" the kernel in Mosaic GPU
+      interpret mode on any backend (slow: for tests).
     dtype: computation dtype (None: inferred from inputs and params).
   """
 
@@ -61,10 +67,15 @@ class LayerOptions:
   recurrent_dropout: float = 0.0
   zoneout: float = 0.0
   sequence_axis: str | None = None
+  kernel: str = "auto"
   dtype: Any = None
 
   def check(self, owner: str, spec: specs.CellSpec) -> None:
     """Raises a ValueError naming `owner` and the option that does not fit `spec`."""
+    if self.kernel not in KERNELS:
+      raise ValueError(f"{owner}: kernel must be one of {list(KERNELS)}; got {self.kernel!r}")
+    if self.kernel.startswith("pallas") and _kernel_refusal(spec, self) is not None:
+      raise ValueError(f"{owner}: kernel={self.kernel!r} needs {_kernel_refusal(spec, self)}")
     if self.unroll is not None:
       specs.check_positive_int(owner, "unroll", self.unroll)
     for name in ("recurrent_dropout", "zoneout"):
@@ -78,6 +89,40 @@ class LayerOptions:
     if self.sequence_axis is not None and (spec.parallel_fn() is None or self.zoneout):
       raise ValueError(f"{owner}: sequence_axis needs a cell whose recurrence is linear in the carry (minGRU, minLSTM, "
                        "SRU 2017) and no zoneout")
+
+
+KERNELS = ("auto", "xla", "pallas", "pallas_interpret")
+
+
+def _kernel_refusal(spec: specs.CellSpec, options: "LayerOptions") -> str | None:
+  """What the Pallas kernel needs of the cell and the options that they lack (None if nothing)."""
+  plain_gru = isinstance(spec, specs.GRUSpec) and spec.gates_fn() is cells.gru_gates
+  if not plain_gru:
+    return "the plain reset-after GRU (no layer_norm, sigmoid and tanh)"
+  if not options.custom_vjp or options.recurrent_dropout or options.zoneout or options.sequence_axis:
+    return "custom_vjp=True and no recurrent_dropout, zoneout or sequence_axis"
+  return None
+
+
+def _pallas_scan(owner, spec, options, params, batch, dtype, hidden_mask):
+  """The Pallas kernel's `(carry, xp, valid) -> (carry, ys)` where `options.kernel` picks it, else None."""
+  if options.kernel == "xla" or (options.kernel == "auto" and jax.default_backend() != "gpu"):
+    return None
+  if hidden_mask is not None or _kernel_refusal(spec, options) is not None:
+    return None  # "auto" (the "pallas" kinds were checked at construction; dropout draws only in training)
+  from gru_jax.kernels import pallas_gru  # pylint: disable=g-import-not-at-top  (imports Pallas)
+
+  hidden = spec.features
+  if options.kernel == "auto" and (batch, hidden, jnp.dtype(dtype).name) not in pallas_gru.FASTER:
+    return None
+  if options.kernel == "pallas":
+    reason = pallas_gru.unsupported_reason(batch, hidden, dtype)
+    if reason is not None:
+      raise ValueError(f"{owner}: kernel='pallas' cannot run here: {reason}")
+  b_hn = params["recurrent_bias_n"] if "recurrent_bias_n" in params else jnp.zeros((hidden,), dtype)
+  interpret = True if options.kernel == "pallas_interpret" else None
+  return lambda carry, xp, valid: pallas_gru.gru_scan(xp, params["recurrent_kernel"], b_hn, carry, valid,
+                                                      interpret=interpret)
 
 
 # How a Bidirectional merges its two directions' outputs (Keras's merge_mode names).
@@ -252,6 +297,7 @@ def run(
     hidden_mask = keep.astype(dtype) / (1.0 - options.recurrent_dropout)
     step = functools.partial(step, hidden_mask=hidden_mask)
   split = _split(spec, options, params, dtype, hidden_mask)
+  kernel = _pallas_scan(owner, spec, options, params, batch, dtype, hidden_mask) if split is not None else None
   parallel = scan_lib.default_parallel() if options.parallel is None else options.parallel
   all_steps = spec.parallel_fn() if parallel and not options.zoneout else None
   if options.sequence_axis is not None:
@@ -267,7 +313,7 @@ def run(
   carry, ys_TxBxH = scan_lib.scan(
     step, carry, xp, seq_lengths=lengths, reverse=reverse,
     unroll=scan_lib.default_unroll() if options.unroll is None else options.unroll, remat=options.remat,
-    split=split, parallel=None if all_steps is None else functools.partial(all_steps, params),
+    split=split, parallel=None if all_steps is None else functools.partial(all_steps, params), kernel=kernel,
   )
 
   ys_TxBxH = ys_TxBxH.reshape((num_steps,) + batch_shape + (spec.features,))

@@ -55,6 +55,7 @@ def scan(
   remat: bool = False,
   split: tuple | None = None,
   parallel: Callable | None = None,
+  kernel: Callable | None = None,
 ) -> tuple[Carry, Array]:
   """Runs `step` over the leading (time) axis of `xp_TxBxG`.
 
@@ -82,6 +83,8 @@ def scan(
       the carry; it replaces the loop over `step`. Lengths are applied after it: the final carry
       is the one at each sequence's last valid step, outputs past it are zeros (valid because
       step t depends on steps <= t only).
+    kernel: optional `(carry, xp_TxBxG, valid [T, B, 1] or None) -> (carry, ys)` computing what
+      the fused path with `split` computes (the Pallas GRU kernel); it replaces that path.
 
   Returns:
     (final carry, ys [T, B, H]).
@@ -93,6 +96,8 @@ def scan(
   valid = None if seq_lengths is None else (jnp.arange(num_steps)[:, None] < seq_lengths[None, :])[..., None]
   if parallel is not None:
     carry, ys = _parallel(parallel, carry, xp_TxBxG, seq_lengths, valid)
+  elif kernel is not None:
+    carry, ys = kernel(carry, xp_TxBxG, valid)
   elif split is not None:
     split = fused.Split(*split)
     xp, aux = xp_TxBxG if split.with_aux else (xp_TxBxG, None)

@@ -203,3 +203,31 @@ def test_supported_says_where_the_kernel_applies():
   assert "backend 'cpu'" in pg.unsupported_reason(8, 128, jnp.float32, "cpu")
   fwd, bwd = pg.smem_bytes(128, 8, jnp.float32)
   assert fwd < bwd <= pg.SMEM_BYTES and 3 * 128 * 128 * 4 < fwd
+
+
+def test_the_layers_run_the_kernel_when_asked_and_refuse_it_by_name(rng):
+  """`gj.GRU(kernel="pallas_interpret")` runs its time loop in the kernel (interpret mode here) and
+  equals the fused path, outputs and gradients, with lengths and reverse; "pallas" needs a Hopper
+  GPU and the plain GRU, and says so."""
+  import gru_jax as gj  # pylint: disable=g-import-not-at-top
+
+  xs = jnp.asarray(rng.normal(size=(2, 4, 3)), jnp.float32)
+  lengths = jnp.array([4, 2])
+  layer = gj.GRU(64, kernel="pallas_interpret")
+  variables = layer.init(jax.random.key(0), xs)
+  loss = lambda layer: lambda v: jnp.sum(jnp.sin(layer.apply(v, xs, seq_lengths=lengths, reverse=True)))
+  jaxpr = str(jax.make_jaxpr(lambda v: layer.apply(v, xs))(variables))
+  plain = str(jax.make_jaxpr(lambda v: gj.GRU(64).apply(v, xs))(variables))
+  assert "wgmma" in jaxpr and "wgmma" not in plain  # the kernel, as interpret mode traces it
+  np.testing.assert_allclose(loss(layer)(variables), loss(gj.GRU(64))(variables), rtol=1e-5)
+  for a, b in zip(jax.tree_util.tree_leaves(jax.grad(loss(layer))(variables)),
+                  jax.tree_util.tree_leaves(jax.grad(loss(gj.GRU(64)))(variables))):
+    np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+  with pytest.raises(ValueError, match="GRU: kernel='pallas' cannot run here: backend 'cpu'"):
+    gj.GRU(64, kernel="pallas").apply(variables, xs)
+  with pytest.raises(ValueError, match=r"LSTM: kernel='pallas' needs the plain reset-after GRU"):
+    gj.LSTM(64, kernel="pallas")
+  with pytest.raises(ValueError, match=r"GRU: kernel='pallas_interpret' needs custom_vjp=True and no recurrent_dropout"):
+    gj.GRU(64, kernel="pallas_interpret", recurrent_dropout=0.1)
+  with pytest.raises(ValueError, match=r"GRU: kernel must be one of \['auto', 'xla', 'pallas', 'pallas_interpret'\]"):
+    gj.GRU(64, kernel="triton")
