@@ -13,7 +13,9 @@
 #   grid      the issue's grid, B {1,8,32,128} x T {64,256,1024} x H {128,256,512}: ours, Flax, cuDNN
 #   kernel    the persistent Pallas GRU kernel (gru_jax/kernels/pallas_gru.py, Hopper only): its tests
 #             compiled on the device (TF32 tolerances; ptxas register and spill report), then
-#             benchmarks.kernel --quick (B=8, T=512, H=128, fp32 and bf16) against fused.scan and cuDNN
+#             benchmarks.kernel --quick (B=8, T=512, H=128, fp32 and bf16) against fused.scan and cuDNN;
+#             where it wins, list the points in pallas_gru.FASTER (the layers' kernel="auto" then
+#             runs it there) and rerun `grid`
 #   scans     the linear-recurrence scans alone (benchmarks.scans): sequential, associative,
 #             log-space, chunked, at B=16, H=256, T to 4096
 #
