@@ -12,7 +12,7 @@ each round timing every variant once (`speed.interleaved_median_ms`), plus the c
 XLA's memory analysis of the compiled step (temporaries).
 
 Variants (DEFAULT_VARIANTS, and GPU_VARIANTS on a GPU): sequential, linear, log_space (the default
-chunk of 256, as the layers use it), log_space[none] (one log-space scan over all T), chunked[C] and chunked_logs[C] (`chunked_scan`,
+chunk of 256, as the layers used it before chunked_scan), log_space[none] (one log-space scan over all T), chunked[C] and chunked_logs[C] (`chunked_scan`,
 `chunked_scan_from_logs` with chunk C), with options after the chunk: custom_vjp, unroll (a fully
 unrolled inner loop), unroll=K, sequential_carries (the chunk carries by `sequential_scan`).
 
@@ -57,7 +57,8 @@ DEFAULT_VARIANTS = ["sequential", "linear", "log_space", "chunked[16]", "chunked
 GPU_VARIANTS = ["chunked[32,unroll]", "chunked[16,custom_vjp,unroll]", "chunked[64,unroll=8]",
                 "chunked[64,sequential_carries]"]
 ACCURACY_VARIANTS = ["sequential", "linear", "log_space", "log_space[none]", "chunked[16]", "chunked[64]",
-                     "chunked[256]", "chunked[64,custom_vjp]", "chunked_logs[64]"]
+                     "chunked[256]", "chunked[64,custom_vjp]", "chunked_logs[64]",
+                     "chunked_logs[64,custom_vjp]"]  # the last: what minGRU / minLSTM run
 
 
 def scan_fn(name: str) -> tuple[Callable, bool]:

@@ -77,10 +77,10 @@ def project(params: dict[str, Array], x: Array) -> Array:
 
 
 def project_blocks(params: dict[str, Array], x: Array, num_gates: int) -> tuple[Array, ...]:
-  """`project` as G separate blocks [..., H], one matmul per gate (the fast path's layout; with
-  layer normalisation, one matmul split after it)."""
+  """`project` as G separate blocks [..., H], one matmul per gate (the fast path's layout; the
+  layer-normalised cells take `centred_projection_blocks` instead)."""
   if "ln_input_scale" in params:
-    return gate_blocks(project(params, x), num_gates)
+    raise ValueError("project_blocks: layer-normalised params take centred_projection_blocks (their gates normalise)")
   kernels = jnp.split(params["input_kernel"], num_gates, axis=-1)
   biases = jnp.split(params["bias"], num_gates) if "bias" in params else [None] * num_gates
   return tuple(x @ k if b is None else x @ k + b for k, b in zip(kernels, biases))

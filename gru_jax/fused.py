@@ -24,6 +24,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gru_jax import cells
+
 Array = jax.Array
 Carry = Any
 Gates = Callable[[tuple, tuple, Carry], tuple[Carry, Array]]
@@ -52,10 +54,6 @@ class Split(NamedTuple):
   with_aux: bool = False  # the inputs given to `gru_jax.scan.scan` are (xp, aux): see `scan`
 
 
-def _masked(hidden, mask):
-  return hidden if mask is None else hidden * mask
-
-
 def _pre_blocks(w_h, b, hidden):
   pre = hidden @ w_h + b
   return tuple(jnp.split(pre, w_h.shape[-1] // w_h.shape[0], axis=-1))
@@ -72,7 +70,7 @@ def _forward(gates, hidden_of, unroll, w_h, b, gate_params, mask, carry, xp, aux
 
   def body(carry, inputs):
     xp_t, aux_t, valid_t = inputs
-    pre = _pre_blocks(w_h, b, _masked(hidden_of(carry), mask))
+    pre = _pre_blocks(w_h, b, cells.masked_hidden(hidden_of(carry), mask))
     stepped, y = _with_aux(gates, aux_t)(xp_t, pre, carry, *gate_params)
     new_carry, y = apply_mask(valid_t, stepped, carry, y)
     residual = {"none": None, "carries": (carry, None), "all": (carry, pre)}[keep]
@@ -104,13 +102,13 @@ def _scan_bwd(gates, hidden_of, unroll, remat, residuals, cotangents):
     d_carry, d_gate_params = acc
     xp_t, aux_t, valid_t, carry, dy_t, pre = inputs
     if pre is None:
-      pre = _pre_blocks(w_h, b, _masked(hidden_of(carry), mask))
+      pre = _pre_blocks(w_h, b, cells.masked_hidden(hidden_of(carry), mask))
     _, gates_vjp = jax.vjp(_with_aux(gates, aux_t), xp_t, pre, carry, *gate_params)
     keep_valid = (lambda d: jnp.where(valid_t, d, jnp.zeros_like(d))) if valid_t is not None else (lambda d: d)
     d_xp, d_pre, d_carry_gates, *d_params = gates_vjp((jax.tree_util.tree_map(keep_valid, d_carry), keep_valid(dy_t)))
     d_pre = jnp.concatenate(d_pre, axis=-1)
     _, hidden_vjp = jax.vjp(hidden_of, carry)
-    (d_carry_matmul,) = hidden_vjp(_masked(d_pre @ w_h.T, mask))
+    (d_carry_matmul,) = hidden_vjp(cells.masked_hidden(d_pre @ w_h.T, mask))
     d_prev = jax.tree_util.tree_map(jnp.add, d_carry_gates, d_carry_matmul)
     if valid_t is not None:  # a step past the length passed the carry through unchanged
       d_prev = jax.tree_util.tree_map(lambda dp, dc: dp + jnp.where(valid_t, 0, dc), d_prev, d_carry)
@@ -120,7 +118,7 @@ def _scan_bwd(gates, hidden_of, unroll, remat, residuals, cotangents):
   (d_carry0, d_gate_params), (d_xp, d_pres) = jax.lax.scan(
     body, (d_final, zeros), (xp, aux, valid, prev, d_ys, pres), reverse=True, unroll=unroll
   )
-  h_prev = _masked(hidden_of(prev), mask)
+  h_prev = cells.masked_hidden(hidden_of(prev), mask)
   rows = h_prev.shape[0] * h_prev.shape[1]
   d_w_h = h_prev.reshape(rows, -1).T @ d_pres.reshape(rows, -1)
   d_b = jnp.sum(d_pres, axis=(0, 1))

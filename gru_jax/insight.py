@@ -199,11 +199,11 @@ def _probed(records: dict[str, Record], offsets: dict[str, Array] | None):
 
   def interceptor(next_fun, args, kwargs, context):
     module = context.module
-    if context.method_name != "__call__" or not isinstance(module, layers.Recurrent):
+    if context.method_name != "__call__" or not isinstance(module, (layers.Recurrent, layers.Scanned)):
       return next_fun(*args, **kwargs)
     (xs,) = args
     path = _path(module)
-    spec = module.make_cell(parent=None).spec()
+    spec = module.cell.spec() if isinstance(module, layers.Scanned) else module.make_cell(parent=None).spec()
     params = {k: v for k, v in module.variables["params"].items() if k != "initial_carry"}
     learned = module.variables["params"].get("initial_carry") if module.learn_initial_carry else None
     options = module.layer_options()
@@ -225,6 +225,9 @@ def trace(model: nn.Module, params, xs, *, seq_lengths=None, offsets=None) -> tu
   records: dict[str, Record] = {}
   with _probed(records, offsets):
     outputs = model.apply({"params": params}, xs, seq_lengths=seq_lengths)
+  if not records:
+    raise ValueError(f"insight.trace: {type(model).__name__} ran no gru_jax recurrent layer (gru_jax.GRU, ..., "
+                     "gj.Scanned); there is nothing to probe")
   return outputs, records
 
 

@@ -48,14 +48,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gru_jax import layers, nnx, recurrent
+from gru_jax import cells, layers, nnx, recurrent
 
 _INSTALL = "pip install keras==3.15.1 (Keras 3 with its JAX backend; TensorFlow is not needed)"
 
 
-def linear(x):
-  """The identity: Keras' "linear" activation as a gru_jax gate_fn / activation_fn."""
-  return x
+# The identity: Keras' "linear" activation as a gru_jax gate_fn / activation_fn (the same function
+# object as gru_jax's named "identity", so either converts).
+linear = cells.ACTIVATIONS["identity"]
 
 
 # Keras 3 activation name -> the JAX function equal to it (Keras' JAX backend calls these; the tests

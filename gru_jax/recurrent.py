@@ -74,8 +74,9 @@ class LayerOptions:
     """Raises a ValueError naming `owner` and the option that does not fit `spec`."""
     if self.kernel not in KERNELS:
       raise ValueError(f"{owner}: kernel must be one of {list(KERNELS)}; got {self.kernel!r}")
-    if self.kernel.startswith("pallas") and _kernel_refusal(spec, self) is not None:
-      raise ValueError(f"{owner}: kernel={self.kernel!r} needs {_kernel_refusal(spec, self)}")
+    refusal = _kernel_refusal(spec, self) if self.kernel.startswith("pallas") else None
+    if refusal is not None:
+      raise ValueError(f"{owner}: kernel={self.kernel!r} needs {refusal}")
     if self.unroll is not None:
       specs.check_positive_int(owner, "unroll", self.unroll)
     for name in ("recurrent_dropout", "zoneout"):
@@ -104,25 +105,29 @@ def _kernel_refusal(spec: specs.CellSpec, options: "LayerOptions") -> str | None
   return None
 
 
-def _pallas_scan(owner, spec, options, params, batch, dtype, hidden_mask):
+def _pallas_scan(owner, spec, options, split, batch, dtype):
   """The Pallas kernel's `(carry, xp, valid) -> (carry, ys)` where `options.kernel` picks it, else None."""
   if options.kernel == "xla" or (options.kernel == "auto" and jax.default_backend() != "gpu"):
     return None
-  if hidden_mask is not None or _kernel_refusal(spec, options) is not None:
-    return None  # "auto" (the "pallas" kinds were checked at construction; dropout draws only in training)
+  refusal = _kernel_refusal(spec, options)
+  if refusal is not None:
+    if options.kernel == "auto":
+      return None
+    raise ValueError(f"{owner}: kernel={options.kernel!r} needs {refusal}")
   from gru_jax.kernels import pallas_gru  # pylint: disable=g-import-not-at-top  (imports Pallas)
 
   hidden = spec.features
-  if options.kernel == "auto" and (batch, hidden, jnp.dtype(dtype).name) not in pallas_gru.FASTER:
-    return None
+  if options.kernel == "auto":  # where a GPU measured it faster, and where it runs on this device
+    measured = (batch, hidden, jnp.dtype(dtype).name) in pallas_gru.FASTER
+    if not measured or not pallas_gru.supported(batch, hidden, dtype):
+      return None
   if options.kernel == "pallas":
     reason = pallas_gru.unsupported_reason(batch, hidden, dtype)
     if reason is not None:
       raise ValueError(f"{owner}: kernel='pallas' cannot run here: {reason}")
-  b_hn = params["recurrent_bias_n"] if "recurrent_bias_n" in params else jnp.zeros((hidden,), dtype)
+  b_hn = split.b[2 * hidden:]  # the fused split's recurrent bias is [0, 0, b_hn]
   interpret = True if options.kernel == "pallas_interpret" else None
-  return lambda carry, xp, valid: pallas_gru.gru_scan(xp, params["recurrent_kernel"], b_hn, carry, valid,
-                                                      interpret=interpret)
+  return lambda carry, xp, valid: pallas_gru.gru_scan(xp, split.w_h, b_hn, carry, valid, interpret=interpret)
 
 
 # How a Bidirectional merges its two directions' outputs (Keras's merge_mode names).
@@ -297,11 +302,11 @@ def run(
     hidden_mask = keep.astype(dtype) / (1.0 - options.recurrent_dropout)
     step = functools.partial(step, hidden_mask=hidden_mask)
   split = _split(spec, options, params, dtype, hidden_mask)
-  kernel = _pallas_scan(owner, spec, options, params, batch, dtype, hidden_mask) if split is not None else None
+  kernel = _pallas_scan(owner, spec, options, split, batch, dtype) if split is not None else None
   parallel = scan_lib.default_parallel() if options.parallel is None else options.parallel
-  all_steps = spec.parallel_fn() if parallel and not options.zoneout else None
+  all_steps = spec.parallel_fn(options.custom_vjp) if parallel and not options.zoneout else None
   if options.sequence_axis is not None:
-    all_steps = parallel_lib.sequence_sharded(spec.parallel_fn(), options.sequence_axis)
+    all_steps = parallel_lib.sequence_sharded(spec.parallel_fn(options.custom_vjp), options.sequence_axis)
   if split is None:
     xp = spec.project_fn()(params, xs_TxBxD)
   else:

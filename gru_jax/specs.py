@@ -151,9 +151,10 @@ class CellSpec:
     """The input projection `(params, x) -> xp` that the step expects (one matmul for all steps)."""
     return cells.project
 
-  def parallel_fn(self) -> Callable | None:
+  def parallel_fn(self, custom_vjp: bool = True) -> Callable | None:
     """For cells whose recurrence is linear in the carry: `(params, carry, xp [T, B, ...]) ->
-    (carries [T, B, H], ys [T, B, H])`, all steps at once with a parallel scan; else None."""
+    (carries [T, B, H], ys [T, B, H])`, all steps at once with a parallel scan (its hand-written
+    backward pass with custom_vjp, else autodiff, which forward mode needs); else None."""
     return None
 
 
@@ -453,18 +454,19 @@ class PeepholeLSTMSpec(LSTMSpec):
     return {"peephole": (jax.nn.initializers.zeros, (3 * self.features,))}
 
 
-# The parallel paths run `parallel.chunked_scan`: the loop within chunks of CHUNK steps, with its
-# hand-written backward pass. In benchmarks/results/cpu-2026-11-26-scans.md it is as accurate as the
-# sequential loop in float32 (the log-space scan's error is 600x larger on minGRU gates), 6-12x
-# faster than the log-space scan, and the custom VJP is the faster and lighter of its two backward
-# passes (192 ms / 385 MB against 265 ms / 452 MB at T=4096). Not yet timed on a GPU.
+# The parallel paths run `parallel.chunked_scan`: the loop within chunks of CHUNK steps. Chosen for
+# accuracy: in benchmarks/results/cpu-2026-11-26-scans.md it has the sequential loop's float32 error
+# where the log-space scan's is 400x larger on minGRU gates; on the CPU it is also 6-12x faster than
+# the log-space scan, and its hand-written backward pass (used with the layers' custom_vjp=True) the
+# faster and lighter of its two (190 ms / 385 MB against 252 ms / 452 MB at T=4096). Its GPU speed
+# is not measured yet (benchmarks/gpu.sh parallel scans).
 CHUNK = 64
 
 
-def _log_coefficient_all_steps(log_coefficients, params, h0, xp):
+def _log_coefficient_all_steps(log_coefficients, custom_vjp, params, h0, xp):
   del params
   log_a, log_b = log_coefficients(xp)
-  hs = parallel.chunked_scan_from_logs(log_a, log_b, h0, chunk=CHUNK, custom_vjp=True)
+  hs = parallel.chunked_scan_from_logs(log_a, log_b, h0, chunk=CHUNK, custom_vjp=custom_vjp)
   return hs, hs
 
 
@@ -482,8 +484,8 @@ class MinGRUSpec(CellSpec):
   def step_fn(self):
     return cells.mingru_step
 
-  def parallel_fn(self):
-    return functools.partial(_log_coefficient_all_steps, cells.mingru_log_coefficients)
+  def parallel_fn(self, custom_vjp=True):
+    return functools.partial(_log_coefficient_all_steps, cells.mingru_log_coefficients, custom_vjp)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -499,15 +501,15 @@ class MinLSTMSpec(CellSpec):
   def step_fn(self):
     return cells.minlstm_step
 
-  def parallel_fn(self):
-    return functools.partial(_log_coefficient_all_steps, cells.minlstm_log_coefficients)
+  def parallel_fn(self, custom_vjp=True):
+    return functools.partial(_log_coefficient_all_steps, cells.minlstm_log_coefficients, custom_vjp)
 
 
-def _sru_all_steps(activation, params, c0, xp):
+def _sru_all_steps(activation, custom_vjp, params, c0, xp):
   del params
   x_tilde, f, r, highway = cells.gate_blocks(xp, 4)
   f, r = jax.nn.sigmoid(f), jax.nn.sigmoid(r)
-  cs = parallel.chunked_scan(f, (1.0 - f) * x_tilde, c0, chunk=CHUNK, custom_vjp=True)
+  cs = parallel.chunked_scan(f, (1.0 - f) * x_tilde, c0, chunk=CHUNK, custom_vjp=custom_vjp)
   return cs, r * cells.activation_fn(activation)(cs) + (1.0 - r) * highway
 
 
@@ -560,8 +562,8 @@ class SRUSpec(CellSpec):
   def step_fn(self):
     return functools.partial(cells.sru_step, activation=self.g)
 
-  def parallel_fn(self):
-    return functools.partial(_sru_all_steps, self.g) if self.version == 2017 else None
+  def parallel_fn(self, custom_vjp=True):
+    return functools.partial(_sru_all_steps, self.g, custom_vjp) if self.version == 2017 else None
 
 
 # The cells by name: the one registry that the front-ends, models and configs read.

@@ -21,6 +21,20 @@ class Tiny(nn.Module):
     return nn.Dense(1)(gj.GRU(4)(xs, seq_lengths=seq_lengths)[:, -1])
 
 
+class NoRecurrentLayer(nn.Module):
+  @nn.compact
+  def __call__(self, xs, seq_lengths=None):
+    return nn.Dense(1)(xs[:, -1])
+
+
+class TinyScanned(nn.Module):
+  """The same with the generic `gj.Scanned` layer over an LSTM cell."""
+
+  @nn.compact
+  def __call__(self, xs, seq_lengths=None):
+    return nn.Dense(1)(gj.Scanned(gj.LSTMCell(4), learn_initial_carry=True)(xs, seq_lengths=seq_lengths)[:, -1])
+
+
 @pytest.mark.parametrize(
   "model",
   [models.SequenceModel(output_features=3, cell="gru", features=5, num_layers=2, bidirectional=True),
@@ -28,8 +42,8 @@ class Tiny(nn.Module):
    models.SequenceModel(output_features=3, cell="gru", features=5, cell_kwargs={"reset_after": False}, zoneout=0.2,
                         learn_initial_carry=True),
    models.SequenceModel(output_features=3, cell="mingru", features=5, head="each"),
-   models.SequenceModel(output_features=3, cell="sru", features=5)],
-  ids=["gru-bidirectional-2", "lstm-layer-norm", "gru-v3-zoneout", "mingru", "sru"],
+   models.SequenceModel(output_features=3, cell="sru", features=5), TinyScanned()],
+  ids=["gru-bidirectional-2", "lstm-layer-norm", "gru-v3-zoneout", "mingru", "sru", "scanned"],
 )
 def test_the_traced_model_equals_the_model(rng, model):
   xs = jnp.asarray(rng.normal(size=(3, 7, 2)), jnp.float32)
@@ -37,7 +51,11 @@ def test_the_traced_model_equals_the_model(rng, model):
   params = model.init(jax.random.key(0), xs)["params"]
   outputs, records = insight.trace(model, params, xs, seq_lengths=lengths)
   np.testing.assert_allclose(outputs, model.apply({"params": params}, xs, seq_lengths=lengths), rtol=1e-5, atol=1e-6)
-  assert set(records) >= {"rnn/layer_0"} or set(records) >= {"rnn/layer_0/forward_rnn", "rnn/layer_0/backward_rnn"}
+  assert (set(records) >= {"rnn/layer_0"} or set(records) >= {"rnn/layer_0/forward_rnn", "rnn/layer_0/backward_rnn"}
+          or set(records) == {"Scanned_0"})
+  no_rnn = NoRecurrentLayer()
+  with pytest.raises(ValueError, match="NoRecurrentLayer ran no gru_jax recurrent layer"):
+    insight.trace(no_rnn, no_rnn.init(jax.random.key(0), xs)["params"], xs)
 
 
 @pytest.mark.parametrize("time_major", [False, True])

@@ -179,3 +179,17 @@ def test_chunked_scan_keeps_float32_precision_at_T_4096(rng):
   for custom_vjp in (False, True):
     got = jax.jit(lambda a, b, h0: parallel.chunked_scan(a, b, h0, chunk=64, custom_vjp=custom_vjp))(a, bb, h0)
     assert np.max(np.abs(np.asarray(got) - want)) <= 4 * loop_error + 1e-6
+
+
+def test_parallel_path_without_custom_vjp_allows_forward_mode(rng):
+  """custom_vjp=False differentiates the chunked scan with autodiff, so jax.jvp goes through it
+  (the hand-written backward pass is reverse mode only); both give the step-by-step path's values."""
+  xs = jnp.asarray(rng.normal(size=(2, 150, 3)), jnp.float32)  # past CHUNK=64: the chunks run
+  for layer in (gj.MinGRU(4, parallel=True, custom_vjp=False), gj.SRU(4, parallel=True, custom_vjp=False)):
+    params = layer.init(KEY, xs)
+    f = lambda x, layer=layer, params=params: layer.apply(params, x)
+    ys, tangent = jax.jvp(f, (xs,), (jnp.ones_like(xs),))
+    np.testing.assert_allclose(ys, layer.clone(parallel=False).apply(params, xs), rtol=1e-5, atol=1e-5)
+    assert np.all(np.isfinite(tangent)) and np.any(tangent != 0)
+    with pytest.raises(TypeError):
+      jax.jvp(lambda x, layer=layer, params=params: layer.clone(custom_vjp=True).apply(params, x), (xs,), (xs,))

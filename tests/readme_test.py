@@ -89,7 +89,10 @@ def test_readme_insight_table_is_the_committed_summaries():
 
 def test_readme_seq2seq_figures_are_the_committed_summary():
   summary = (README.parent / "docs" / "results" / "flax_seq2seq" / "summary.md").read_text()
-  accuracy = {row.split("|")[1].strip(): row.split("|")[2].strip() for row in summary.split("\n") if row.startswith("| ")}
+  rows = [row.split("|") for row in summary.split("\n") if row.startswith("| ")]
+  accuracy = {row[1].strip(): row[2].strip() for row in rows}
+  spread = {row[1].strip(): row[3].strip() for row in rows}
   text = " ".join(README.read_text().split())
   assert (f"LSTM {accuracy['ours_lstm']} ours against {accuracy['flax_lstm']} Flax's; GRU {accuracy['ours_gru']} "
           f"against {accuracy['flax_gru']}") in text
+  assert f"(Flax's {spread['flax_lstm']}, ours {spread['ours_lstm']})" in text

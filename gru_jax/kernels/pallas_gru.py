@@ -94,8 +94,8 @@ SMEM_BYTES = 227 * 1024
 SMEM_SLACK = 1024  # the TMA barrier and alignment
 DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
 DEFAULT_BLOCK_B = 8
-# The (batch, hidden, dtype name) points where a GPU measurement (benchmarks/results/gpu-*-kernel.md
-# or the speed grid's gru_jax.GRU[pallas]) found the kernel's training step faster than
+# The (batch, hidden, dtype name) points where a GPU measurement (benchmarks/results/gpu-*-kernel.md,
+# from `bash benchmarks/gpu.sh kernel`) found the kernel's training step faster than
 # gru_jax.fused's: there the layers' kernel="auto" runs it. None yet: the kernel has not run on a GPU.
 FASTER: frozenset[tuple[int, int, str]] = frozenset()
 # f32 registers per thread for one [H, block_b] tile in the WGMMA layout (H * block_b / 128). The

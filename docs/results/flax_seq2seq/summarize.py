@@ -27,12 +27,15 @@ def source(src: str, commit: str, steps: str) -> str:
 
 
 def main(out: pathlib.Path) -> str:
-  rows = ["| model | sequence accuracy, mean of the last 5 logs (steps 1500-1900) | loss, same |", "|---|---|---|"]
+  rows = ["| model | sequence accuracy, mean of the last 5 logs | their range | loss, mean | logged steps |",
+          "|---|---|---|---|---|"]
   for variant in ("flax_lstm", "ours_lstm", "flax_gru", "ours_gru"):
-    lines = (out / f"{variant}.log").read_text().split("\n")
-    logs = [dict(kv.split("=") for kv in line.split()[2:]) for line in lines if line.startswith("STEP")][-5:]
-    mean = lambda key: sum(float(log[key]) for log in logs) / len(logs)  # noqa: B023
-    rows.append(f"| {variant} | {mean('accuracy'):.3f} | {mean('loss'):.4f} |")
+    lines = [line.split() for line in (out / f"{variant}.log").read_text().split("\n") if line.startswith("STEP")][-5:]
+    logs = [dict(kv.split("=") for kv in line[2:]) for line in lines]
+    accuracy = [float(log["accuracy"]) for log in logs]
+    loss = sum(float(log["loss"]) for log in logs) / len(logs)
+    rows.append(f"| {variant} | {sum(accuracy) / len(accuracy):.3f} | {min(accuracy):.3f}-{max(accuracy):.3f} | "
+                f"{loss:.4f} | {lines[0][1]}-{lines[-1][1]} |")
   provenance = (out / "source.txt").read_text().strip().split("\n")
   table = "\n".join([f"{line}  " for line in provenance] + [""] + rows) + "\n"
   (out / "summary.md").write_text(table)
