@@ -2,11 +2,13 @@
 
   python -m experiments.train --config=configs/default.py                          # GRU, adding problem
   python -m experiments.train --config=configs/default.py:cell=mgu,task=copy       # a variant on a task
+  python -m experiments.train --config=configs/default.py:cell=gru,task=jsb_chorales  # a published music set
   python -m experiments.train --config=configs/default.py:cell=sru --config.model.cell_kwargs.version=2018
 
 The :arg is `key=value` pairs separated by commas, keys `cell` (gru, lstm, rnn, gru_no_reset, mgu,
 cifg_lstm, peephole_lstm, mingru, minlstm, sru; default gru) and `task` (adding, copy, digits,
-chorales, forecast, sentiment, text_classify, char_lm; default adding); anything else is an error.
+chorales, jsb_chorales, nottingham, musedata, piano_midi, forecast, sentiment, text_classify,
+char_lm; default adding); anything else is an error.
 Every option of the cell is in model.cell_kwargs. configs/gru.py, lstm.py and rnn.py give the
 same configs for the three main cells, with the results their defaults reach.
 """

