@@ -167,29 +167,37 @@ def test_chung2014_search_then_final_reads_the_picked_rates(tmp_path):
   study = load_study("chung2014")
   config = study.get_config()
   points = ablation.expand(study.sweep, config)
-  rates = study.learning_rates(config)
-  assert len(points) == 30 and len(set(rates)) == 10
-  assert all(math.exp(-12) * 0.99 <= r <= math.exp(-6) * 1.01 for r in rates)
+  assert len(points) == 4 * 3 * 10 and {p["seed"] for p in points} == {0}
+  draws = {(t, c): study.learning_rates(config, c, t) for t in config.tasks.split(",") for c in config.cells.split(",")}
+  assert all(len(set(r)) == 10 for r in draws.values()) and len({tuple(r) for r in draws.values()}) == 12  # one draw each
+  assert all(math.exp(-12) * 0.99 <= r <= math.exp(-6) * 1.01 for rates in draws.values() for r in rates)
+  assert all(p["opt.learning_rate"] in draws[(p["task"], p["cell"])] for p in points)
   gru = [p for p in points if p["cell"] == "gru"]
   assert all(p["model.cell_kwargs.reset_after"] is False and p["model.features"] == 46 for p in gru)
+  assert {p["task"]: p["task.window"] for p in points} == {"jsb_chorales": 0, "nottingham": 200, "musedata": 200,
+                                                           "piano_midi": 200}
   for p in points[:1] + gru[:1]:
     built = ablation.build_config(p)
     train.check_config(built)
-    assert built.task.transpose == "C" and built.opt.weight_noise == 0.075 and built.train.early_stopping == 8
+    assert built.opt.weight_noise == 0.075 and built.train.early_stopping == 8 and built.opt.name == "rmsprop"
   config.phase = "final"
   config.search_dir = str(tmp_path)
   with pytest.raises(ValueError, match="run the search phase first"):
     ablation.expand(study.sweep, config)
-  rows = [{"cell": p["cell"], "opt.learning_rate": p["opt.learning_rate"], "status": "done", "valid": 9.0 - i * 0.01}
-          for i, p in enumerate(points)]
+  rows = [{"task": p["task"], "cell": p["cell"], "opt.learning_rate": p["opt.learning_rate"], "status": "done",
+           "valid": 9.0 - i * 0.01} for i, p in enumerate(points)]
   with open(tmp_path / "results.csv", "w", newline="") as f:
-    writer = csv.DictWriter(f, ["cell", "opt.learning_rate", "status", "valid"])
+    writer = csv.DictWriter(f, ["task", "cell", "opt.learning_rate", "status", "valid"])
     writer.writeheader()
     writer.writerows(rows)
   final = ablation.expand(study.sweep, config)
-  assert len(final) == 15 and [len(g) for g in ablation.seed_groups(final)] == [5, 5, 5]
-  last = {p["cell"]: p["opt.learning_rate"] for p in points}  # the lowest valid NLL is each cell's last rate
-  assert all(p["opt.learning_rate"] == last[p["cell"]] for p in final)
+  assert len(final) == 60 and [len(g) for g in ablation.seed_groups(final)] == [5] * 12
+  assert {p["seed"] for p in final} == {1, 2, 3, 4, 5}  # disjoint from the search seed
+  last = {(p["task"], p["cell"]): p["opt.learning_rate"] for p in points}  # the lowest valid NLL: each model's last rate
+  assert all(p["opt.learning_rate"] == last[(p["task"], p["cell"])] for p in final)
+  config.tasks = "chorales"
+  config.phase = "search"
+  assert all(ablation.build_config(p).task.transpose == "C" for p in ablation.expand(study.sweep, config)[:1])
 
 
 def test_long_point_names_are_shortened_and_stay_unique():
