@@ -28,6 +28,7 @@ except ImportError as e:
   raise extras.lab_missing("gru_jax.ablation", e) from e
 
 from gru_jax import config as config_lib  # noqa: E402  (after the check for the lab extra)
+from gru_jax import stats  # noqa: E402
 
 Point = dict[str, Any]
 
@@ -233,7 +234,28 @@ SELECTION_NOTE = ("Each run keeps the parameters best on the valid split; \"test
                   "parameters (scored once, at the end), \"best valid\" the valid metric there and \"at step\" "
                   "its step; \"test (final)\" is the test metric at the last step, for reference; \"train\", "
                   "where shown, the whole train set at the selected parameters. "
-                  "Mean ± sample std over seeds.")
+                  "Mean ± sample std over seeds; the 95% interval is Student's t over seeds. The orderings "
+                  "below each table compare groups next to each other in the ranking of the test metric (and "
+                  "every pair, in tables of up to 6 groups) with Welch's t-test, two-sided at 5%.")
+
+
+def _ci(values) -> str:
+  values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+  if len(values) < 2:
+    return ""
+  low, high = stats.interval(values)
+  return f"[{low:.4g}, {high:.4g}]"
+
+
+def orderings(named: dict[str, list[float]], higher_is_better: bool) -> list[str]:
+  """Welch's test between the groups next to each other in the ranking by mean (every pair when
+  there are at most 6), for groups with 2 or more values."""
+  ranked = sorted((k for k, v in named.items() if len(v) >= 2), key=lambda k: np.mean(named[k]), reverse=higher_is_better)
+  if len(ranked) <= 6:
+    pairs = [(a, b) for i, a in enumerate(ranked) for b in ranked[i + 1 :]]
+  else:
+    pairs = list(zip(ranked, ranked[1:]))
+  return [stats.ordering(a, named[a], b, named[b], higher_is_better) for a, b in pairs]
 
 
 def markdown(rows: list[dict], title: str, solved_below: float | None = None) -> str:
@@ -254,7 +276,7 @@ def markdown(rows: list[dict], title: str, solved_below: float | None = None) ->
     lines += [f"## {task}: {metric}{direction}", ""]
     if fixed:
       lines += ["Same in every run: " + ", ".join(f"{k}={task_rows[0][k]}" for k in fixed) + ".", ""]
-    columns = ["seeds", "params", f"test {metric}", f"best valid {metric}", "at step", f"test {metric} (final)",
+    columns = ["seeds", "params", f"test {metric}", f"test {metric} 95% CI", f"best valid {metric}", "at step", f"test {metric} (final)",
                "baseline", "steps/s", "matmul GFLOP/step"]
     with_train = any(r.get("train") is not None for r in done)
     if with_train:
@@ -263,6 +285,7 @@ def markdown(rows: list[dict], title: str, solved_below: float | None = None) ->
       columns += [f"solved (valid {metric} < {solved_below:g})", "steps to solve"]
     lines.append("| " + " | ".join(fields + columns) + " |")
     lines.append("|" + "---|" * (len(fields) + len(columns)))
+    named: dict[str, list[float]] = {}
     for key, members in groups(task_rows).items():
       values = dict(key)
       ok = [r for r in members if r["status"] == "done"]
@@ -272,7 +295,7 @@ def markdown(rows: list[dict], title: str, solved_below: float | None = None) ->
       baseline = f"{ok[0]['baseline']:.4g}" if ok else ""
       gflops = f"{ok[0]['gflops_per_step']:.3g}" if ok else ""
       cells = [str(values[f]) for f in fields] + [
-        seeds, params, _mean_std(r["test"] for r in ok), _mean_std(r["valid"] for r in ok),
+        seeds, params, _mean_std(r["test"] for r in ok), _ci(r["test"] for r in ok), _mean_std(r["valid"] for r in ok),
         _mean_std((r["valid_step"] for r in ok), steps=True), _mean_std(r["test_final"] for r in ok)]
       if with_train:
         cells.append(_mean_std(r["train"] for r in ok))
@@ -280,7 +303,12 @@ def markdown(rows: list[dict], title: str, solved_below: float | None = None) ->
       if solved_below is not None:
         cells += [f"{sum(r['solved_step'] is not None for r in ok)}/{len(ok)}", _mean_std((r["solved_step"] for r in ok), steps=True)]
       lines.append("| " + " | ".join(cells) + " |")
+      label = ", ".join(f"{f}={values[f]}" for f in fields) or "the runs"
+      named[label] = [r["test"] for r in ok if r["test"] is not None and not math.isnan(r["test"])]
     lines.append("")
+    found = orderings(named, bool(done and done[0]["higher_is_better"]))
+    if found:
+      lines += [f"Orderings of test {metric}:", ""] + [f"- {o}" for o in found] + [""]
   failed = [r for r in rows if r["status"] in ("failed", "diverged")]
   if failed:
     lines += ["## Failed or diverged points", ""] + [f"- `{r['run']}` ({r['status']}): {r.get('error', '')}" for r in failed] + [""]

@@ -224,10 +224,16 @@ def test_markdown_reports_test_at_best_valid_with_train_and_solved_columns():
   rows = [row(0, 8.0, 7.0, 3), row(1, 9.0, 7.5, None)]
   text = ablation.markdown(rows, "Study t", solved_below=8.5)
   header = next(line for line in text.splitlines() if line.startswith("| seeds"))
-  assert header.split(" | ")[:6] == ["| seeds", "params", "test nll", "best valid nll", "at step", "test nll (final)"]
+  assert header.split(" | ")[:7] == ["| seeds", "params", "test nll", "test nll 95% CI", "best valid nll", "at step",
+                                     "test nll (final)"]
   assert "train nll" in header and "solved (valid nll < 8.5)" in header
   line = next(line for line in text.splitlines() if line.startswith("| 2 |"))
-  assert "| 8.5 ± 0.71 |" in line and "| 7.25 ± 0.35 |" in line and "| 1/2 | 3 |" in line
+  assert "| 8.5 ± 0.71 | [2.147, 14.85] |" in line and "| 7.25 ± 0.35 |" in line and "| 1/2 | 3 |" in line
+  lstm = [dict(r, cell="lstm", run=f"l{r['seed']}", test=r["test"] + d) for r, d in zip(rows, (10.0, 10.1))]
+  text = ablation.markdown(rows + lstm, "Study t")
+  assert "Orderings of test nll:" in text and "- cell=gru better than cell=lstm (Welch's t = " in text
+  text = ablation.markdown(rows + [dict(r, cell="lstm", run=f"l{r['seed']}", test=r["test"] + 0.1) for r in rows], "Study t")
+  assert "- cell=gru vs cell=lstm: not resolved (Welch's t = " in text
 
 
 @pytest.mark.slow
