@@ -8,7 +8,8 @@ publish() {  # study workdir name under runs/, published folder name
   cp "runs/$1/results.csv" "runs/$1/results.md" "docs/results/ablations/$2/"
   rm -rf "docs/results/ablations/$2/plots" && cp -r "runs/$1/plots" "docs/results/ablations/$2/plots"
 }
-# Chung et al. 2014 (2026-11-26, 2-core CPU; the full protocol, no reduction):
+# Chung et al. 2014 on music21's chorales (2026-11-26, 2-core CPU; the study file at commit be83621, run
+# before the four published sets were shipped: `git show be83621:configs/ablations/chung2014.py` is it):
 python -m experiments.ablate --config=configs/ablations/chung2014.py --workdir=runs/chung2014-search --jobs=2
 publish chung2014-search chung2014/search
 python -m experiments.ablate --config=configs/ablations/chung2014.py --config.phase=final \
@@ -19,7 +20,7 @@ publish chung2014 chung2014/final
 python -m experiments.ablate --config=configs/ablations/long_memory.py --workdir=runs/long_memory \
   --config.tasks=adding --config.lengths=100 --config.budgets=width --config.max_steps=2000 --jobs=1
 publish long_memory long_memory
-# GRU vs LSTM at equal parameters, a CPU slice (2026-11-26, commit 9084280's study file): 3 of the
+# GRU vs LSTM at equal parameters, a CPU slice (2026-11-26, commit 407f1e3's study file): 3 of the
 # 5 chorales budgets and the 3 character budgets, 3,000 steps each (the study's default).
 python -m experiments.ablate --config=configs/ablations/params_accuracy.py --workdir=runs/params_accuracy \
   --config.chorales_budgets=6000,24000,96000 --jobs=1
