@@ -219,9 +219,14 @@ def varying_fields(rows: list[dict]) -> set[str]:
   return {k for k, _ in group_key(rows[0]) if len({str(r[k]) for r in rows}) > 1}
 
 
+def _present(values) -> list:
+  """The values that are not None or NaN."""
+  return [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+
+
 def _mean_std(values, digits: int = 4, steps: bool = False) -> str:
   """Mean ± sample std of the values that are not None or NaN; `steps` prints whole numbers."""
-  values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+  values = _present(values)
   if not values:
     return ""
   mean, spread = (".0f", ".0f") if steps else (f".{digits}g", ".2g")
@@ -240,7 +245,7 @@ SELECTION_NOTE = ("Each run keeps the parameters best on the valid split; \"test
 
 
 def _ci(values) -> str:
-  values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+  values = _present(values)
   if len(values) < 2:
     return ""
   low, high = stats.interval(values)
@@ -304,7 +309,7 @@ def markdown(rows: list[dict], title: str, solved_below: float | None = None) ->
         cells += [f"{sum(r['solved_step'] is not None for r in ok)}/{len(ok)}", _mean_std((r["solved_step"] for r in ok), steps=True)]
       lines.append("| " + " | ".join(cells) + " |")
       label = ", ".join(f"{f}={values[f]}" for f in fields) or "the runs"
-      named[label] = [r["test"] for r in ok if r["test"] is not None and not math.isnan(r["test"])]
+      named[label] = _present(r["test"] for r in ok)
     lines.append("")
     found = orderings(named, bool(done and done[0]["higher_is_better"]))
     if found:

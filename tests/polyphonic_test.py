@@ -11,7 +11,7 @@ import pytest
 
 from gru_jax import config as base
 from gru_jax import tasks
-from gru_jax.tasks import polyphonic
+from gru_jax.tasks import chorales, polyphonic
 
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "polyphonic"
 # Pieces and frames per split, as published (Boulanger-Lewandowski et al. 2012; ../shared/data/polyphonic/SOURCE.md).
@@ -35,7 +35,7 @@ def test_published_counts_dedupe_and_baseline(name):
   dropped = 2 if name == "nottingham" else 0  # one of its train pieces is in valid, one in test
   assert len(clean["train"]) == len(pieces["train"]) - dropped
   assert [len(clean[s]) for s in ("valid", "test")] == [len(pieces[s]) for s in ("valid", "test")]
-  keys = {s: {polyphonic.piece_key(r) for r in clean[s]} for s in clean}
+  keys = {s: {chorales.piece_key(r) for r in clean[s]} for s in clean}
   assert not keys["train"] & keys["valid"] and not keys["train"] & keys["test"] and not keys["valid"] & keys["test"]
   assert polyphonic.bernoulli_baseline(clean["train"], clean["test"]) == pytest.approx(BASELINES[name], abs=1e-4)
 

@@ -57,6 +57,11 @@ def to_roll(score) -> np.ndarray:
   return roll
 
 
+def piece_key(roll: np.ndarray) -> str:
+  """A hash of a roll's frames and shape: equal rolls, equal keys (for finding duplicates)."""
+  return hashlib.sha256(np.ascontiguousarray(roll, np.uint8).tobytes() + str(roll.shape).encode()).hexdigest()
+
+
 def _checksum(rolls: np.ndarray, lengths: np.ndarray, tonics: list[int]) -> str:
   return hashlib.sha256(rolls.tobytes() + lengths.astype(np.int64).tobytes() + np.asarray(tonics, np.int64).tobytes()).hexdigest()
 
@@ -69,7 +74,7 @@ def _parse_corpus(music21, limit: int | None) -> tuple[list[str], list[np.ndarra
   for name in names:
     score = music21.corpus.parse(name)
     roll = to_roll(score)
-    key = hashlib.sha256(roll.tobytes() + str(roll.shape).encode()).hexdigest()
+    key = piece_key(roll)
     if len(roll) >= 2 and key not in seen:
       seen.add(key)
       kept.append(name)

@@ -116,17 +116,13 @@ def load(name: str, data_dir: pathlib.Path | str = DATA_DIR) -> dict[str, list[n
     raise DataError(f"{path} could not be read ({e}); reinstall gru_jax") from e
 
 
-def piece_key(roll: np.ndarray) -> str:
-  return hashlib.sha256(np.ascontiguousarray(roll, np.uint8).tobytes() + str(roll.shape).encode()).hexdigest()
-
-
 def dedupe(pieces: dict[str, list[np.ndarray]]) -> dict[str, list[np.ndarray]]:
   """Test as published; valid without the pieces in test; train without those in valid or test
   (a piece repeated within one split stays, as published)."""
   out, held = {}, set()
   for split in ("test", "valid", "train"):
-    out[split] = [r for r in pieces[split] if piece_key(r) not in held]
-    held |= {piece_key(r) for r in out[split]}
+    out[split] = [r for r in pieces[split] if chorales.piece_key(r) not in held]
+    held |= {chorales.piece_key(r) for r in out[split]}
   return {split: out[split] for split in SPLITS}
 
 
@@ -162,8 +158,8 @@ def random_windows(rolls: list[np.ndarray], window: int):
   flat_d, lengths_d, offsets_d = jnp.asarray(flat), jnp.asarray(lengths), jnp.asarray(offsets)
 
   def train_batch(key, batch_size):
-    piece_key_, start_key = jax.random.split(key)
-    piece = jax.random.randint(piece_key_, (batch_size,), 0, len(rolls))
+    pick_key, start_key = jax.random.split(key)
+    piece = jax.random.randint(pick_key, (batch_size,), 0, len(rolls))
     length = lengths_d[piece]
     start = jax.random.randint(start_key, (batch_size,), 0, jnp.maximum(length - steps, 0) + 1)
     index = (offsets_d[piece] + start)[:, None] + jnp.arange(steps + 1)[None, :]
