@@ -72,7 +72,8 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   c.task.limit = 0  # chorales: only the first N chorales by corpus path (0: all); for smoke tests
   c.task.transpose = ""  # chorales: "" as written, or "C" (each chorale moved to C major / C minor, as JSB)
   c.task.window = 0  # jsb_chorales, nottingham, musedata, piano_midi: training frames per piece (0: whole pieces)
-  c.task.dedupe = True  # the same four: drop training pieces that are also in valid or test
+  c.task.dedupe = True  # fixed data sets: no example in two splits (the four: training pieces also in valid or test
+  # dropped; chorales: equal rolls after task.transpose; text tasks and BBC News: equal texts count once)
   c.task.series = "sunspots"  # forecast: sunspots or co2
   c.task.horizon = 1  # forecast: steps ahead of the window's last value
   c.task.path = ""  # text_classify: the CSV/TSV file to read; char_lm: a text file ("" = BBC News)

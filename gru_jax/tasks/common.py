@@ -97,6 +97,23 @@ def fraction(config: Any, key: str, owner: str) -> float:
   return float(value)
 
 
+def flag(config: Any, key: str, owner: str) -> bool:
+  value = config[key]
+  if not isinstance(value, bool):
+    raise ValueError(f"task.{key} must be True or False for the {owner} task; got {value!r}")
+  return value
+
+
+def first_of_each(keys: list) -> list[int]:
+  """Indices of the first item with each key, in order: equal keys, one item."""
+  seen, kept = set(), []
+  for i, key in enumerate(keys):
+    if key not in seen:
+      seen.add(key)
+      kept.append(i)
+  return kept
+
+
 def split_fractions(config: Any, owner: str) -> tuple[float, float]:
   """(task.test_fraction, task.valid_fraction), each in (0, 1), summing to less than 1."""
   test_fraction, valid_fraction = fraction(config, "test_fraction", owner), fraction(config, "valid_fraction", owner)

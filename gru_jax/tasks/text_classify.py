@@ -2,13 +2,16 @@
 
 Settings: task.path, task.text_column, task.label_column, task.delimiter ("" picks tab for .tsv
 and comma otherwise), task.tokens ("words" or "chars"), task.vocab_size, task.seq_len (tokens
-kept per text), task.test_fraction, task.valid_fraction, task.split_seed, task.encoding_errors.
-The rows are split train / valid / test with a seeded shuffle (`common.shuffled_split`); the
+kept per text), task.test_fraction, task.valid_fraction, task.split_seed, task.encoding_errors,
+task.dedupe. With `task.dedupe` (the default) rows of exactly the same text count once, labelled
+by the majority of their copies (a text whose copies tie is dropped), so no text sits in two
+splits (`unique_rows`). The rows are split train / valid / test with a seeded shuffle (`common.shuffled_split`); the
 vocabulary and the label set come from the train rows only, and a valid or test label never seen
 in training is an error. Metrics: accuracy (the task metric), per-class F1 and
 macro F1. Baseline: always the most common train label.
 """
 
+import collections
 import csv
 import io
 
@@ -17,7 +20,7 @@ import numpy as np
 import optax
 
 from gru_jax.tasks import text as text_lib
-from gru_jax.tasks.common import DataError, Task, positive_int, random_rows, shuffled_split
+from gru_jax.tasks.common import DataError, Task, first_of_each, flag, positive_int, random_rows, shuffled_split
 
 
 def load_table(path: str, text_column: str, label_column: str, delimiter: str, encoding_errors: str):
@@ -40,26 +43,48 @@ def load_table(path: str, text_column: str, label_column: str, delimiter: str, e
   return texts, labels
 
 
+def unique_rows(texts: list[str], labels: list[str]) -> tuple[list[str], list[str]]:
+  """Each distinct text once, at its first row, with the label most of its copies carry; a text
+  whose copies tie between labels is dropped (no label is its own)."""
+  votes = collections.defaultdict(collections.Counter)
+  for text, label in zip(texts, labels):
+    votes[text][label] += 1
+  out_texts, out_labels = [], []
+  for i in first_of_each(texts):
+    (label, most), *rest = votes[texts[i]].most_common()
+    if not rest or rest[0][1] < most:
+      out_texts.append(texts[i])
+      out_labels.append(label)
+  return out_texts, out_labels
+
+
+def split_rows(texts: list[str], labels: list[str], config, name: str) -> dict[str, tuple[list[str], list[str]]]:
+  """split -> (texts, labels): `unique_rows` under task.dedupe, then the seeded shuffle's parts."""
+  if flag(config, "dedupe", name):
+    texts, labels = unique_rows(texts, labels)
+  parts = shuffled_split(len(texts), config, name)
+  return {split: ([texts[i] for i in idx], [labels[i] for i in idx]) for split, idx in parts.items()}
+
+
 def build(name: str, texts: list[str], labels: list[str], config, source: str) -> Task:
   """A classification task over (texts, labels) read from `source`."""
-  parts = shuffled_split(len(texts), config, name)
-  train_idx = parts["train"]
-  classes = sorted({labels[i] for i in train_idx})
-  unseen = sorted({labels[i] for i in (*parts["valid"], *parts["test"])} - set(classes))
+  parts = split_rows(texts, labels, config, name)
+  classes = sorted(set(parts["train"][1]))
+  unseen = sorted(set(parts["valid"][1] + parts["test"][1]) - set(classes))
   if unseen:
     raise DataError(f"{source}: valid or test labels unseen in training: {unseen} (too few rows of them; change "
                     "task.split_seed, task.test_fraction or task.valid_fraction, or drop those rows)")
   if len(classes) < 2:
     raise DataError(f"{source}: the training rows hold a single label {classes}; a classifier needs two or more")
   seq_len = positive_int(config, "seq_len", name)
-  vocab = text_lib.build_vocab([texts[i] for i in train_idx], config.tokens, int(config.vocab_size))
+  vocab = text_lib.build_vocab(parts["train"][0], config.tokens, int(config.vocab_size))
   label_id = {c: i for i, c in enumerate(classes)}
 
-  def arrays(idx):
-    ids, lengths = text_lib.encode([texts[i] for i in idx], vocab, config.tokens, seq_len)
-    return {"xs": ids, "seq_lengths": lengths, "ys": np.array([label_id[labels[i]] for i in idx], np.int32)}
+  def arrays(part_texts, part_labels):
+    ids, lengths = text_lib.encode(part_texts, vocab, config.tokens, seq_len)
+    return {"xs": ids, "seq_lengths": lengths, "ys": np.array([label_id[label] for label in part_labels], np.int32)}
 
-  train, valid, test = (arrays(parts[k]) for k in ("train", "valid", "test"))
+  train, valid, test = (arrays(*parts[k]) for k in ("train", "valid", "test"))
   def loss_and_metrics(outputs, batch):
     xent = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(outputs, batch["ys"]))
     pred = jnp.argmax(outputs, -1)
