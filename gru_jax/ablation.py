@@ -360,10 +360,12 @@ def matmul_flops_per_step(config: ml_collections.ConfigDict) -> float:
   all steps of a batch (`gru_jax.models.matmul_flops`), for every layer and direction, backward
   counted as twice the forward; the embedding and the head are left out. Sequences are counted at
   their padded length."""
+  import jax  # pylint: disable=g-import-not-at-top
+
   from gru_jax import models, train  # pylint: disable=g-import-not-at-top
 
   task, _, _, _ = train.build(config)
-  xs = task.valid_set["xs"]
+  xs = jax.eval_shape(lambda k: task.train_batch(k, 1), jax.random.key(0))["xs"]  # a training batch's steps
   width = config.model.features
   inputs = config.model.embed_features if task.vocab_size else xs.shape[-1]
   directions = 2 if config.model.bidirectional else 1

@@ -133,15 +133,43 @@ def test_char_lm_on_a_text_file(tmp_path):
 
   path = tmp_path / "story.txt"
   path.write_text("the cat sat on the mat. " * 40)
-  task = tasks.make(lm_config(path, seq_len=10, eval_size=5).task)
-  assert task.test_set["xs"].shape == task.valid_set["xs"].shape == (5, 10) and task.head == "each"
-  np.testing.assert_array_equal(task.test_set["xs"][:, 1:], task.test_set["ys"][:, :-1])  # next-character targets
-  assert set(task.vocab) == set("the cat sat on mat.")
-  assert 2.0 < task.baseline < 4.0  # the unigram entropy of this text, in bits
+  task = tasks.make(lm_config(path, seq_len=10, eval_streams=5).task)
   texts, _ = char_lm.split_text(lm_config(path).task)
   whole = path.read_text()
   assert texts["train"] + texts["valid"] + texts["test"] == whole
   assert (len(texts["test"]), len(texts["valid"])) == (round(0.2 * len(whole)), round(0.1 * len(whole)))
+  # 192 test characters: 191 predicted, in 5 streams of 39 (the last 35), padded to 40 steps
+  test = task.test_set
+  assert test["xs"].shape == test["ys"].shape == (5, 40) and task.head == "each"
+  assert test["seq_lengths"].tolist() == [39, 39, 39, 39, 35]
+  decode = {i: c for c, i in task.vocab.items()}
+  read = "".join(decode[int(i)] for k in range(5) for i in test["xs"][k, : test["seq_lengths"][k]])
+  predicted = "".join(decode[int(i)] for k in range(5) for i in test["ys"][k, : test["seq_lengths"][k]])
+  assert read == texts["test"][:-1] and predicted == texts["test"][1:]  # every character but the first, once
+  assert not test["xs"][:, 39:].any() and not test["xs"][4, 35:].any()  # padding
+  assert set(task.vocab) == set("the cat sat on mat.")
+  assert 2.0 < task.baseline < 4.0  # the unigram entropy of this text, in bits
+
+
+def test_char_lm_scores_every_character_of_the_stream(tmp_path):
+  from gru_jax.tasks import char_lm
+
+  ids = np.arange(2, 30, dtype=np.int32)  # 28 characters: 27 predicted
+  one = char_lm.streams(ids, 1, 4)
+  assert one["xs"].shape == (1, 28) and one["seq_lengths"].tolist() == [27]
+  many = char_lm.streams(ids, 100, 4)  # at most one stream per predicted character
+  assert many["seq_lengths"].tolist() == [1] * 27 and many["xs"].shape == (27, 4)
+  path = tmp_path / "abcd.txt"
+  path.write_text("abcd" * 50)
+  loss_and_metrics = tasks.make(lm_config(path, seq_len=4).task).loss_and_metrics  # 4 characters: 6 ids
+  # the loss counts the scored characters only, each once: the mean over them
+  logits = np.zeros((2, 8, 6), np.float32)
+  logits[0, :3, 2] = 10.0  # stream 0 predicts id 2 at its 3 characters; its padding, unscored, would cost more
+  batch = {"xs": np.zeros((2, 8), np.int32), "ys": np.full((2, 8), 2, np.int32), "seq_lengths": np.array([3, 5])}
+  loss, metrics = loss_and_metrics(logits, batch)
+  per_char = np.log(5 + np.exp(10.0)) - 10.0, np.log(6.0)
+  np.testing.assert_allclose(loss, (3 * per_char[0] + 5 * per_char[1]) / 8, rtol=1e-5)
+  assert int(metrics["weight"]) == 8
 
 
 def test_char_lm_text_too_short(tmp_path):

