@@ -200,6 +200,29 @@ def test_chung2014_search_then_final_reads_the_picked_rates(tmp_path):
   assert all(ablation.build_config(p).task.transpose == "C" for p in ablation.expand(study.sweep, config)[:1])
 
 
+def test_chung2014_side_by_side_sets_the_paper_beside_our_seeds(tmp_path):
+  study = load_study("chung2014")
+  folder = tmp_path / "jsb_chorales" / "final"
+  folder.mkdir(parents=True)
+  rows = [{"cell": cell, "model.features": study.UNITS[cell], "status": "done", "params": params,
+           "train": 8.0 + 0.1 * seed, "test": test + 0.01 * seed}
+          for cell, params, test in (("rnn", 27788, 8.6), ("gru", 22766, 8.5), ("peephole_lstm", 21364, 8.5))
+          for seed in range(1, 6)]
+  rows.append({"cell": "gru", "model.features": 46, "status": "failed", "params": 22766, "train": "", "test": ""})
+  with open(folder / "results.csv", "w", newline="") as f:
+    writer = csv.DictWriter(f, list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+  table = study.side_by_side(str(tmp_path))
+  assert len([line for line in table.splitlines() if line.startswith("| ") and "data set" not in line]) == 12
+  # the paper's numbers for every set; ours where a set has run; the recurrent layer without the read-out
+  assert "| jsb_chorales | GRU | 18,630 / 22,766 (≈20.2K) | 5 | 6.94 | 8.30 ± 0.16 [8.10, 8.50] | 8.54 | 8.53 ± 0.02 [8.51, 8.55] |" in table
+  assert "| jsb_chorales | tanh | 18,900 / 27,788 (≈20.1K) |" in table  # 88 x 100 + 100 x 100 + 100
+  assert "| nottingham | LSTM | (≈19.8K) | 0 | 3.08 | not run yet | 3.20 | not run yet |" in table
+  ordering = next(line for line in table.splitlines() if line.startswith("- jsb_chorales: "))
+  assert "GRU better than tanh" in ordering and "GRU vs LSTM: not resolved" in ordering and "- nottingham" not in table
+
+
 def test_long_point_names_are_shortened_and_stay_unique():
   fields = {f"train.field_{i}": 1000 + i for i in range(20)}
   a = ablation.point_name({"cell": "gru", "task": "adding", **fields, "seed": 0})

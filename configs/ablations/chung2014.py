@@ -39,6 +39,17 @@ import ml_collections
 import numpy as np
 
 UNITS = {"rnn": 100, "gru": 46, "peephole_lstm": 36}  # Chung et al. 2014, Table 1
+# Chung et al. 2014 (arXiv:1412.3555v1), Table 2: (train, test) NLL per frame, as quoted in the
+# shared data's SOURCE.md; and Table 1's parameter counts (about 20K each).
+PAPER = {
+  "nottingham": {"rnn": (3.22, 3.13), "gru": (2.79, 3.23), "peephole_lstm": (3.08, 3.20)},
+  "jsb_chorales": {"rnn": (8.82, 9.10), "gru": (6.94, 8.54), "peephole_lstm": (8.15, 8.67)},
+  "musedata": {"rnn": (5.64, 6.23), "gru": (5.06, 5.99), "peephole_lstm": (5.18, 6.23)},
+  "piano_midi": {"rnn": (5.64, 9.03), "gru": (4.93, 8.82), "peephole_lstm": (6.49, 9.03)},
+}
+PAPER_PARAMS = {"rnn": "≈20.1K", "gru": "≈20.2K", "peephole_lstm": "≈19.8K"}
+CELL_NAMES = {"rnn": "tanh", "gru": "GRU", "peephole_lstm": "LSTM"}
+NUM_KEYS = 88
 OPTIONS = {"gru": {"model.cell_kwargs.reset_after": False}}
 LONG = ("nottingham", "musedata", "piano_midi")  # pieces of up to 1,793-4,273 frames: trained in windows
 
@@ -110,3 +121,52 @@ def sweep(study, add):
           raise ValueError(f"search_dir: no finished run of {cell} on {task} in {study.search_dir}/results.csv")
         for seed in range(study.search_seed + 1, study.search_seed + 1 + study.seeds):
           add(cell=cell, task=task, **{"opt.learning_rate": rates[(task, cell)], **fixed, "seed": seed})
+
+
+def _read_rows(path: str) -> list[dict]:
+  with open(path) as f:
+    return [row for row in csv.DictReader(f) if row["status"] == "done"]
+
+
+def _mean_std_ci(values: list[float]) -> str:
+  from gru_jax import stats  # pylint: disable=g-import-not-at-top  (the lab extra)
+
+  if len(values) < 2:
+    return f"{values[0]:.2f} (1 seed)" if values else "not run yet"
+  low, high = stats.interval(values)
+  return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f} [{low:.2f}, {high:.2f}]"
+
+
+def side_by_side(root: str) -> str:
+  """The paper's 24 numbers beside ours, from `root`/<set>/final/results.csv of each set that has
+  one: mean ± std [95% t interval] over seeds of the train and test NLL at the best-valid
+  parameters, the parameter counts under the paper's convention (the recurrent layer: all but the
+  read-out's (units + 1) x 88) and ours in all, and Welch's t-test for each pair of cells."""
+  from gru_jax import ablation  # pylint: disable=g-import-not-at-top
+
+  lines = ["| data set | cell | params: recurrent layer / all (paper's) | seeds | train NLL, paper | train NLL, ours | "
+           "test NLL, paper | test NLL, ours |", "|---|---|---|---|---|---|---|---|"]
+  orderings = []
+  for task, paper in PAPER.items():
+    path = os.path.join(root, task, "final", "results.csv")
+    rows = _read_rows(path) if os.path.exists(path) else []
+    tests = {}
+    for cell, (paper_train, paper_test) in paper.items():
+      mine = [r for r in rows if r["cell"] == cell]
+      if mine:
+        params = int(mine[0]["params"])
+        recurrent = params - (int(mine[0]["model.features"]) + 1) * NUM_KEYS
+        counts = f"{recurrent:,} / {params:,} ({PAPER_PARAMS[cell]})"
+      else:
+        counts = f"({PAPER_PARAMS[cell]})"
+      tests[CELL_NAMES[cell]] = [float(r["test"]) for r in mine]
+      lines.append(f"| {task} | {CELL_NAMES[cell]} | {counts} | {len(mine)} | {paper_train:.2f} | "
+                   f"{_mean_std_ci([float(r['train']) for r in mine])} | {paper_test:.2f} | "
+                   f"{_mean_std_ci(tests[CELL_NAMES[cell]])} |")
+    found = ablation.orderings(tests, higher_is_better=False)
+    if found:
+      orderings.append(f"- {task}: " + "; ".join(found))
+  lines += ["", "Mean ± sample std [95% Student's t interval] over the final seeds; train and test NLL per frame "
+            "(nats, summed over the keys) at the parameters best on valid. Orderings of our test NLL "
+            "(Welch's t-test, two-sided at 5%):", ""]
+  return "\n".join(lines + (orderings or ["- none yet"])) + "\n"
