@@ -202,6 +202,29 @@ def write_csv(rows: list[dict], path: str) -> None:
     writer.writerows(rows)
 
 
+_INTEGERS = ("params", "steps", "valid_step", "solved_step")
+_FLOATS = ("valid", "test", "test_final", "train", "baseline", "wall_time_s", "steps_per_s", "gflops_per_step")
+HIGHER_IS_BETTER = {"accuracy": True, "mse": False, "xent": False, "nll": False, "bpc": False}  # the tasks' metrics
+
+
+def read_csv(path: str) -> list[dict]:
+  """The rows of a `write_csv` file, as `collect` made them: result columns typed (empty: None),
+  a point's empty fields left out (it did not set them), `higher_is_better` from the metric."""
+  rows = []
+  with open(path, newline="") as f:
+    for line, raw in enumerate(csv.DictReader(f), start=2):
+      row = {k: v for k, v in raw.items() if k not in RESULT_COLUMNS and v != ""}
+      for k in RESULT_COLUMNS:
+        value = raw.get(k, "")
+        row[k] = (None if value == "" else int(float(value)) if k in _INTEGERS else float(value) if k in _FLOATS else value)
+      if row["status"] in ("done", "diverged"):
+        if row["metric"] not in HIGHER_IS_BETTER:
+          raise ValueError(f"{path}: line {line}: metric {row['metric']!r} is not one of {sorted(HIGHER_IS_BETTER)}")
+        row["higher_is_better"] = HIGHER_IS_BETTER[row["metric"]]
+      rows.append(row)
+  return rows
+
+
 def group_key(row: dict) -> tuple:
   """The fields a row is averaged over seeds within: everything swept except the seed."""
   return tuple((k, row[k]) for k in row if k not in RESULT_COLUMNS and k not in ("seed", "higher_is_better"))

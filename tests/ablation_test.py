@@ -259,6 +259,25 @@ def test_markdown_reports_test_at_best_valid_with_train_and_solved_columns():
   assert "- cell=gru vs cell=lstm: not resolved (Welch's t = " in text
 
 
+def test_a_published_csv_renders_the_table_its_runs_made(tmp_path):
+  def row(cell, seed, test, **fields):
+    return {"cell": cell, "task": "chorales", "opt.learning_rate": 0.001, **fields, "seed": seed, "run": f"{cell}{seed}",
+            "status": "done", "params": 100, "steps": 10, "metric": "nll", "valid": test + 0.5, "valid_step": 4,
+            "test": test, "test_final": test + 1, "train": None, "baseline": 11.0, "higher_is_better": False,
+            "wall_time_s": 3.5, "steps_per_s": 5.0, "gflops_per_step": 0.1, "solved_step": None}
+  rows = [row("rnn", s, 8.6 + 0.01 * s) for s in (1, 2, 3)]
+  rows += [row("gru", s, 8.5 + 0.01 * s, **{"model.cell_kwargs.reset_after": False}) for s in (1, 2, 3)]  # a field rnn lacks
+  rows.append({"cell": "gru", "task": "chorales", "opt.learning_rate": 0.001, "model.cell_kwargs.reset_after": False,
+               "seed": 4, "run": "gru4", "status": "failed", "error": "ValueError: no"})
+  ablation.write_csv(rows, str(tmp_path / "results.csv"))
+  back = ablation.read_csv(str(tmp_path / "results.csv"))
+  assert ablation.markdown(back, "Study t") == ablation.markdown(rows, "Study t")
+  assert back[0]["params"] == 100 and back[0]["train"] is None and "model.cell_kwargs.reset_after" not in back[0]
+  (tmp_path / "odd.csv").write_text((tmp_path / "results.csv").read_text().replace(",nll,", ",perplexity,"))
+  with pytest.raises(ValueError, match=r"odd.csv: line 2: metric 'perplexity' is not one of"):
+    ablation.read_csv(str(tmp_path / "odd.csv"))
+
+
 @pytest.mark.slow
 def test_workers_stop_when_the_runner_is_killed(tmp_path):
   import signal

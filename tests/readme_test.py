@@ -68,7 +68,7 @@ def test_ci_runs_the_readme_test_command():
 
 def test_readme_ablation_table_is_the_published_one():
   block = README.read_text().split("<!-- ablation results -->\n")[1].split("<!-- end ablation results -->")[0]
-  published = (README.parent / "docs" / "results" / "ablations" / "chung2014" / "final" / "results.md").read_text()
+  published = (README.parent / "docs" / "results" / "ablations" / "chung2014" / "music21_chorales" / "final" / "results.md").read_text()
   assert block.strip() == published.split("\n", 1)[1].strip()  # all but its title line
   for image in re.findall(r"!\[[^]]*\]\(([^)]+)\)", README.read_text()):
     assert (README.parent / image).exists(), image
@@ -96,3 +96,29 @@ def test_readme_seq2seq_figures_are_the_committed_summary():
   assert (f"LSTM {accuracy['ours_lstm']} ours against {accuracy['flax_lstm']} Flax's; GRU {accuracy['ours_gru']} "
           f"against {accuracy['flax_gru']}") in text
   assert f"(Flax's {spread['flax_lstm']}, ours {spread['ours_lstm']})" in text
+
+
+# Each ordering the README's study sections state, and the Welch's t-test line of the published
+# results.md behind it (the README quotes its p).
+ORDERINGS = [
+  ("params_accuracy", "cell=gru, budget=12000, model.features=32 better than cell=lstm, budget=12000, model.features=27", "0.0007"),
+  ("params_accuracy", "cell=gru, budget=48000, model.features=95 better than cell=lstm, budget=48000, model.features=82", "5.5e-05"),
+  ("params_accuracy", "cell=gru, budget=192000, model.features=221 better than cell=lstm, budget=192000, model.features=191", "0.0016"),
+  ("params_accuracy", "cell=gru, budget=6000, model.features=15 better than cell=lstm, budget=6000, model.features=12", "0.006"),
+  ("params_accuracy", "cell=gru, budget=24000, model.features=48 vs cell=lstm, budget=24000, model.features=40: not resolved", "0.054"),
+  ("params_accuracy", "cell=lstm, budget=96000, model.features=109 better than cell=gru, budget=96000, model.features=129", "0.006"),
+  ("params_accuracy/long", "cell=gru, model.features=95 better than cell=lstm, model.features=82", "1.5e-06"),
+  ("classify", "cell=rnn, model.features=110 vs cell=gru, model.features=64: not resolved", "0.066"),
+  ("gru_design", "cell=mgu, variant=mgu better than cell=mingru, variant=mingru", "0.013"),
+  ("gru_design", "cell=mingru, variant=mingru vs cell=gru, variant=gru_layer_norm: not resolved", "0.14"),
+  ("chung2014/music21_chorales/final", "cell=peephole_lstm, opt.learning_rate=0.00152, model.features=36 better than cell=gru", "0.00033"),
+]
+
+
+@pytest.mark.parametrize("study, line, p", ORDERINGS)
+def test_readme_orderings_are_the_published_tests(study, line, p):
+  published = (README.parent / "docs" / "results" / "ablations" / study / "results.md").read_text()
+  found = [row for row in published.splitlines() if row.startswith(f"- {line}")]
+  assert len(found) == 1, line
+  assert float(found[0].rsplit("p = ", 1)[1].rstrip(")")) == pytest.approx(float(p), rel=0.1)  # as the README rounds it
+  assert p in " ".join(README.read_text().split()), f"the README should quote p = {p} for {line}"

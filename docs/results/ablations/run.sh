@@ -11,10 +11,10 @@ publish() {  # study workdir name under runs/, published folder name
 # Chung et al. 2014 on music21's chorales (2026-11-26, 2-core CPU; the study file at commit be83621, run
 # before the four published sets were shipped: `git show be83621:configs/ablations/chung2014.py` is it):
 python -m experiments.ablate --config=configs/ablations/chung2014.py --workdir=runs/chung2014-search --jobs=2
-publish chung2014-search chung2014/search
+publish chung2014-search chung2014/music21_chorales/search
 python -m experiments.ablate --config=configs/ablations/chung2014.py --config.phase=final \
   --config.search_dir=runs/chung2014-search --workdir=runs/chung2014 --jobs=2
-publish chung2014 chung2014/final
+publish chung2014 chung2014/music21_chorales/final
 # Long memory, a CPU slice (2026-11-26): the adding problem at T=100 only, equal width only,
 # 2,000 of the published 20,000 steps; 3 seeds as one program per point.
 python -m experiments.ablate --config=configs/ablations/long_memory.py --workdir=runs/long_memory \
@@ -38,3 +38,13 @@ python -m experiments.ablate --config=configs/ablations/gru_design.py --workdir=
 publish gru_design gru_design
 python -m experiments.ablate --config=configs/ablations/classify.py --workdir=runs/classify --jobs=1
 publish classify classify
+
+# Every results.md above re-rendered from its results.csv with 95% intervals and Welch's t-test
+# orderings (2026-12-02; the runs themselves unchanged):
+for study in classify cost gru_design long_memory params_accuracy; do
+  python -m experiments.render_results --config=configs/ablations/$study.py --dir=docs/results/ablations/$study
+done
+python -m experiments.render_results --config=configs/ablations/params_accuracy.py --dir=docs/results/ablations/params_accuracy/long
+for phase in search final; do
+  python -m experiments.render_results --config=configs/ablations/chung2014.py --dir=docs/results/ablations/chung2014/music21_chorales/$phase
+done
