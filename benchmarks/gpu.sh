@@ -18,6 +18,11 @@
 #             runs it there) and rerun `grid`
 #   scans     the linear-recurrence scans alone (benchmarks.scans): sequential, associative,
 #             log-space, chunked, at B=16, H=256, T to 4096
+#   chung2014 the chung2014 study at its full protocol on all four music sets (search, then final),
+#             into $OUT/chung2014-<set>[-search]; publish as docs/results/ablations/run.sh says. It needs
+#             the lab extra, which that machine lacks: WHEELS=<folder> installs it offline from wheels
+#             made here (pip download --dest <folder> ml-collections tensorboardX tqdm matplotlib scipy),
+#             carried along. Not yet run on a GPU.
 #
 # Runs with the machine's own jax/flax/optax/torch (CUDA builds); gru_jax comes from this checkout.
 set -uo pipefail
@@ -53,6 +58,18 @@ variants="gru_jax.GRU,gru_jax.GRU[unroll=1],gru_jax.GRU[unroll=4],gru_jax.GRU[re
           tests/pallas_gru_test.py 2>&1 | grep -E "spill|Used|passed|failed|Error" | tail -30
         timeout 330 python3 -m benchmarks.kernel --quick --out="$OUT/gpu-$day-kernel" ;;
       scans) python3 -m benchmarks.scans --out="$OUT/gpu-$day-scans" ;;
+      chung2014)
+        if [ -n "${WHEELS:-}" ]; then
+          python3 -m pip install --quiet --no-index --find-links "$WHEELS" ml-collections tensorboardX tqdm matplotlib scipy
+        fi
+        # several small programs share the one GPU: no process takes most of its memory up front
+        export XLA_PYTHON_CLIENT_PREALLOCATE=false
+        for set in jsb_chorales nottingham musedata piano_midi; do
+          python3 -m experiments.ablate --config=configs/ablations/chung2014.py --config.tasks=$set \
+            --workdir="$OUT/chung2014-$set-search" --jobs=8
+          python3 -m experiments.ablate --config=configs/ablations/chung2014.py --config.tasks=$set --config.phase=final \
+            --config.search_dir="$OUT/chung2014-$set-search" --workdir="$OUT/chung2014-$set" --jobs=3
+        done ;;
       *) echo "unknown stage $stage"; exit 2 ;;
     esac
   done

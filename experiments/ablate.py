@@ -50,10 +50,11 @@ def load_sweep(path: str):
   return module.sweep
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(runner_pid: int) -> None:
   """Worker initializer: on Linux, SIGKILL this worker when the runner dies, so that no orphan
   keeps training into a study's folders (or takes the next queued point). A killed point resumes
-  from its last checkpoint, which is written atomically, when the study runs again."""
+  from its last checkpoint, which is written atomically, when the study runs again. A runner that
+  died while this worker was still starting (before the signal was asked for) is caught by its pid."""
   try:
     import ctypes  # pylint: disable=g-import-not-at-top
     import signal  # pylint: disable=g-import-not-at-top
@@ -61,6 +62,8 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
   except (OSError, AttributeError):
     pass  # not Linux: workers outlive a killed runner, as before
+  if os.getppid() != runner_pid:  # the runner is gone already: the signal will never come
+    os._exit(1)
 
 
 def run_group(group: list[ablation.Point], workdir: str) -> tuple[str, str]:
@@ -146,7 +149,8 @@ def main(argv):
       finished(group, run_group(group, workdir))
   else:
     context = multiprocessing.get_context("spawn")  # JAX does not survive fork
-    with concurrent.futures.ProcessPoolExecutor(_JOBS.value, mp_context=context, initializer=_die_with_parent) as pool:
+    with concurrent.futures.ProcessPoolExecutor(_JOBS.value, mp_context=context, initializer=_die_with_parent,
+                                                initargs=(os.getpid(),)) as pool:
       futures = {pool.submit(run_group, g, workdir): g for g in todo}
       for future in concurrent.futures.as_completed(futures):
         finished(futures[future], future.result())

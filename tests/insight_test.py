@@ -168,8 +168,9 @@ def tiny_run(tmp_path, task, front_end="linen", **train_overrides):
   c = config_lib.for_cell("gru", task)
   c.model.features, c.model.front_end = 8, front_end
   if task == "text_classify":  # a small table of reviews, as the sentiment task's but faster to load
-    rows = [("amazing breakfast , will buy again !", "positive"), ("stale and bland , never again .", "negative"),
-            ("perfectly balanced cereal", "positive"), ("half the box was dust", "negative")] * 10
+    reviews = [("amazing breakfast , will buy again !", "positive"), ("stale and bland , never again .", "negative"),
+               ("perfectly balanced cereal", "positive"), ("half the box was dust", "negative")]
+    rows = [(f"{text} {i}", label) for i in range(10) for text, label in reviews]  # distinct texts: none deduplicated
     (tmp_path / "reviews.csv").parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / "reviews.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows).replace(" , ", " ; "))
     c.task.update(path=str(tmp_path / "reviews.csv"), text_column="text", label_column="label", seq_len=20)

@@ -91,7 +91,8 @@ print("ok")
 
 @pytest.mark.slow
 def test_data_and_fsdp_training_on_four_devices_equals_one_device(tmp_path):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+  env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu")
   result = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
   assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
@@ -176,7 +177,8 @@ print("ok")
 
 @pytest.mark.slow
 def test_sequence_sharded_linear_recurrences_equal_the_unsharded_ones_and_train_alike(tmp_path):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+  env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu")
   result = subprocess.run([sys.executable, "-c", SEQUENCE_SCRIPT, str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
   assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
@@ -213,7 +215,8 @@ def free_port() -> int:
 def test_two_processes_train_like_one(tmp_path):
   """Two jax.distributed processes (4 devices in all, the batch split over them) end where one
   process does, within float rounding; only process 0 writes records and summaries."""
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+  env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2",
+             JAX_PLATFORMS="cpu")
   command = lambda *args: [sys.executable, "-c", PROCESS_SCRIPT, *map(str, args)]
   port = free_port()
   processes = [subprocess.Popen(command(i, port, tmp_path / "two"), cwd=ROOT, env=env, stdout=subprocess.PIPE,

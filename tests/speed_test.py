@@ -65,7 +65,7 @@ def test_seeds_benchmark_runs_both_ways_and_agrees(tmp_path):
 @pytest.mark.slow
 def test_scaling_benchmark_runs_on_simulated_devices_and_agrees(tmp_path):
   out = tmp_path / "scaling"
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # the script sets 4 simulated devices
+  env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4")
   result = subprocess.run([sys.executable, "-m", "benchmarks.scaling", "--quick", "--device_counts=1,4", f"--out={out}"],
                           cwd=ROOT, capture_output=True, text=True, env=env)
   assert result.returncode == 0, result.stderr

@@ -169,4 +169,21 @@ def side_by_side(root: str) -> str:
   lines += ["", "Mean ± sample std [95% Student's t interval] over the final seeds; train and test NLL per frame "
             "(nats, summed over the keys) at the parameters best on valid. Orderings of our test NLL "
             "(Welch's t-test, two-sided at 5%):", ""]
-  return "\n".join(lines + (orderings or ["- none yet"])) + "\n"
+  lines += orderings or ["- none yet"]
+  return "\n".join(lines + ["", data_table()]) + "\n"
+
+
+def data_table() -> str:
+  """The pieces and frames of each split as the study trains and scores them (task.dedupe on),
+  and the sha256 of the shipped file they come from."""
+  from gru_jax.tasks import polyphonic  # pylint: disable=g-import-not-at-top
+
+  sums = polyphonic.checksums(polyphonic.DATA_DIR)
+  lines = ["| data set | train pieces (frames) | valid | test | gru_jax/tasks/polyphonic_data/ file, sha256 |",
+           "|---|---|---|---|---|"]
+  for task in PAPER:
+    pieces = polyphonic.dedupe(polyphonic.load(task))
+    splits = [f"{len(pieces[s])} ({sum(len(r) for r in pieces[s]):,})" for s in ("train", "valid", "test")]
+    name = polyphonic.SETS[task][0]
+    lines.append(f"| {task} | " + " | ".join(splits) + f" | {name}, {sums[name][:16]}… |")
+  return "\n".join(lines)
