@@ -8,6 +8,18 @@ publish() {  # study workdir name under runs/, published folder name
   cp "runs/$1/results.csv" "runs/$1/results.md" "docs/results/ablations/$2/"
   rm -rf "docs/results/ablations/$2/plots" && cp -r "runs/$1/plots" "docs/results/ablations/$2/plots"
 }
+# Chung et al. 2014 on the four published music sets, one set at a time (2026-12-02, 2-core CPU, the
+# study file at commit 78c7acf; JSB Chorales at the full protocol; the other three not run yet, see
+# the README, and benchmarks/gpu.sh's chung2014 stage for all four):
+for set in jsb_chorales; do
+  python -m experiments.ablate --config=configs/ablations/chung2014.py --config.tasks=$set \
+    --workdir=runs/chung2014-$set-search --jobs=2
+  publish chung2014-$set-search chung2014/$set/search
+  python -m experiments.ablate --config=configs/ablations/chung2014.py --config.tasks=$set --config.phase=final \
+    --config.search_dir=runs/chung2014-$set-search --workdir=runs/chung2014-$set --jobs=2
+  publish chung2014-$set chung2014/$set/final
+done
+python -m experiments.chung2014_table --root=docs/results/ablations/chung2014  # table.md, the README's table
 # Chung et al. 2014 on music21's chorales (2026-11-26, 2-core CPU; the study file at commit be83621, run
 # before the four published sets were shipped: `git show be83621:configs/ablations/chung2014.py` is it):
 python -m experiments.ablate --config=configs/ablations/chung2014.py --workdir=runs/chung2014-search --jobs=2
