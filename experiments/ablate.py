@@ -15,7 +15,6 @@ the plots under plots/. `--jobs=N` runs N points at once in separate processes.
 
 import concurrent.futures
 import contextlib
-import importlib.util
 import multiprocessing
 import os
 import sys
@@ -42,9 +41,7 @@ _VMAP_SEEDS = flags.DEFINE_bool("vmap_seeds", True, "Train the seeds of a point 
 
 def load_sweep(path: str):
   """The `sweep` function of the study file at `path`."""
-  spec = importlib.util.spec_from_file_location("study", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = ablation.load_study_file(path)
   if not hasattr(module, "sweep"):
     raise app.UsageError(f"--config: {path} defines no sweep(study, add) function")
   return module.sweep

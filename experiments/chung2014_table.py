@@ -6,22 +6,18 @@ Reads <root>/<set>/final/results.csv for each of the four sets that has one and 
 <root>/table.md (the README's copy must equal it: tests/readme_test.py).
 """
 
-import importlib.util
 import os
 
 from absl import app, flags
 
-from gru_jax import files
+from gru_jax import ablation, files
 
 _ROOT = flags.DEFINE_string("root", "docs/results/ablations/chung2014", "The published study's folder.")
 STUDY = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "ablations", "chung2014.py")
 
 
 def study_module():
-  spec = importlib.util.spec_from_file_location("chung2014", STUDY)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return ablation.load_study_file(STUDY)
 
 
 def main(argv):

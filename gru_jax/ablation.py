@@ -33,6 +33,16 @@ from gru_jax import stats  # noqa: E402
 Point = dict[str, Any]
 
 
+def load_study_file(path: str):
+  """The module of a study file (configs/ablations/<study>.py), run from its path."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+
+  spec = importlib.util.spec_from_file_location("study", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def expand(sweep: Callable, study: ml_collections.ConfigDict) -> list[Point]:
   """The points `sweep(study, add)` declares, in order; duplicates and missing cell/task raise."""
   points: list[Point] = []

@@ -204,11 +204,11 @@ def test_chung2014_side_by_side_sets_the_paper_beside_our_seeds(tmp_path):
   study = load_study("chung2014")
   folder = tmp_path / "jsb_chorales" / "final"
   folder.mkdir(parents=True)
-  rows = [{"cell": cell, "model.features": study.UNITS[cell], "status": "done", "params": params,
+  rows = [{"cell": cell, "model.features": study.UNITS[cell], "status": "done", "metric": "nll", "params": params,
            "train": 8.0 + 0.1 * seed, "test": test + 0.01 * seed}
           for cell, params, test in (("rnn", 27788, 8.6), ("gru", 22766, 8.5), ("peephole_lstm", 21364, 8.5))
           for seed in range(1, 6)]
-  rows.append({"cell": "gru", "model.features": 46, "status": "failed", "params": 22766, "train": "", "test": ""})
+  rows.append({"cell": "gru", "model.features": 46, "status": "failed", "metric": "", "params": "", "train": "", "test": ""})
   with open(folder / "results.csv", "w", newline="") as f:
     writer = csv.DictWriter(f, list(rows[0]))
     writer.writeheader()

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 # The suite compiles hundreds of tiny programs and runs each for moments, so compiling dominates:
-# XLA's CPU backend without its expensive LLVM passes compiles them about a third faster (the
-# every-config training runs of train_test: 206 s -> 140 s on the 2-core CPU, one after the other
-# while a study shared the cores). The programs are the
-# same, less optimised; speed is measured in benchmarks/, never in tests. Set before jax starts
+# XLA's CPU backend without its expensive LLVM passes compiles them faster (an informal check on
+# train_test's every-config runs, with other work on the cores, not a committed benchmark). The
+# programs are the same, less optimised; speed is measured in benchmarks/, never in tests. Set before jax starts
 # (pytest reads this file first); subprocesses inherit it.
 FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 if FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):

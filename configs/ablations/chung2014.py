@@ -123,11 +123,6 @@ def sweep(study, add):
           add(cell=cell, task=task, **{"opt.learning_rate": rates[(task, cell)], **fixed, "seed": seed})
 
 
-def _read_rows(path: str) -> list[dict]:
-  with open(path) as f:
-    return [row for row in csv.DictReader(f) if row["status"] == "done"]
-
-
 def _mean_std_ci(values: list[float]) -> str:
   from gru_jax import stats  # pylint: disable=g-import-not-at-top  (the lab extra)
 
@@ -149,19 +144,19 @@ def side_by_side(root: str) -> str:
   orderings = []
   for task, paper in PAPER.items():
     path = os.path.join(root, task, "final", "results.csv")
-    rows = _read_rows(path) if os.path.exists(path) else []
+    rows = [r for r in ablation.read_csv(path) if r["status"] == "done"] if os.path.exists(path) else []
     tests = {}
     for cell, (paper_train, paper_test) in paper.items():
       mine = [r for r in rows if r["cell"] == cell]
       if mine:
-        params = int(mine[0]["params"])
+        params = mine[0]["params"]
         recurrent = params - (int(mine[0]["model.features"]) + 1) * NUM_KEYS
         counts = f"{recurrent:,} / {params:,} ({PAPER_PARAMS[cell]})"
       else:
         counts = f"({PAPER_PARAMS[cell]})"
-      tests[CELL_NAMES[cell]] = [float(r["test"]) for r in mine]
+      tests[CELL_NAMES[cell]] = [r["test"] for r in mine]
       lines.append(f"| {task} | {CELL_NAMES[cell]} | {counts} | {len(mine)} | {paper_train:.2f} | "
-                   f"{_mean_std_ci([float(r['train']) for r in mine])} | {paper_test:.2f} | "
+                   f"{_mean_std_ci([r['train'] for r in mine])} | {paper_test:.2f} | "
                    f"{_mean_std_ci(tests[CELL_NAMES[cell]])} |")
     found = ablation.orderings(tests, higher_is_better=False)
     if found:
