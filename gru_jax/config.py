@@ -56,6 +56,8 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   c.model.zoneout = 0.0  # probability that a unit keeps its previous value at a step
   c.model.learn_initial_carry = False  # learn the initial state instead of zeros
   c.model.cell_kwargs = ml_collections.ConfigDict()  # cell options, e.g. reset_after=False for gru
+  c.model.kernel_init = ""  # input kernels' initializer by name (gru_jax.models.INITIALIZERS); "": LeCun normal
+  c.model.recurrent_kernel_init = ""  # recurrent kernels' initializer by name; "": orthogonal
   c.model.embed_features = 64  # token tasks (sentiment, text_classify): embedding width
   c.model.dtype = "float32"  # computation dtype: float32, or bfloat16 (parameters and optimizer state stay float32)
   c.model.front_end = "linen"  # the recurrent stack's modules: "linen" (gru_jax.layers) or "nnx" (gru_jax.nnx)

@@ -26,6 +26,32 @@ HEADS = ("last", "each")
 FRONT_ENDS = ("linen", "nnx")
 # Computation dtypes (model.dtype): parameters and optimizer state stay float32 either way.
 DTYPES = ("float32", "bfloat16")
+# model.kernel_init / model.recurrent_kernel_init: initializers by name, each applied per gate block
+# ("" keeps the layer's default: LeCun normal input kernels, orthogonal recurrent kernels).
+INITIALIZERS = {
+  "glorot_normal": jax.nn.initializers.glorot_normal,
+  "glorot_uniform": jax.nn.initializers.glorot_uniform,
+  "he_normal": jax.nn.initializers.he_normal,
+  "he_uniform": jax.nn.initializers.he_uniform,
+  "lecun_normal": jax.nn.initializers.lecun_normal,
+  "lecun_uniform": jax.nn.initializers.lecun_uniform,
+  "orthogonal": jax.nn.initializers.orthogonal,
+}
+
+
+def initializers(kernel_init: str = "", recurrent_kernel_init: str = "", cell: str = "") -> dict[str, Any]:
+  """The layer keyword arguments for initializers given by name ("": the layer's default), with
+  a clear error naming the config key for an unknown name or a cell without a recurrent kernel."""
+  chosen = {}
+  for key, name in (("kernel_init", kernel_init), ("recurrent_kernel_init", recurrent_kernel_init)):
+    if not name:
+      continue
+    if name not in INITIALIZERS:
+      raise ValueError(f"model.{key}={name!r} is not an initializer; expected '' (the default) or one of {sorted(INITIALIZERS)}")
+    chosen[key] = INITIALIZERS[name]()
+  if "recurrent_kernel_init" in chosen and cell in CELLS and not CELLS[cell].cell_class.spec_class.has_recurrent_kernel:
+    raise ValueError(f"model.recurrent_kernel_init={recurrent_kernel_init!r}: the {cell} cell has no recurrent kernel")
+  return chosen
 
 
 def cell_options(cell: str) -> list[str]:
@@ -78,6 +104,8 @@ class SequenceModel(nn.Module):
     unroll, remat, parallel, recurrent_dropout, zoneout, learn_initial_carry: as in the layers
       (`gru_jax.Recurrent`).
     cell_kwargs: options of the cell (`cell_options(cell)`), e.g. {"reset_after": False}.
+    kernel_init, recurrent_kernel_init: initializers of the input and recurrent kernels by name in
+      INITIALIZERS, applied per gate block; "" keeps the layer's (LeCun normal, orthogonal).
     input_vocab: for token inputs (integer ids [B, T]; 0 is padding), the number of ids; they are
       embedded into `embed_features` dimensions. None (set by the task) for float inputs.
     embed_features: width of the token embedding.
@@ -105,6 +133,8 @@ class SequenceModel(nn.Module):
   zoneout: float = 0.0
   learn_initial_carry: bool = False
   cell_kwargs: Any = None
+  kernel_init: str = ""
+  recurrent_kernel_init: str = ""
   input_vocab: int | None = None
   embed_features: int = 64
   front_end: str = "linen"
@@ -134,7 +164,8 @@ class SequenceModel(nn.Module):
     return make_layer(
       self.cell, self.features, unroll=self.unroll, remat=self.remat, parallel=self.parallel,
       recurrent_dropout=self.recurrent_dropout, zoneout=self.zoneout, learn_initial_carry=self.learn_initial_carry,
-      sequence_axis=self.sequence_axis, dtype=jnp.dtype(self.dtype), **extra, parent=None,
+      sequence_axis=self.sequence_axis, dtype=jnp.dtype(self.dtype), **extra,
+      **initializers(self.kernel_init, self.recurrent_kernel_init, self.cell), parent=None,
     )
 
   @nn.compact

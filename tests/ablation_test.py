@@ -195,6 +195,11 @@ def test_chung2014_search_then_final_reads_the_picked_rates(tmp_path):
   assert {p["seed"] for p in final} == {1, 2, 3, 4, 5}  # disjoint from the search seed
   last = {(p["task"], p["cell"]): p["opt.learning_rate"] for p in points}  # the lowest valid NLL: each model's last rate
   assert all(p["opt.learning_rate"] == last[(p["task"], p["cell"])] for p in final)
+  assert all("model.recurrent_kernel_init" not in p for p in final)  # the protocol keeps the layers' default
+  config.cells, config.recurrent_kernel_init = "rnn", "glorot_uniform"  # the init variant
+  variant = ablation.expand(study.sweep, config)
+  assert len(variant) == 20 and {p["model.recurrent_kernel_init"] for p in variant} == {"glorot_uniform"}
+  assert ablation.build_config(variant[0]).model.recurrent_kernel_init == "glorot_uniform"
   config.tasks = "chorales"
   config.phase = "search"
   assert all(ablation.build_config(p).task.transpose == "C" for p in ablation.expand(study.sweep, config)[:1])

@@ -40,11 +40,34 @@ def test_cell_kwargs_reach_the_cell():
     (dict(cell="lstm", cell_kwargs={"reset_after": True}), r"\['reset_after'\], not options of the lstm cell"),
     (dict(head="middle"), r"head='middle' is not supported"),
     (dict(features=0), r"features must be a positive integer"),
+    (dict(kernel_init="xavier"), r"model.kernel_init='xavier' is not an initializer; expected '' \(the default\) or one of"),
+    (dict(cell="mingru", recurrent_kernel_init="orthogonal"), r"the mingru cell has no recurrent kernel"),
   ],
 )
 def test_bad_model_settings(kwargs, message):
   with pytest.raises(ValueError, match=message):
     models.SequenceModel(output_features=1, **kwargs)
+
+
+@pytest.mark.parametrize("front_end", ["linen", "nnx"])
+def test_named_initializers_reach_every_gate_block(front_end):
+  """glorot_uniform per [H, H] block of the recurrent kernel, in place of orthogonal: each block is
+  the initializer's draw for that block (so not orthogonal), and the default stays orthogonal."""
+  xs = jnp.ones((1, 3, 2))
+
+  def recurrent(**kwargs):
+    model = models.SequenceModel(output_features=1, cell="gru", features=8, front_end=front_end, **kwargs)
+    return np.asarray(model.init(jax.random.key(0), xs)["params"]["rnn"]["layer_0"]["recurrent_kernel"])
+
+  default, glorot = recurrent(), recurrent(recurrent_kernel_init="glorot_uniform")
+  for block in np.split(default, 3, axis=1):
+    np.testing.assert_allclose(block.T @ block, np.eye(8), atol=1e-5)
+  limit = np.sqrt(6.0 / 16)
+  assert np.abs(glorot).max() <= limit and np.abs(glorot).max() > 0.8 * limit
+  assert not np.allclose(np.split(glorot, 3, axis=1)[0].T @ np.split(glorot, 3, axis=1)[0], np.eye(8), atol=1e-2)
+  kernel = models.SequenceModel(output_features=1, cell="gru", features=8, front_end=front_end, kernel_init="orthogonal")
+  input_kernel = np.asarray(kernel.init(jax.random.key(0), jnp.ones((1, 3, 8)))["params"]["rnn"]["layer_0"]["input_kernel"])
+  np.testing.assert_allclose(input_kernel[:, :8] @ input_kernel[:, :8].T, np.eye(8), atol=1e-5)
 
 
 def test_registry_layers_are_the_public_ones():
