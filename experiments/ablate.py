@@ -10,7 +10,9 @@ go to <workdir>/<point without seed>-seeds=<first>-<last>/, each seed's records 
 <workdir>/<point>/, as a separate run's would. Run again, the same command skips finished points and resumes an
 unfinished one from its checkpoint. A point that fails is recorded (error.txt, and in the results)
 and the others go on. At the end (and after each point) the workdir gets results.csv, results.md and
-the plots under plots/. `--jobs=N` runs N points at once in separate processes.
+the plots under plots/. `--jobs=N` runs N points at once in separate processes. `--records=DIR`
+keeps the finished runs' records in DIR as well (and takes the finished ones found there), so a study
+can go on in another session or on another machine, where the workdir is gone.
 """
 
 import concurrent.futures
@@ -36,6 +38,10 @@ _JOBS = flags.DEFINE_integer("jobs", 1, "Points run at once, each in its own pro
 _PLOTS = flags.DEFINE_bool("plots", True, "Write the plots (matplotlib) after the runs.")
 _INSPECT = flags.DEFINE_bool("inspect", False, "After the runs, compare the gradient through time of every finished "
                              "program (its first seed) in <workdir>/inspect (as experiments.inspect --compare).")
+_RECORDS = flags.DEFINE_string(
+  "records", None, "A folder of the study's finished runs, kept outside the workdir (their config, summary and "
+  "metrics; no checkpoints): finished points found there are copied into the workdir and skipped, and every point "
+  "that finishes is copied there. A study spans machines or sessions this way.")
 _VMAP_SEEDS = flags.DEFINE_bool("vmap_seeds", True, "Train the seeds of a point as one vmapped program (else one run each).")
 
 
@@ -123,6 +129,13 @@ def main(argv):
     sys.exit(2)
   workdir = _WORKDIR.value or os.path.join("runs", study.name)
   os.makedirs(workdir, exist_ok=True)
+  if _RECORDS.value:
+    try:
+      copied = ablation.import_records(_RECORDS.value, workdir, points)
+    except ValueError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
+    print(f"{study.name}: {copied} finished runs copied from {_RECORDS.value}", flush=True)
   groups = ablation.seed_groups(points) if _VMAP_SEEDS.value else [[p] for p in points]
   is_done = lambda p: ablation.status(os.path.join(workdir, ablation.point_name(p))) == "done"
   todo = [g for g in groups if not all(is_done(p) for p in g)]
@@ -140,6 +153,8 @@ def main(argv):
     line = f"{ablation.group_name(group)}: {state}" + (f" ({message})" if message else "")
     bar.write(line) if not bar.disable else print(line, flush=True)
     write_results(study, points, workdir, plots=False)
+    if _RECORDS.value:
+      ablation.export_records(workdir, group, _RECORDS.value)
 
   if _JOBS.value == 1:
     for group in todo:
@@ -153,6 +168,8 @@ def main(argv):
         finished(futures[future], future.result())
   bar.close()
   rows = write_results(study, points, workdir, plots=_PLOTS.value)
+  if _RECORDS.value:
+    ablation.export_records(workdir, points, _RECORDS.value)
   if _INSPECT.value:
     from gru_jax import insight_report  # pylint: disable=g-import-not-at-top
 

@@ -145,6 +145,52 @@ def status(run_dir: str) -> str:
   return "partial" if os.path.exists(run_dir) else "new"
 
 
+# What a finished point leaves that `collect` and the plots read: enough to carry a study's finished
+# runs to another machine or session (`export_records` / `import_records`; checkpoints stay behind).
+RECORD_FILES = ("config.json", "summary.json", "metrics.jsonl", "cost.json")
+
+
+def _copy_records(source_dir: str, dest_dir: str) -> None:
+  os.makedirs(dest_dir, exist_ok=True)
+  for name in RECORD_FILES:  # summary.json last: a point counts as done only once it is there
+    if name != "summary.json" and os.path.exists(os.path.join(source_dir, name)):
+      with open(os.path.join(source_dir, name), "rb") as f:
+        files.atomic_write(os.path.join(dest_dir, name), f.read())
+  with open(os.path.join(source_dir, "summary.json"), "rb") as f:
+    files.atomic_write(os.path.join(dest_dir, "summary.json"), f.read())
+
+
+def export_records(workdir: str, points: list[Point], dest: str) -> int:
+  """Copies the records (RECORD_FILES) of every finished point of `workdir` to `dest`/<point>/;
+  returns how many points `dest` holds now. Unfinished points are left out."""
+  for point in points:
+    if status(os.path.join(workdir, point_name(point))) == "done":
+      _copy_records(os.path.join(workdir, point_name(point)), os.path.join(dest, point_name(point)))
+  return sum(status(os.path.join(dest, point_name(p))) == "done" for p in points)
+
+
+def import_records(source: str, workdir: str, points: list[Point]) -> int:
+  """Copies into `workdir` the records of the points finished in `source` (an `export_records`
+  folder) and not in `workdir`, so that the study runner skips them; returns how many it copied
+  (none from a `source` that does not exist yet: the study's first session). A folder in `source`
+  that is no point of the study is an error naming it (a different grid)."""
+  if not os.path.exists(source):
+    return 0
+  if not os.path.isdir(source):
+    raise ValueError(f"--records={source!r} is not a folder")
+  names = {point_name(p) for p in points}
+  strangers = sorted(n for n in os.listdir(source) if os.path.isdir(os.path.join(source, n)) and n not in names)
+  if strangers:
+    raise ValueError(f"--records={source!r} holds runs that are no point of this study (another grid?): {strangers[:3]}")
+  copied = 0
+  for point in points:
+    name = point_name(point)
+    if status(os.path.join(source, name)) == "done" and status(os.path.join(workdir, name)) != "done":
+      _copy_records(os.path.join(source, name), os.path.join(workdir, name))
+      copied += 1
+  return copied
+
+
 def read_records(run_dir: str) -> list[dict]:
   path = os.path.join(run_dir, "metrics.jsonl")
   if not os.path.exists(path):

@@ -93,9 +93,40 @@ def test_study_runs_records_a_failure_resumes_and_plots(tmp_path):
   assert len(json.load(open(workdir / "inspect" / "summary.json"))) == 2
 
   done_before = {r["run"]: os.path.getmtime(workdir / r["run"] / "summary.json") for r in rows[:4]}
-  second = ablate(study_file, workdir, "--plots=false")
+  records = tmp_path / "records"
+  second = ablate(study_file, workdir, "--plots=false", f"--records={records}")
   assert "5 points in 3 programs, 4 done, 1 to run" in second.stdout
   assert {run: os.path.getmtime(workdir / run / "summary.json") for run in done_before} == done_before
+  # a new session, where the workdir is gone: the records alone carry the finished runs
+  third = ablate(study_file, tmp_path / "elsewhere", "--plots=false", f"--records={records}")
+  assert "4 finished runs copied" in third.stdout and "4 done, 1 to run" in third.stdout
+  again = list(csv.DictReader(open(tmp_path / "elsewhere" / "results.csv")))
+  assert [{k: r[k] for k in ("run", "status", "valid", "test", "steps")} for r in again] == \
+         [{k: r[k] for k in ("run", "status", "valid", "test", "steps")} for r in rows]
+
+
+def test_records_carry_only_finished_points_and_refuse_another_grid(tmp_path):
+  points = [{"cell": "gru", "task": "adding", "seed": s} for s in range(3)]
+  workdir, records = tmp_path / "w", tmp_path / "records"
+  for point, finished in zip(points, (True, True, False)):
+    run = workdir / ablation.point_name(point)
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"finished": finished, "seed": point["seed"]}))
+    (run / "metrics.jsonl").write_text('{"step": 1}\n')
+  (workdir / ablation.point_name(points[0]) / "checkpoints").mkdir()
+  assert ablation.export_records(str(workdir), points, str(records)) == 2
+  assert sorted(os.listdir(records)) == sorted(ablation.point_name(p) for p in points[:2])
+  assert sorted(os.listdir(records / ablation.point_name(points[0]))) == ["metrics.jsonl", "summary.json"]
+  fresh = tmp_path / "fresh"
+  assert ablation.import_records(str(records), str(fresh), points) == 2
+  assert ablation.import_records(str(records), str(fresh), points) == 0  # already there
+  assert [ablation.status(str(fresh / ablation.point_name(p))) for p in points] == ["done", "done", "new"]
+  with pytest.raises(ValueError, match="no point of this study"):
+    ablation.import_records(str(records), str(fresh), points[1:])
+  assert ablation.import_records(str(tmp_path / "missing"), str(fresh), points) == 0  # a study's first session
+  (tmp_path / "a_file").write_text("")
+  with pytest.raises(ValueError, match="is not a folder"):
+    ablation.import_records(str(tmp_path / "a_file"), str(fresh), points)
 
 
 def test_bad_studies_are_refused_before_anything_runs(tmp_path):
