@@ -74,6 +74,16 @@ def test_readme_ablation_table_is_the_published_one():
     assert (README.parent / image).exists(), image
 
 
+def test_readme_chung2014_table_is_the_rendered_one():
+  """The README's side-by-side table is <root>/table.md, and table.md is what the study's results render to."""
+  from experiments import chung2014_table
+
+  root = README.parent / "docs" / "results" / "ablations" / "chung2014"
+  block = README.read_text().split("<!-- chung2014 table -->\n")[1].split("<!-- end chung2014 table -->")[0]
+  assert block == (root / "table.md").read_text(), "copy docs/results/ablations/chung2014/table.md into the README"
+  assert block == chung2014_table.study_module().side_by_side(str(root)), "rerun python -m experiments.chung2014_table"
+
+
 def test_readme_insight_table_is_the_committed_summaries():
   import json
 
@@ -112,6 +122,9 @@ ORDERINGS = [
   ("gru_design", "cell=mgu, variant=mgu better than cell=mingru, variant=mingru", "0.013"),
   ("gru_design", "cell=mingru, variant=mingru vs cell=gru, variant=gru_layer_norm: not resolved", "0.14"),
   ("chung2014/music21_chorales/final", "cell=peephole_lstm, opt.learning_rate=0.00152, model.features=36 better than cell=gru", "0.00033"),
+  ("chung2014/jsb_chorales/final", "cell=peephole_lstm, opt.learning_rate=0.000595, model.features=36 better than cell=gru", "0.0032"),
+  ("chung2014/jsb_chorales/final", "cell=gru, opt.learning_rate=0.000257, model.features=46 better than cell=rnn", "0.00037"),
+  ("chung2014/jsb_chorales/final", "cell=peephole_lstm, opt.learning_rate=0.000595, model.features=36 better than cell=rnn", "1.5e-05"),
 ]
 
 

@@ -8,17 +8,27 @@ publish() {  # study workdir name under runs/, published folder name
   cp "runs/$1/results.csv" "runs/$1/results.md" "docs/results/ablations/$2/"
   rm -rf "docs/results/ablations/$2/plots" && cp -r "runs/$1/plots" "docs/results/ablations/$2/plots"
 }
-# Chung et al. 2014 on the four published music sets, one set at a time (2026-12-02, 2-core CPU, the
-# study file at commit 78c7acf; JSB Chorales at the full protocol; the other three not run yet, see
-# the README, and benchmarks/gpu.sh's chung2014 stage for all four):
+# Chung et al. 2014 on the four published music sets, one set at a time (2026-12-02, 2-core CPU).
+# JSB Chorales at the full protocol: the search from the tree at commit 161dc6b, the final seeds and
+# the init variant from this file's commit (the sweep and the jsb_chorales task are the same in both):
 for set in jsb_chorales; do
   python -m experiments.ablate --config=configs/ablations/chung2014.py --config.tasks=$set \
     --workdir=runs/chung2014-$set-search --jobs=2
   publish chung2014-$set-search chung2014/$set/search
   python -m experiments.ablate --config=configs/ablations/chung2014.py --config.tasks=$set --config.phase=final \
-    --config.search_dir=runs/chung2014-$set-search --workdir=runs/chung2014-$set --jobs=2
+    --config.search_dir=docs/results/ablations/chung2014/$set/search --workdir=runs/chung2014-$set --jobs=2
   publish chung2014-$set chung2014/$set/final
 done
+# ... the tanh RNN at its picked rate with Glorot-uniform recurrent kernels (the tanh-gap check):
+python -m experiments.ablate --config=configs/ablations/chung2014.py --config.tasks=jsb_chorales --config.phase=final \
+  --config.search_dir=docs/results/ablations/chung2014/jsb_chorales/search --config.cells=rnn \
+  --config.recurrent_kernel_init=glorot_uniform --workdir=runs/chung2014-jsb_chorales-rnn-glorot --jobs=1
+publish chung2014-jsb_chorales-rnn-glorot chung2014/jsb_chorales/rnn_glorot
+# Nottingham's search, in progress (10 of 30 runs on 2026-12-02): each session resumes it from the
+# committed records and commits them again; publish when all 30 are done. MuseData and Piano-midi
+# likewise, after it; benchmarks/gpu.sh's chung2014 stage runs all four.
+python -m experiments.ablate --config=configs/ablations/chung2014.py --config.tasks=nottingham \
+  --workdir=runs/chung2014-nottingham-search --records=docs/results/ablations/chung2014/nottingham/search/runs --jobs=2
 python -m experiments.chung2014_table --root=docs/results/ablations/chung2014  # table.md, the README's table
 # Chung et al. 2014 on music21's chorales (2026-11-26, 2-core CPU; the study file at commit be83621, run
 # before the four published sets were shipped: `git show be83621:configs/ablations/chung2014.py` is it):
