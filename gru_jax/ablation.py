@@ -147,17 +147,16 @@ def status(run_dir: str) -> str:
 
 # What a finished point leaves that `collect` and the plots read: enough to carry a study's finished
 # runs to another machine or session (`export_records` / `import_records`; checkpoints stay behind).
-RECORD_FILES = ("config.json", "summary.json", "metrics.jsonl", "cost.json")
+RECORD_FILES = ("config.json", "metrics.jsonl", "cost.json", "summary.json")  # summary.json last: a point
+# counts as done once it is there, so a copy cut short leaves an unfinished point, never a wrong one
 
 
 def _copy_records(source_dir: str, dest_dir: str) -> None:
   os.makedirs(dest_dir, exist_ok=True)
-  for name in RECORD_FILES:  # summary.json last: a point counts as done only once it is there
-    if name != "summary.json" and os.path.exists(os.path.join(source_dir, name)):
+  for name in RECORD_FILES:
+    if os.path.exists(os.path.join(source_dir, name)):
       with open(os.path.join(source_dir, name), "rb") as f:
         files.atomic_write(os.path.join(dest_dir, name), f.read())
-  with open(os.path.join(source_dir, "summary.json"), "rb") as f:
-    files.atomic_write(os.path.join(dest_dir, "summary.json"), f.read())
 
 
 def export_records(workdir: str, points: list[Point], dest: str) -> int:
