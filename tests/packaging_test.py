@@ -57,3 +57,13 @@ def test_tooling_without_its_extra_names_the_extra():
     last = result.stderr.strip().splitlines()[-1]
     assert f"ImportError: {module} is experiment tooling and needs the lab extra" in last, last
     assert "pip install 'gru_jax[lab]'" in last, last
+
+
+def test_published_results_are_not_ignored_by_git():
+  # a study's records (docs/results/.../runs/) once matched a bare `runs/` pattern and were never committed
+  paths = ["docs/results/ablations/chung2014/nottingham/search/runs/p/summary.json", "runs/x/summary.json"]
+  done = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=ROOT, capture_output=True, text=True)
+  if done.returncode == 128:
+    import pytest
+    pytest.skip(f"not a git checkout: {done.stderr.strip()}")
+  assert done.stdout.split() == ["runs/x/summary.json"]  # the scratch workdirs only
