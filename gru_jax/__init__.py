@@ -1,42 +1,27 @@
-"""gru_jax: gated recurrent networks in JAX/Flax. See README.md."""
+"""gru_jax: gated recurrent networks in JAX/Flax. See README.md.
 
-from gru_jax import cells, interop, nnx, parallel, recurrent, scan, specs
+Every cell of the registry (`gru_jax.specs.SPECS`) is exported as its linen cell and layer
+(`GRUCell`, `GRU`, ...; `gru_jax.layers`); `gru_jax.nnx` holds the NNX ones under the same names.
+"""
+
+from gru_jax import cells, interop, layers, nnx, parallel, recurrent, scan, specs
 from gru_jax.layers import (
-  GRU,
-  LSTM,
-  MGU,
-  SRU,
   Bidirectional,
   CellOptions,
-  CIFGLSTM,
-  CIFGLSTMCell,
-  GRUCell,
-  GRUNoReset,
-  GRUNoResetCell,
-  LSTMCell,
   OptimizedLSTMCell,
-  MGUCell,
-  MinGRU,
-  MinGRUCell,
-  MinLSTM,
-  MinLSTMCell,
-  PeepholeLSTM,
-  PeepholeLSTMCell,
   Recurrent,
   RecurrentCell,
-  SimpleRNN,
-  SimpleCell,
-  SimpleRNNCell,
-  SRUCell,
   Scanned,
+  SimpleCell,
   Stacked,
 )
+
+_CELL_EXPORTS = {c.__name__: c for c in [*layers.CELL_CLASSES.values(), *layers.LAYER_CLASSES.values()]}
+globals().update(_CELL_EXPORTS)
 
 __version__ = "0.1.0"
 
 __all__ = [
-  "GRU", "LSTM", "SimpleRNN", "GRUCell", "LSTMCell", "OptimizedLSTMCell", "SimpleRNNCell", "SimpleCell", "Bidirectional", "Stacked", "Scanned",
-  "Recurrent", "RecurrentCell", "CellOptions", "cells", "interop", "parallel", "nnx", "recurrent", "scan", "specs",
-  "GRUNoReset", "GRUNoResetCell", "MGU", "MGUCell", "CIFGLSTM", "CIFGLSTMCell", "PeepholeLSTM", "PeepholeLSTMCell",
-  "MinGRU", "MinGRUCell", "MinLSTM", "MinLSTMCell", "SRU", "SRUCell",
+  *_CELL_EXPORTS, "OptimizedLSTMCell", "SimpleCell", "Bidirectional", "Stacked", "Scanned", "Recurrent", "RecurrentCell",
+  "CellOptions", "cells", "interop", "layers", "parallel", "nnx", "recurrent", "scan", "specs",
 ]

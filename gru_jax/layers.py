@@ -2,7 +2,9 @@
 
 Each cell is a linen module around a Flax-independent spec (`gru_jax.specs`): its fields are the
 spec's options plus `dtype` and `param_dtype`, and `spec()` builds the spec that declares the
-parameters and computes the step. A layer scans its cell with `gru_jax.recurrent.run`, the body
+parameters and computes the step. The cell and layer classes are made from the registry
+(`gru_jax.specs.SPECS`), one of each per spec (`CELL_CLASSES`, `LAYER_CLASSES`), with the spec's
+options as their fields and its docstring as theirs; nothing here is written per cell. A layer scans its cell with `gru_jax.recurrent.run`, the body
 shared with the NNX front-end (`gru_jax.nnx`). A cell and its layer declare the same parameters
 (layout in `gru_jax.cells`), so `GRUCell` params load into `GRU` and back. Layers are batch-major,
 xs [..., T, D] -> ys [..., T, H] (any number of leading batch axes, including none), or
@@ -114,152 +116,48 @@ class RecurrentCell(CellOptions, nn.RNNCellBase):
     return 1
 
 
-class GRUCell(RecurrentCell):
-  """GRU cell; equations and the two variants in `gru_jax.cells.gru_step`. z is the keep gate.
-
-  Params: input_kernel [D, 3H], recurrent_kernel [H, 3H] (blocks r, z, n), bias [3H] and, when
-  reset_after, recurrent_bias_n [H]. Carry: h [..., H].
-
-  Attributes:
-    reset_after: True for the PyTorch / cuDNN / flax.linen form (default), False for the
-      Cho et al. 2014 v3 / Chung et al. 2014 form.
-    layer_norm: normalise each gate block of x @ W_x and of h @ W_h separately over the hidden
-      units, with learned scales `ln_input_scale` / `ln_recurrent_scale` [G*H] (Ba et al. 2016).
-    chrono_init: T_max for the chrono initialisation of the keep gate's bias (Tallec & Ollivier
-      2018): b_z ~ log U[1, T_max - 1]; None: off.
-    gate_fn, activation_fn: σ and tanh in the equations, as `flax.linen.GRUCell`'s fields; other
-      functions run on the reference (autodiff) path.
-  """
-
-  reset_after: bool = True
-  layer_norm: bool = False
-  chrono_init: int | None = None
-  gate_fn: Callable = jax.nn.sigmoid
-  activation_fn: Callable = jnp.tanh
-  spec_class: ClassVar[type[specs.CellSpec]] = specs.GRUSpec
+def _derive(spec: type[specs.CellSpec], made: dict, root: type, name: str, doc: str, attrs: dict) -> type:
+  """A subclass of the class made for the nearest registered spec that `spec` inherits
+  from (else of `root`), declaring as dataclass fields the spec's options that it lacks."""
+  base = next((made[s] for s in spec.__mro__[1:] if s in made), root)
+  have = {f.name for f in dataclasses.fields(base)}
+  fields = [f for f in dataclasses.fields(spec) if f.name not in have]
+  namespace = {"__module__": __name__, "__qualname__": name, "__doc__": doc, "__annotations__": {f.name: f.type for f in fields},
+               **{f.name: f.default for f in fields}, **attrs}
+  return type(name, (base,), namespace)
 
 
-class LSTMCell(RecurrentCell):
-  """LSTM cell; equations in `gru_jax.cells.lstm_step`. Gate order i, f, g, o (PyTorch).
-
-  Params: input_kernel [D, 4H], recurrent_kernel [H, 4H], bias [4H]. Carry: (c, h), as in
-  flax.linen.
-
-  Attributes:
-    forget_bias: added to the forget-gate block of the bias at initialisation (1.0, as advised by
-      Jozefowicz et al. 2015); 0.0 gives the plain `bias_init`, as in `flax.linen.LSTMCell`
-      (whose forget bias starts at 0). Ignored with chrono_init.
-    layer_norm: as the GRU's, and c' is normalised before its tanh (`ln_cell_scale` [H]).
-    chrono_init: T_max for the chrono initialisation: b_f ~ log U[1, T_max - 1], b_i = -b_f.
-    gate_fn, activation_fn: σ and tanh in the equations, as `flax.linen.LSTMCell`'s fields; other
-      functions run on the reference (autodiff) path.
-  """
-
-  forget_bias: float = 1.0
-  layer_norm: bool = False
-  chrono_init: int | None = None
-  gate_fn: Callable = jax.nn.sigmoid
-  activation_fn: Callable = jnp.tanh
-  spec_class: ClassVar[type[specs.CellSpec]] = specs.LSTMSpec
+def _derive_all(root: type, name_of: Callable, doc_of: Callable, **attrs_of: Callable) -> dict[str, type]:
+  """One class per registered spec (`gru_jax.specs.SPECS`), by the spec's registry name."""
+  made: dict[type, type] = {}
+  for spec_class in specs.SPECS.values():
+    attrs = {key: value(spec_class) for key, value in attrs_of.items()}
+    made[spec_class] = _derive(spec_class, made, root, name_of(spec_class), doc_of(spec_class), attrs)
+  return {name: made[spec_class] for name, spec_class in specs.SPECS.items()}
 
 
-class OptimizedLSTMCell(LSTMCell):
+_LINEN_CELL_NOTE = """The linen cell of `gru_jax.specs.{spec}`: its options are this module's fields, beside
+`RecurrentCell`'s (dtype, param_dtype, carry_init) and the shared initialisers."""
+
+# The linen cells by registry name ("gru" -> GRUCell), one per spec; each also a name of this module.
+CELL_CLASSES: dict[str, type[RecurrentCell]] = _derive_all(
+  RecurrentCell, lambda s: s.cell_name, lambda s: specs.describe(s) + "\n\n" + _LINEN_CELL_NOTE.format(spec=s.__name__),
+  spec_class=lambda s: s,
+)
+globals().update({c.__name__: c for c in CELL_CLASSES.values()})
+
+
+class OptimizedLSTMCell(CELL_CLASSES["lstm"]):
   """`flax.linen.OptimizedLSTMCell`'s name for `LSTMCell`, which already computes all four gates
-  with one matmul per input and state; for programs written for Flax's cell."""
+  with one matmul per input and state; for programs written for Flax's cell. Its forget_bias=0.0
+  gives Flax's initial forget bias."""
 
 
-class SimpleRNNCell(RecurrentCell):
-  """Vanilla (Elman) RNN cell: h' = act(W_ih x + b_ih + W_hh h + b_hh) (PyTorch nn.RNN form).
-
-  Params: input_kernel [D, H], recurrent_kernel [H, H], bias [H]. Carry: h [..., H].
-
-  Attributes:
-    activation: "tanh" (default), "relu" or "identity" (a linear RNN).
-    activation_fn: any elementwise function instead (`flax.linen.SimpleCell`'s field); still on
-      the fast path.
-    residual: h' = act(W_ih x + b + W_hh h + h), as `flax.linen.SimpleCell(residual=True)`.
-  """
-
-  activation: str = "tanh"
-  activation_fn: Callable | None = None
-  residual: bool = False
-  spec_class: ClassVar[type[specs.CellSpec]] = specs.SimpleRNNSpec
-
-
-class SimpleCell(SimpleRNNCell):
+class SimpleCell(CELL_CLASSES["rnn"]):
   """`flax.linen.SimpleCell`'s name for `SimpleRNNCell`: the same fields (`activation_fn`,
   `residual`, initialisers, `carry_init`) and equations, for programs written for Flax's cell.
   Parameters differ in layout only (one `input_kernel`, `recurrent_kernel` and `bias` here; Dense
   modules `i` and `h` there: `gru_jax.interop.from_flax` converts)."""
-
-
-class GRUNoResetCell(RecurrentCell):
-  """GRU without reset gate (r ≡ 1); equations in `gru_jax.cells.gru_no_reset_step`. z keeps.
-
-  Params: input_kernel [D, 2H], recurrent_kernel [H, 2H] (blocks z, n), bias [2H]. Carry: h.
-  """
-
-  spec_class: ClassVar[type[specs.CellSpec]] = specs.GRUNoResetSpec
-
-
-class MGUCell(RecurrentCell):
-  """Minimal gated unit (Zhou et al. 2016); equations in `gru_jax.cells.mgu_step`.
-
-  Params: input_kernel [D, 2H], recurrent_kernel [H, 2H] (blocks f, n), bias [2H]. Carry: h.
-  """
-
-  spec_class: ClassVar[type[specs.CellSpec]] = specs.MGUSpec
-
-
-class CIFGLSTMCell(LSTMCell):
-  """Coupled input-forget gate LSTM (input gate = 1 - f); equations in
-  `gru_jax.cells.cifg_lstm_step`. Params: input_kernel [D, 3H], recurrent_kernel [H, 3H]
-  (blocks f, g, o), bias [3H]. Carry: (c, h). No layer_norm.
-  """
-
-  spec_class: ClassVar[type[specs.CellSpec]] = specs.CIFGLSTMSpec
-
-
-class PeepholeLSTMCell(LSTMCell):
-  """Peephole LSTM (Gers & Schmidhuber 2000); equations in `gru_jax.cells.peephole_lstm_step`.
-  Params: those of `LSTMCell` plus peephole [3H] (p_i, p_f, p_o; zeros at init). No layer_norm.
-  """
-
-  spec_class: ClassVar[type[specs.CellSpec]] = specs.PeepholeLSTMSpec
-
-
-class MinGRUCell(RecurrentCell):
-  """minGRU (Feng et al. 2024); equations in `gru_jax.cells.mingru_step` (z there takes the new
-  value, as in the paper). Params: input_kernel [D, 2H] (blocks z, h~), bias [2H]; no recurrent
-  kernel. Carry: h. The layer trains it with the log-space parallel scan.
-  """
-
-  spec_class: ClassVar[type[specs.CellSpec]] = specs.MinGRUSpec
-
-
-class MinLSTMCell(RecurrentCell):
-  """minLSTM (Feng et al. 2024); equations in `gru_jax.cells.minlstm_step`. Params: input_kernel
-  [D, 3H] (blocks f, i, h~), bias [3H]; no recurrent kernel. Carry: h (no cell state).
-  """
-
-  spec_class: ClassVar[type[specs.CellSpec]] = specs.MinLSTMSpec
-
-
-class SRUCell(RecurrentCell):
-  """Simple recurrent unit; equations in `gru_jax.cells.sru_step` and the layout in
-  `gru_jax.specs.SRUSpec`. All matmuls are over x only; the carry is c, and the output h is not
-  part of it.
-
-  Attributes:
-    version: 2017 (Lei et al. 2017: gates from x only, so the layer runs c with a parallel scan)
-      or 2018 (Lei et al. 2018: v ⊙ c_{t-1} inside the gates; sequential).
-    activation: g in h = r ⊙ g(c) + (1 - r) ⊙ x; None picks the paper's: tanh for 2017, identity
-      for 2018.
-  """
-
-  version: int = 2017
-  activation: str | None = None
-  spec_class: ClassVar[type[specs.CellSpec]] = specs.SRUSpec
 
 
 class Recurrent(CellOptions):
@@ -409,104 +307,16 @@ class Scanned(nn.Module):
     return _scan_cell(self, self.step_cell, xs, seq_lengths, initial_carry, return_carry, reverse, deterministic)
 
 
-class GRU(Recurrent):
-  """GRU layer: `GRUCell` scanned over time. z is the keep gate; see `gru_jax.cells.gru_step`.
+_LINEN_LAYER_NOTE = """The linen layer of `gru_jax.specs.{spec}`: `{cell}` run over time (`Recurrent`); its cell
+options are this module's fields, beside the layer's (unroll, remat, time_major, ...; see `Recurrent`)."""
 
-  Attributes:
-    reset_after: True for the PyTorch / cuDNN form (default), False for Cho et al. 2014 v3.
-    layer_norm, chrono_init: normalised gate pre-activations; chrono init of the z bias (`GRUCell`).
-    gate_fn, activation_fn: σ and tanh by default; others take the reference path (`GRUCell`).
-  """
-
-  reset_after: bool = True
-  layer_norm: bool = False
-  chrono_init: int | None = None
-  gate_fn: Callable = jax.nn.sigmoid
-  activation_fn: Callable = jnp.tanh
-  cell_class: ClassVar[type[RecurrentCell]] = GRUCell
-
-
-class LSTM(Recurrent):
-  """LSTM layer: `LSTMCell` scanned over time; the carry is (c, h), as in flax.linen.
-
-  Attributes:
-    forget_bias: initial value added to the forget-gate bias (1.0).
-    layer_norm, chrono_init: normalised gate pre-activations; chrono init of b_f, b_i (`LSTMCell`).
-    gate_fn, activation_fn: σ and tanh by default; others take the reference path (`LSTMCell`).
-  """
-
-  forget_bias: float = 1.0
-  layer_norm: bool = False
-  chrono_init: int | None = None
-  gate_fn: Callable = jax.nn.sigmoid
-  activation_fn: Callable = jnp.tanh
-  cell_class: ClassVar[type[RecurrentCell]] = LSTMCell
-
-
-class SimpleRNN(Recurrent):
-  """Vanilla RNN layer: `SimpleRNNCell` scanned over time.
-
-  Attributes:
-    activation: "tanh" (default), "relu" or "identity" (a linear RNN).
-    activation_fn, residual: as `SimpleRNNCell`'s (Flax's `SimpleCell` fields).
-  """
-
-  activation: str = "tanh"
-  activation_fn: Callable | None = None
-  residual: bool = False
-  cell_class: ClassVar[type[RecurrentCell]] = SimpleRNNCell
-
-
-class GRUNoReset(Recurrent):
-  """GRU without reset gate (r ≡ 1), scanned; see `gru_jax.cells.gru_no_reset_step`."""
-
-  cell_class: ClassVar[type[RecurrentCell]] = GRUNoResetCell
-
-
-class MGU(Recurrent):
-  """Minimal gated unit (Zhou et al. 2016), scanned; see `gru_jax.cells.mgu_step`."""
-
-  cell_class: ClassVar[type[RecurrentCell]] = MGUCell
-
-
-class CIFGLSTM(LSTM):
-  """Coupled input-forget gate LSTM, scanned; see `gru_jax.cells.cifg_lstm_step`. Carry (c, h)."""
-
-  cell_class: ClassVar[type[RecurrentCell]] = CIFGLSTMCell
-
-
-class PeepholeLSTM(LSTM):
-  """Peephole LSTM, scanned; see `gru_jax.cells.peephole_lstm_step`. Carry (c, h)."""
-
-  cell_class: ClassVar[type[RecurrentCell]] = PeepholeLSTMCell
-
-
-class MinGRU(Recurrent):
-  """minGRU (Feng et al. 2024): trained with the log-space parallel scan (`parallel=True`), or
-  step by step; see `gru_jax.cells.mingru_step`."""
-
-  cell_class: ClassVar[type[RecurrentCell]] = MinGRUCell
-
-
-class MinLSTM(Recurrent):
-  """minLSTM (Feng et al. 2024): log-space parallel scan or step by step; see
-  `gru_jax.cells.minlstm_step`."""
-
-  cell_class: ClassVar[type[RecurrentCell]] = MinLSTMCell
-
-
-class SRU(Recurrent):
-  """Simple recurrent unit (Lei et al. 2017 / 2018); see `SRUCell`. The 2017 form runs its state
-  with a parallel scan; the carry is c and the outputs are h.
-
-  Attributes:
-    version: 2017 or 2018.
-    activation: g of the output; None: tanh (2017) or identity (2018).
-  """
-
-  version: int = 2017
-  activation: str | None = None
-  cell_class: ClassVar[type[RecurrentCell]] = SRUCell
+# The linen layers by registry name ("gru" -> GRU), one per spec; each also a name of this module.
+LAYER_CLASSES: dict[str, type[Recurrent]] = _derive_all(
+  Recurrent, specs.layer_name,
+  lambda s: specs.describe(s) + "\n\n" + _LINEN_LAYER_NOTE.format(spec=s.__name__, cell=s.cell_name),
+  cell_class=lambda s: {c.spec_class: c for c in CELL_CLASSES.values()}[s],
+)
+globals().update({c.__name__: c for c in LAYER_CLASSES.values()})
 
 
 class Bidirectional(nn.Module):

@@ -10,18 +10,8 @@ import jax.numpy as jnp
 from gru_jax import layers, specs
 from gru_jax import nnx as gj_nnx
 
-CELLS: dict[str, type[layers.Recurrent]] = {
-  "gru": layers.GRU,
-  "lstm": layers.LSTM,
-  "rnn": layers.SimpleRNN,
-  "gru_no_reset": layers.GRUNoReset,
-  "mgu": layers.MGU,
-  "cifg_lstm": layers.CIFGLSTM,
-  "peephole_lstm": layers.PeepholeLSTM,
-  "mingru": layers.MinGRU,
-  "minlstm": layers.MinLSTM,
-  "sru": layers.SRU,
-}
+# The linen layer of each cell by registry name (`gru_jax.specs.SPECS`).
+CELLS: dict[str, type[layers.Recurrent]] = layers.LAYER_CLASSES
 HEADS = ("last", "each")
 FRONT_ENDS = ("linen", "nnx")
 # Computation dtypes (model.dtype): parameters and optimizer state stay float32 either way.

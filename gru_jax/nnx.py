@@ -14,7 +14,8 @@ as in the linen modules (input_kernel, recurrent_kernel, bias, ...), and the lay
 parameters. `to_linen` and `from_linen` convert modules with their parameters both ways.
 
 Cell options (`reset_after`, `layer_norm`, `forget_bias`, the SRU's `version`, ...) are keyword
-arguments, checked by the spec. `sharding={"input_kernel": (None, "model"), ...}` annotates
+arguments, checked by the spec. As in `gru_jax.layers`, the classes are made from the registry
+(`gru_jax.specs.SPECS`; `CELL_CLASSES`, `LAYER_CLASSES`), each constructor showing its cell's options. `sharding={"input_kernel": (None, "model"), ...}` annotates
 parameters with partition specs (`nnx.Param(..., out_sharding=...)`; used under `jax.set_mesh`).
 Recurrent dropout and zoneout draw from the `dropout` stream of the `rngs` given at construction
 (or at call); `module.eval()` turns them off (zoneout then uses its expectation), `module.train()`
@@ -22,6 +23,7 @@ on again, as for `nnx.Dropout`.
 """
 
 import dataclasses
+import inspect
 from typing import Any, Callable, ClassVar, Mapping
 
 import jax
@@ -141,74 +143,45 @@ class RecurrentCell(nnx.RNNCellBase):
     return 1
 
 
-class GRUCell(RecurrentCell):
-  """GRU cell (`gru_jax.specs.GRUSpec`): reset_after (True), layer_norm, chrono_init. Carry h."""
+def _with_options(root: type, spec_class: type[specs.CellSpec], name: str, doc: str, attrs: dict) -> type:
+  """A subclass of `root` for `spec_class` whose constructor shows the spec's options as keyword
+  arguments (for `help()` and `inspect.signature`) in place of `**options`."""
+  root_init = root.__init__
 
-  spec_class = specs.GRUSpec
+  def __init__(self, *args, **kwargs):
+    root_init(self, *args, **kwargs)
+
+  signature = inspect.signature(root_init)
+  fixed = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+  taken = {p.name for p in fixed}
+  options = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+             for f in dataclasses.fields(spec_class) if f.name not in taken and f.name != "features"]
+  __init__.__signature__ = signature.replace(parameters=fixed + options)
+  __init__.__doc__ = root_init.__doc__
+  namespace = {"__module__": __name__, "__qualname__": name, "__doc__": doc, "__init__": __init__,
+               "__signature__": signature.replace(parameters=fixed[1:] + options), **attrs}
+  return type(name, (root,), namespace)
 
 
-class LSTMCell(RecurrentCell):
-  """LSTM cell (`gru_jax.specs.LSTMSpec`): forget_bias (1.0), layer_norm, chrono_init. Carry (c, h)."""
+_NNX_NOTE = """The NNX {kind} of `gru_jax.specs.{spec}`: its options are keyword arguments of the
+constructor, beside `{root}`'s."""
 
-  spec_class = specs.LSTMSpec
+# The NNX cells by registry name ("gru" -> GRUCell), one per spec; each also a name of this module.
+CELL_CLASSES: dict[str, type[RecurrentCell]] = {
+  name: _with_options(RecurrentCell, s, s.cell_name, specs.describe(s) + "\n\n" + _NNX_NOTE.format(
+    kind="cell", spec=s.__name__, root="RecurrentCell"), {"spec_class": s})
+  for name, s in specs.SPECS.items()
+}
+globals().update({c.__name__: c for c in CELL_CLASSES.values()})
 
 
-class OptimizedLSTMCell(LSTMCell):
+class OptimizedLSTMCell(CELL_CLASSES["lstm"]):
   """`nnx.OptimizedLSTMCell`'s name for `LSTMCell` (one matmul per input and state already);
   forget_bias=0.0 gives Flax's initial forget bias."""
 
 
-class SimpleRNNCell(RecurrentCell):
-  """Vanilla RNN cell (`gru_jax.specs.SimpleRNNSpec`): activation ("tanh") or activation_fn,
-  residual. Carry h."""
-
-  spec_class = specs.SimpleRNNSpec
-
-
-class SimpleCell(SimpleRNNCell):
+class SimpleCell(CELL_CLASSES["rnn"]):
   """`nnx.SimpleCell`'s name for `SimpleRNNCell` (activation_fn, residual)."""
-
-
-class GRUNoResetCell(RecurrentCell):
-  """GRU without reset gate (`gru_jax.specs.GRUNoResetSpec`). Carry h."""
-
-  spec_class = specs.GRUNoResetSpec
-
-
-class MGUCell(RecurrentCell):
-  """Minimal gated unit (`gru_jax.specs.MGUSpec`). Carry h."""
-
-  spec_class = specs.MGUSpec
-
-
-class CIFGLSTMCell(RecurrentCell):
-  """Coupled input-forget gate LSTM (`gru_jax.specs.CIFGLSTMSpec`). Carry (c, h)."""
-
-  spec_class = specs.CIFGLSTMSpec
-
-
-class PeepholeLSTMCell(RecurrentCell):
-  """Peephole LSTM (`gru_jax.specs.PeepholeLSTMSpec`). Carry (c, h)."""
-
-  spec_class = specs.PeepholeLSTMSpec
-
-
-class MinGRUCell(RecurrentCell):
-  """minGRU (`gru_jax.specs.MinGRUSpec`). Carry h."""
-
-  spec_class = specs.MinGRUSpec
-
-
-class MinLSTMCell(RecurrentCell):
-  """minLSTM (`gru_jax.specs.MinLSTMSpec`). Carry h."""
-
-  spec_class = specs.MinLSTMSpec
-
-
-class SRUCell(RecurrentCell):
-  """Simple recurrent unit (`gru_jax.specs.SRUSpec`): version (2017), activation. Carry c."""
-
-  spec_class = specs.SRUSpec
 
 
 _LAYER_OPTIONS = [f.name for f in dataclasses.fields(recurrent.LayerOptions) if f.name != "dtype"]
@@ -279,64 +252,13 @@ class Recurrent(nnx.Module):
     return (ys, carry) if return_carry else ys
 
 
-class GRU(Recurrent):
-  """GRU layer (`GRUCell` over time): reset_after (True), layer_norm, chrono_init."""
-
-  cell_class = GRUCell
-
-
-class LSTM(Recurrent):
-  """LSTM layer (`LSTMCell` over time): forget_bias (1.0), layer_norm, chrono_init. Carry (c, h)."""
-
-  cell_class = LSTMCell
-
-
-class SimpleRNN(Recurrent):
-  """Vanilla RNN layer (`SimpleRNNCell` over time): activation ("tanh")."""
-
-  cell_class = SimpleRNNCell
-
-
-class GRUNoReset(Recurrent):
-  """GRU without reset gate, over time."""
-
-  cell_class = GRUNoResetCell
-
-
-class MGU(Recurrent):
-  """Minimal gated unit, over time."""
-
-  cell_class = MGUCell
-
-
-class CIFGLSTM(Recurrent):
-  """Coupled input-forget gate LSTM, over time. Carry (c, h)."""
-
-  cell_class = CIFGLSTMCell
-
-
-class PeepholeLSTM(Recurrent):
-  """Peephole LSTM, over time. Carry (c, h)."""
-
-  cell_class = PeepholeLSTMCell
-
-
-class MinGRU(Recurrent):
-  """minGRU over time (the log-space parallel scan where `parallel`)."""
-
-  cell_class = MinGRUCell
-
-
-class MinLSTM(Recurrent):
-  """minLSTM over time (the log-space parallel scan where `parallel`)."""
-
-  cell_class = MinLSTMCell
-
-
-class SRU(Recurrent):
-  """Simple recurrent unit over time: version (2017), activation. Carry c, outputs h."""
-
-  cell_class = SRUCell
+# The NNX layers by registry name ("gru" -> GRU), one per spec; each also a name of this module.
+LAYER_CLASSES: dict[str, type[Recurrent]] = {
+  name: _with_options(Recurrent, s, specs.layer_name(s), specs.describe(s) + "\n\n" + _NNX_NOTE.format(
+    kind="layer", spec=s.__name__, root="Recurrent"), {"cell_class": CELL_CLASSES[name]})
+  for name, s in specs.SPECS.items()
+}
+globals().update({c.__name__: c for c in LAYER_CLASSES.values()})
 
 
 class Bidirectional(nnx.Module):
@@ -411,12 +333,8 @@ class Stacked(nnx.Module):
 MODULES = (RecurrentCell, Recurrent, Bidirectional, Stacked)
 
 # linen class <-> NNX class, for the converters.
-_LAYERS = {
-  layers.GRU: GRU, layers.LSTM: LSTM, layers.SimpleRNN: SimpleRNN, layers.GRUNoReset: GRUNoReset,
-  layers.MGU: MGU, layers.CIFGLSTM: CIFGLSTM, layers.PeepholeLSTM: PeepholeLSTM, layers.MinGRU: MinGRU,
-  layers.MinLSTM: MinLSTM, layers.SRU: SRU,
-}
-_CELLS = {linen_layer.cell_class: nnx_layer.cell_class for linen_layer, nnx_layer in _LAYERS.items()}
+_LAYERS = {layers.LAYER_CLASSES[name]: LAYER_CLASSES[name] for name in specs.SPECS}
+_CELLS = {layers.CELL_CLASSES[name]: CELL_CLASSES[name] for name in specs.SPECS}
 _CELLS.update({layers.OptimizedLSTMCell: OptimizedLSTMCell, layers.SimpleCell: SimpleCell})
 
 

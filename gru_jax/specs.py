@@ -13,12 +13,13 @@ GRU's `reset_after`) with the pure functions that define it:
   parallel_fn()    for recurrences linear in the carry: all steps at once, or None
 
 The linen modules (`gru_jax.layers`) and the NNX modules (`gru_jax.nnx`) are front-ends of these
-specs: the same parameters under the same names, the same step. `gru_jax.scanned` runs a spec over
+specs: the same parameters under the same names, the same step. `gru_jax.recurrent.run` runs a spec over
 time. Options are validated when a spec is built, so a front-end fails at construction.
 """
 
 import dataclasses
 import functools
+import inspect
 from typing import Any, Callable, ClassVar
 
 import jax
@@ -238,7 +239,7 @@ class GRUSpec(_GatedSpec):
   Attributes:
     reset_after: True for the PyTorch / cuDNN / flax.linen form (default), False for the
       Cho et al. 2014 v3 / Chung et al. 2014 form.
-    layer_norm, chrono_init: see `_GatedSpec` (chrono sets the bias of the keep gate z).
+    layer_norm, chrono_init, gate_fn, activation_fn: below (chrono sets the bias of the keep gate z).
   """
 
   reset_after: bool = True
@@ -288,7 +289,7 @@ class LSTMSpec(_GatedSpec):
   Attributes:
     forget_bias: added to the forget-gate block of the bias at initialisation (1.0, as advised by
       Jozefowicz et al. 2015); 0.0 gives the plain `bias_init`. Ignored with chrono_init.
-    layer_norm, chrono_init: see `_GatedSpec`.
+    layer_norm, chrono_init, gate_fn, activation_fn: below.
   """
 
   forget_bias: float = 1.0
@@ -566,7 +567,8 @@ class SRUSpec(CellSpec):
     return functools.partial(_sru_all_steps, self.g, custom_vjp) if self.version == 2017 else None
 
 
-# The cells by name: the one registry that the front-ends, models and configs read.
+# The cells by name: the one registry. The linen and NNX classes (`gru_jax.layers`, `gru_jax.nnx`),
+# the package's exports, `models.CELLS` and the configs are made from it.
 SPECS: dict[str, type[CellSpec]] = {
   "gru": GRUSpec,
   "lstm": LSTMSpec,
@@ -585,3 +587,23 @@ def options(spec_class: type[CellSpec]) -> list[str]:
   """The options of a cell beyond the shared ones (`CellSpec`'s fields), e.g. ["reset_after", ...]."""
   shared = {f.name for f in dataclasses.fields(CellSpec)}
   return [f.name for f in dataclasses.fields(spec_class) if f.name not in shared]
+
+
+def layer_name(spec_class: type[CellSpec]) -> str:
+  """The name of the layer that scans the cell: its cell name without "Cell" ("GRUCell" -> "GRU")."""
+  return spec_class.cell_name.removesuffix("Cell")
+
+
+def describe(spec_class: type[CellSpec]) -> str:
+  """The spec's docstring, followed by those of the unregistered specs it inherits options from
+  (`_GatedSpec`'s layer_norm, chrono_init, ...): the documentation of every option, for the
+  front-ends' classes."""
+  registered = set(SPECS.values()) | {CellSpec}
+  parts = [inspect.cleandoc(spec_class.__doc__ or "")]
+  for base in spec_class.__mro__[1:]:
+    if base in registered:
+      if base is not CellSpec:
+        parts.append(f"Its options {', '.join(options(base))} are those of {base.cell_name} (`gru_jax.specs.{base.__name__}`).")
+      break
+    parts.append(inspect.cleandoc(base.__doc__ or ""))
+  return "\n\n".join(parts)

@@ -1,5 +1,9 @@
 """The Flax modules: equal to flax.linen, cells inside flax.linen.RNN, options and bad input."""
 
+import dataclasses
+import inspect
+import pathlib
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -7,7 +11,7 @@ import numpy as np
 import pytest
 
 import gru_jax as gj
-from gru_jax import models
+from gru_jax import models, specs
 
 B, T, D, H = 2, 5, 3, 4
 KEY = jax.random.key(0)
@@ -290,3 +294,35 @@ def test_scanned_refuses_other_cells():
     gj.Scanned(nn.GRUCell(4))
   with pytest.raises(ValueError, match="Scanned: recurrent_dropout needs a cell with a recurrent kernel"):
     gj.Scanned(gj.MinGRUCell(4), recurrent_dropout=0.1)
+
+
+@pytest.mark.parametrize("name", sorted(specs.SPECS))
+def test_every_front_end_class_shows_and_documents_its_cells_options(name):
+  # help() and editors list the spec's options as real arguments of the linen and NNX cells and layers
+  spec_class = specs.SPECS[name]
+  every = [f.name for f in dataclasses.fields(spec_class)]
+  for module in (gj.layers.CELL_CLASSES[name], gj.layers.LAYER_CLASSES[name], gj.nnx.CELL_CLASSES[name],
+                 gj.nnx.LAYER_CLASSES[name]):
+    signature = inspect.signature(module)
+    assert set(every) <= set(signature.parameters), (module, sorted(set(every) - set(signature.parameters)))
+    assert not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()), module
+    for option in specs.options(spec_class):
+      assert option in module.__doc__, (module, option)
+
+
+def test_parameter_trees_initial_values_and_outputs_are_those_of_earlier_releases():
+  # tests/data/params-v1.npz: each cell's layer (D=3, H=2) as built by the hand-written classes of
+  # commit 3bd390e, before the front-ends were derived from the specs (tests/data/make_params.py)
+  golden = np.load(pathlib.Path(__file__).parent / "data" / "params-v1.npz")
+  xs = jnp.asarray(golden["inputs"])
+  names = sorted({key.split("/")[0] for key in golden.files if key != "inputs"})
+  assert len(names) == 10 and set(names) <= set(specs.SPECS)
+  for name in names:
+    layer = models.CELLS[name](2)
+    params = layer.init(jax.random.key(0), xs)["params"]
+    paths = {f"{name}/params/{jax.tree_util.keystr(p)}": leaf for p, leaf in jax.tree_util.tree_leaves_with_path(params)}
+    assert sorted(paths) == sorted(k for k in golden.files if k.startswith(f"{name}/params/")), name
+    for key, leaf in paths.items():
+      np.testing.assert_allclose(leaf, golden[key], rtol=1e-6, atol=1e-7, err_msg=key)  # to an ulp: conftest.py sets XLA flags
+    restored = jax.tree_util.tree_map_with_path(lambda p, _: jnp.asarray(golden[f"{name}/params/{jax.tree_util.keystr(p)}"]), params)
+    np.testing.assert_allclose(layer.apply({"params": restored}, xs), golden[f"{name}/outputs"], rtol=1e-6, atol=1e-6)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import gru_jax as gj
-from gru_jax import models
+from gru_jax import models, specs
 
 
 def test_last_valid_picks_each_sequences_last_step():
@@ -71,10 +71,11 @@ def test_named_initializers_reach_every_gate_block(front_end):
 
 
 def test_registry_layers_are_the_public_ones():
-  assert models.CELLS == {
-    "gru": gj.GRU, "lstm": gj.LSTM, "rnn": gj.SimpleRNN, "gru_no_reset": gj.GRUNoReset, "mgu": gj.MGU,
-    "cifg_lstm": gj.CIFGLSTM, "peephole_lstm": gj.PeepholeLSTM, "mingru": gj.MinGRU, "minlstm": gj.MinLSTM, "sru": gj.SRU,
-  }
+  assert list(models.CELLS) == list(specs.SPECS)
+  for name, spec_class in specs.SPECS.items():
+    layer = models.CELLS[name]
+    assert layer is getattr(gj, specs.layer_name(spec_class)) is getattr(gj.layers, layer.__name__)
+    assert layer.cell_class is getattr(gj, spec_class.cell_name) and layer.cell_class.spec_class is spec_class
 
 
 @pytest.mark.slow

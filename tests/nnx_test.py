@@ -18,9 +18,7 @@ VARIANTS = [(name, {}) for name in specs.SPECS] + [
   ("gru", {"reset_after": False}), ("gru", {"layer_norm": True}), ("lstm", {"layer_norm": True}),
   ("sru", {"version": 2018}), ("gru", {"use_bias": False}),
 ]
-NNX_LAYERS = {"gru": gj.nnx.GRU, "lstm": gj.nnx.LSTM, "rnn": gj.nnx.SimpleRNN, "gru_no_reset": gj.nnx.GRUNoReset,
-              "mgu": gj.nnx.MGU, "cifg_lstm": gj.nnx.CIFGLSTM, "peephole_lstm": gj.nnx.PeepholeLSTM,
-              "mingru": gj.nnx.MinGRU, "minlstm": gj.nnx.MinLSTM, "sru": gj.nnx.SRU}
+NNX_LAYERS = gj.nnx.LAYER_CLASSES
 
 
 def inputs(seed=0, features=D):
@@ -39,8 +37,11 @@ def randomize(module, seed=1):
   return module
 
 
-def test_every_cell_has_an_nnx_layer():
-  assert set(NNX_LAYERS) == set(specs.SPECS) == set(models.CELLS)
+def test_every_cell_has_an_nnx_layer_and_cell_named_as_the_linen_ones():
+  assert list(NNX_LAYERS) == list(specs.SPECS) == list(models.CELLS)
+  for name, layer in NNX_LAYERS.items():
+    assert layer.__name__ == models.CELLS[name].__name__ and layer is getattr(gj.nnx, layer.__name__)
+    assert layer.cell_class is gj.nnx.CELL_CLASSES[name] is getattr(gj.nnx, models.CELLS[name].cell_class.__name__)
 
 
 @pytest.mark.parametrize("cell,options", VARIANTS)
