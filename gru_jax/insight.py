@@ -110,7 +110,7 @@ def gate_values(spec: specs.CellSpec, params: dict[str, Array], carry: Any, xp: 
   """The named gate activations [B, H] of one step of `spec` (empty for the tanh RNN, which has
   none, and the peephole LSTM, not covered)."""
   gates = GATES.get(type(spec))
-  return {} if gates is None else gates(spec, params, carry, xp)
+  return spec.gate_values(params, carry, xp) if gates is None else gates(spec, params, carry, xp)
 
 
 # --- The reference path with probes ---------------------------------------------------------------

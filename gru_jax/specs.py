@@ -121,6 +121,12 @@ class CellSpec:
     """Picks the carry leaf that multiplies the recurrent kernel."""
     return _identity
 
+  def gate_values(self, params: dict[str, Array], carry: Carry, xp: Array) -> dict[str, Array]:
+    """The named gate activations [B, H] of one step from `project_fn()`'s xp, for
+    `gru_jax.insight` ("keep": the share of the old state each unit carries over); {} when a
+    cell records none. Cells without this method are read by `gru_jax.insight.GATES`."""
+    return {}
+
   def fused_kernel(self, params: dict[str, Array]) -> Array:
     """The kernel h multiplies on the fast path, as `gates_fn()` expects its pre-activations."""
     return params["recurrent_kernel"]
@@ -330,6 +336,8 @@ class LSTMSpec(_GatedSpec):
 
   def bias_initializer(self):
     base = super().bias_initializer()
+    if self.forget_block is None:  # no forget gate (Greff et al.'s NFG): forget_bias has nothing to add to
+      return base
     hidden, t_max = self.features, self.chrono_init
     f0, i0 = self.forget_block * hidden, None if self.input_block is None else self.input_block * hidden
 
