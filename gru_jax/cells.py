@@ -374,6 +374,70 @@ def peephole_lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp:
   return (new_c, new_h), new_h
 
 
+# --- Greff et al. 2017's variants: the peephole LSTM with one part taken out ---------------------
+# NIG, NFG, NOG fix a gate at 1; NIAF, NOAF make an activation the identity (Greff et al. 2017, "LSTM:
+# A Search Space Odyssey", arXiv:1503.04069, Sec. II-A). Their NP is `lstm_step`, CIFG `cifg_lstm_step`.
+GREFF_REMOVED = ("input_gate", "forget_gate", "output_gate", "input_activation", "output_activation")
+_GATE_BLOCK = {"input_gate": "i", "forget_gate": "f", "output_gate": "o"}
+
+
+def greff_blocks(removed: str) -> str:
+  """The blocks of a variant's kernels and bias, in order: "ifgo" less the removed gate's."""
+  if removed not in GREFF_REMOVED:
+    raise ValueError(f"removed must be one of {GREFF_REMOVED}; got {removed!r}")
+  return "".join(b for b in "ifgo" if b != _GATE_BLOCK.get(removed))
+
+
+def greff_peepholes(removed: str) -> str:
+  """The gates with a peephole, in the order of the `peephole` param: "ifo" less the removed gate."""
+  return greff_blocks(removed).replace("g", "")
+
+
+def greff_lstm_activations(xp: tuple[Array, ...], pre: tuple[Array, ...], carry: tuple[Array, Array], peephole: Array,
+                           *, removed: str) -> dict[str, Array]:
+  """The gates, block input and new cell of a Greff et al. 2017 variant from its blocks a = x-part
+  + h-part (blocks `greff_blocks(removed)`; a removed gate is 1, a removed activation the identity):
+
+    i  = σ(a_i + p_i ⊙ c)     (NIG: i = 1)        f = σ(a_f + p_f ⊙ c)    (NFG: f = 1)
+    g  = tanh(a_g)            (NIAF: g = a_g)
+    c' = f ⊙ c + i ⊙ g
+    o  = σ(a_o + p_o ⊙ c')    (NOG: o = 1)
+  """
+  c, _ = carry
+  a = {name: x + h for name, x, h in zip(greff_blocks(removed), xp, pre)}
+  p = dict(zip(greff_peepholes(removed), gate_blocks(peephole, len(greff_peepholes(removed)))))
+  one = jnp.ones_like(c)
+  i = jax.nn.sigmoid(a["i"] + p["i"] * c) if "i" in a else one
+  f = jax.nn.sigmoid(a["f"] + p["f"] * c) if "f" in a else one
+  g = a["g"] if removed == "input_activation" else jnp.tanh(a["g"])
+  new_c = f * c + i * g
+  o = jax.nn.sigmoid(a["o"] + p["o"] * new_c) if "o" in a else one
+  return {"input": i, "forget": f, "block_input": g, "cell": new_c, "output": o}
+
+
+def greff_lstm_gates(xp: tuple[Array, ...], pre: tuple[Array, ...], carry: tuple[Array, Array], peephole: Array,
+                     *, removed: str) -> tuple[tuple[Array, Array], Array]:
+  """The step of a Greff et al. 2017 variant after its one recurrent matmul (the fused path's
+  split): `greff_lstm_activations`, then h' = o ⊙ tanh(c') (NOAF: h' = o ⊙ c')."""
+  parts = greff_lstm_activations(xp, pre, carry, peephole, removed=removed)
+  new_c = parts["cell"]
+  new_h = parts["output"] * (new_c if removed == "output_activation" else jnp.tanh(new_c))
+  return (new_c, new_h), new_h
+
+
+def greff_lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Array, hidden_mask: Array | None = None,
+                    *, removed: str) -> tuple[tuple[Array, Array], Array]:
+  """One step of the peephole LSTM with `removed` taken out (Greff et al. 2017): the equations of
+  `greff_lstm_activations` and `greff_lstm_gates`.
+
+  Params: input_kernel [D, G*H], recurrent_kernel [H, G*H], bias [G*H] (G blocks `greff_blocks(removed)`),
+  peephole [P*H] (the gates of `greff_peepholes(removed)`). Carry (c, h).
+  """
+  num = len(greff_blocks(removed))
+  pre = gate_blocks(recurrent_pre(params, carry[1], hidden_mask), num)
+  return greff_lstm_gates(gate_blocks(xp, num), pre, carry, params["peephole"], removed=removed)
+
+
 # --- Cells whose recurrence is linear in the state (gates from x only): parallel scans ---------------
 
 

@@ -463,6 +463,90 @@ class PeepholeLSTMSpec(LSTMSpec):
     return {"peephole": (jax.nn.initializers.zeros, (3 * self.features,))}
 
 
+@dataclasses.dataclass(frozen=True)
+class GreffLSTMSpec(PeepholeLSTMSpec):
+  """A variant of the peephole LSTM from Greff et al. 2017 ("LSTM: A Search Space Odyssey",
+  arXiv:1503.04069), with one part taken out (`removed`: a gate fixed at 1 or an activation made
+  the identity); equations in `gru_jax.cells.greff_lstm_activations` and `greff_lstm_gates`.
+
+  Params: input_kernel [D, G*H], recurrent_kernel [H, G*H], bias [G*H] over the blocks
+  `cells.greff_blocks(removed)` (i, f, g, o less the removed gate), peephole [P*H] for the gates it
+  keeps (i, f, o order; zeros at init). Carry (c, h). Of the paper's other variants, NP (no
+  peepholes) is `lstm` and CIFG is `cifg_lstm` (which has no peepholes here). No layer_norm.
+  """
+
+  removed: ClassVar[str] = "input_gate"
+
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    blocks = cells.greff_blocks(cls.removed)
+    cls.num_gates, cls.forget_block = len(blocks), blocks.find("f") if "f" in blocks else None
+    cls.input_block = blocks.find("i") if "i" in blocks else None
+
+  def __post_init__(self):
+    if self.chrono_init is not None and self.forget_block is None:
+      raise ValueError(f"{self.cell_name}: chrono_init sets the forget gate's bias, and this cell has no forget gate")
+    super().__post_init__()
+
+  def step_fn(self):
+    return functools.partial(cells.greff_lstm_step, removed=self.removed)
+
+  def gates_fn(self):
+    return functools.partial(cells.greff_lstm_gates, removed=self.removed)
+
+  def gate_params(self, params, bias):
+    return (params["peephole"],)
+
+  def extra_param_specs(self):
+    return {"peephole": (jax.nn.initializers.zeros, (len(cells.greff_peepholes(self.removed)) * self.features,))}
+
+  def gate_values(self, params, carry, xp):
+    num = self.num_gates
+    pre = cells.gate_blocks(cells.recurrent_pre(params, carry[1]), num)
+    parts = cells.greff_lstm_activations(cells.gate_blocks(xp, num), pre, carry, params["peephole"], removed=self.removed)
+    return {"input": parts["input"], "forget": parts["forget"], "output": parts["output"], "keep": parts["forget"]}
+
+
+@dataclasses.dataclass(frozen=True)
+class NIGLSTMSpec(GreffLSTMSpec):
+  """Greff et al. 2017's NIG: the peephole LSTM without input gate (i = 1)."""
+
+  removed: ClassVar[str] = "input_gate"
+  cell_name: ClassVar[str] = "NIGLSTMCell"
+
+
+@dataclasses.dataclass(frozen=True)
+class NFGLSTMSpec(GreffLSTMSpec):
+  """Greff et al. 2017's NFG: the peephole LSTM without forget gate (f = 1)."""
+
+  removed: ClassVar[str] = "forget_gate"
+  cell_name: ClassVar[str] = "NFGLSTMCell"
+
+
+@dataclasses.dataclass(frozen=True)
+class NOGLSTMSpec(GreffLSTMSpec):
+  """Greff et al. 2017's NOG: the peephole LSTM without output gate (o = 1)."""
+
+  removed: ClassVar[str] = "output_gate"
+  cell_name: ClassVar[str] = "NOGLSTMCell"
+
+
+@dataclasses.dataclass(frozen=True)
+class NIAFLSTMSpec(GreffLSTMSpec):
+  """Greff et al. 2017's NIAF: the peephole LSTM without input activation (g = W x + R h + b)."""
+
+  removed: ClassVar[str] = "input_activation"
+  cell_name: ClassVar[str] = "NIAFLSTMCell"
+
+
+@dataclasses.dataclass(frozen=True)
+class NOAFLSTMSpec(GreffLSTMSpec):
+  """Greff et al. 2017's NOAF: the peephole LSTM without output activation (h = o ⊙ c)."""
+
+  removed: ClassVar[str] = "output_activation"
+  cell_name: ClassVar[str] = "NOAFLSTMCell"
+
+
 # The parallel paths run `parallel.chunked_scan`: the loop within chunks of CHUNK steps. Chosen for
 # accuracy: in benchmarks/results/cpu-2026-11-26-scans.md it has the sequential loop's float32 error
 # where the log-space scan's is 400x larger on minGRU gates; on the CPU it is also 6-12x faster than
@@ -585,6 +669,11 @@ SPECS: dict[str, type[CellSpec]] = {
   "mgu": MGUSpec,
   "cifg_lstm": CIFGLSTMSpec,
   "peephole_lstm": PeepholeLSTMSpec,
+  "nig_lstm": NIGLSTMSpec,
+  "nfg_lstm": NFGLSTMSpec,
+  "nog_lstm": NOGLSTMSpec,
+  "niaf_lstm": NIAFLSTMSpec,
+  "noaf_lstm": NOAFLSTMSpec,
   "mingru": MinGRUSpec,
   "minlstm": MinLSTMSpec,
   "sru": SRUSpec,

@@ -1,6 +1,7 @@
 """Cell variants for ablation: each step against its equation written out here in numpy, the fast
 paths against the readable ones, and every switch (on changes the output, off changes nothing)."""
 
+import functools
 import itertools
 
 import jax
@@ -126,6 +127,24 @@ def ln_lstm(p, carry, x):
   return (c, h), h
 
 
+def greff_lstm(p, carry, x, removed):
+  """Greff et al. 2017, Sec. II-A: the peephole LSTM with one gate fixed at 1 or one activation the identity."""
+  c, h = carry
+  names = {"input_gate": "fgo", "forget_gate": "igo", "output_gate": "ifg"}.get(removed, "ifgo")
+  a = dict(zip(names, blocks(x @ p["input_kernel"] + h @ p["recurrent_kernel"] + p["bias"], len(names))))
+  peep = dict(zip(names.replace("g", ""), blocks(p["peephole"], len(names) - 1)))
+  i = sigmoid(a["i"] + peep["i"] * c) if "i" in a else 1.0
+  f = sigmoid(a["f"] + peep["f"] * c) if "f" in a else 1.0
+  c = f * c + i * (a["g"] if removed == "input_activation" else np.tanh(a["g"]))
+  o = sigmoid(a["o"] + peep["o"] * c) if "o" in a else 1.0
+  h = o * (c if removed == "output_activation" else np.tanh(c))
+  return (c, h), h
+
+
+GREFF = {"nig_lstm": "input_gate", "nfg_lstm": "forget_gate", "nog_lstm": "output_gate",
+         "niaf_lstm": "input_activation", "noaf_lstm": "output_activation"}
+
+
 ZERO_H = lambda: np.zeros((B, H))
 ZERO_CH = lambda: (np.zeros((B, H)), np.zeros((B, H)))
 VARIANTS = {
@@ -143,6 +162,9 @@ VARIANTS = {
   "sru2018": (gj.SRU(H, version=2018), lambda p, c, x: sru(p, c, x, 2018), ZERO_H),
   "ln_gru": (gj.GRU(H, layer_norm=True), ln_gru, ZERO_H),
   "ln_lstm": (gj.LSTM(H, layer_norm=True), ln_lstm, ZERO_CH),
+  **{name: (models.CELLS[name](H), functools.partial(greff_lstm, removed=removed), ZERO_CH) for name, removed in GREFF.items()},
+  **{f"{name}[autodiff]": (models.CELLS[name](H, custom_vjp=False), functools.partial(greff_lstm, removed=removed), ZERO_CH)
+     for name, removed in GREFF.items()},
 }
 
 
@@ -177,7 +199,7 @@ def test_sru_highway_is_x_itself_when_widths_match(rng):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["mgu", "cifg_lstm", "peephole_lstm", "mingru", "minlstm", "sru2018", "ln_gru"])
+@pytest.mark.parametrize("name", ["mgu", "cifg_lstm", "peephole_lstm", "nfg_lstm", "mingru", "minlstm", "sru2018", "ln_gru"])
 def test_cells_step_like_their_layers_and_run_in_flax_rnn(rng, name):
   """The one-step cell (for streaming / flax.linen.RNN) takes the layer's params and agrees with it."""
   layer = VARIANTS[name][0]
@@ -196,7 +218,8 @@ def test_cells_step_like_their_layers_and_run_in_flax_rnn(rng, name):
 
 
 @pytest.mark.parametrize("fast,slow", [(gj.GRUNoReset(H), gj.GRUNoReset(H, custom_vjp=False)),
-                                       (gj.CIFGLSTM(H), gj.CIFGLSTM(H, custom_vjp=False))])
+                                       (gj.CIFGLSTM(H), gj.CIFGLSTM(H, custom_vjp=False))]
+                         + [(VARIANTS[name][0], VARIANTS[f"{name}[autodiff]"][0]) for name in GREFF])
 @pytest.mark.slow
 def test_hand_written_backward_of_the_variants_matches_autodiff(rng, fast, slow):
   xs = jnp.asarray(rng.normal(size=(B, T, D)), jnp.float32)
@@ -310,3 +333,28 @@ def test_every_variant_trains_one_step_from_its_config(cell, tmp_path):
   config.task.eval_size, config.train.eval_batch_size = 8, 8
   summary = train.train_and_evaluate(config, str(tmp_path))
   assert summary["finished"] and summary["cell"] == cell and np.isfinite(summary["test_at_best_valid"]["mse"])
+
+
+@pytest.mark.parametrize("name", sorted(GREFF))
+def test_greff_variant_gradient_equals_its_equations_by_finite_differences(rng, name):
+  # d/de loss(params + e * v) of the numpy equations (float64, central differences) against jax.grad . v
+  layer, equations, zero = VARIANTS[name]
+  xs = jnp.asarray(rng.normal(size=(B, T, D)), jnp.float32)
+  params = random_params(layer, xs)
+  weights = rng.normal(size=(B, T, H))
+  direction = {k: rng.normal(size=v.shape) for k, v in params.items()}
+
+  def numpy_loss(p):
+    state, total = zero(), 0.0
+    for t in range(T):
+      state, y = equations(p, state, np.asarray(xs[:, t], np.float64))
+      total += np.sum(weights[:, t] * y)
+    return total
+
+  p64 = {k: np.asarray(v, np.float64) for k, v in params.items()}
+  eps = 1e-5
+  shifted = lambda e: numpy_loss({k: p64[k] + e * direction[k] for k in p64})
+  numeric = (shifted(eps) - shifted(-eps)) / (2 * eps)
+  grads = jax.grad(lambda p: jnp.sum(jnp.asarray(weights, jnp.float32) * layer.apply({"params": p}, xs)))(params)
+  analytic = sum(float(np.sum(np.asarray(grads[k], np.float64) * direction[k])) for k in params)
+  np.testing.assert_allclose(analytic, numeric, rtol=1e-4, atol=1e-4)
