@@ -438,6 +438,54 @@ def greff_lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Ar
   return greff_lstm_gates(gate_blocks(xp, num), pre, carry, params["peephole"], removed=removed)
 
 
+# --- Dey & Salem 2017's gate variants of the GRU: gates that do not see the input -------------------
+# GRU1: gates from the state and a bias; GRU2: from the state only; GRU3: from the bias only
+# (Dey & Salem 2017, "Gate-Variants of Gated Recurrent Unit (GRU) Neural Networks", arXiv:1701.05923).
+DEY_GATES = ("state_and_bias", "state", "bias")
+
+
+def dey_gru_project(params: dict[str, Array], x: Array, *, gates_from: str, use_bias: bool = True) -> Array:
+  """x @ W_n + b_n [..., H]: the only part of a Dey & Salem GRU step that sees the input."""
+  xp = x @ params["input_kernel"]
+  if not use_bias:
+    return xp
+  bias = params["bias"]
+  return xp + (bias if gates_from == "state" else gate_blocks(bias, 3)[2])
+
+
+def dey_gru_gates(params: dict[str, Array], h: Array, *, gates_from: str, use_bias: bool = True,
+                  hidden_mask: Array | None = None) -> tuple[Array, Array]:
+  """(r, z) of a Dey & Salem GRU: σ(U h + b) (GRU1, "state_and_bias"), σ(U h) (GRU2, "state")
+  or σ(b) (GRU3, "bias"), with U the r and z blocks of the recurrent kernel."""
+  if gates_from == "bias":
+    b_r, b_z, _ = gate_blocks(params["bias"], 3)
+    return jnp.broadcast_to(jax.nn.sigmoid(b_r), h.shape), jnp.broadcast_to(jax.nn.sigmoid(b_z), h.shape)
+  hidden = h.shape[-1]
+  pre = masked_hidden(h, hidden_mask) @ params["recurrent_kernel"][:, : 2 * hidden]
+  if gates_from == "state_and_bias" and use_bias:
+    pre = pre + params["bias"][: 2 * hidden]
+  r, z = gate_blocks(pre, 2)
+  return jax.nn.sigmoid(r), jax.nn.sigmoid(z)
+
+
+def dey_gru_step(params: dict[str, Array], h: Array, xp: Array, hidden_mask: Array | None = None, *, gates_from: str,
+                 use_bias: bool = True) -> tuple[Array, Array]:
+  """One step of a Dey & Salem 2017 GRU: the reset-before GRU whose gates do not see x.
+
+    r, z = σ(U_r h + b_r), σ(U_z h + b_z)   (GRU1; GRU2 drops b, GRU3 drops U h)
+    n    = tanh(W_n x + b_n + U_n (r ⊙ h))
+    h'   = (1 - z) ⊙ n + z ⊙ h               (z keeps, as in `gru_step`; the paper's z is our 1 - z)
+
+  Params: input_kernel [D, H] (n); recurrent_kernel [H, 3H] (blocks r, z, n; GRU3 [H, H], n only);
+  bias [3H] (r, z, n; GRU2 [H], n only). xp is `dey_gru_project`'s.
+  """
+  r, z = dey_gru_gates(params, h, gates_from=gates_from, use_bias=use_bias, hidden_mask=hidden_mask)
+  h_in = masked_hidden(h, hidden_mask)
+  n = jnp.tanh(xp + (r * h_in) @ params["recurrent_kernel"][:, -h.shape[-1] :])
+  new_h = (1.0 - z) * n + z * h
+  return new_h, new_h
+
+
 # --- Cells whose recurrence is linear in the state (gates from x only): parallel scans ---------------
 
 

@@ -547,6 +547,70 @@ class NOAFLSTMSpec(GreffLSTMSpec):
   cell_name: ClassVar[str] = "NOAFLSTMCell"
 
 
+@dataclasses.dataclass(frozen=True)
+class DeyGRUSpec(CellSpec):
+  """A gate variant of the reset-before GRU from Dey & Salem 2017 ("Gate-Variants of Gated
+  Recurrent Unit (GRU) Neural Networks", arXiv:1701.05923): its gates r and z do not see x; they
+  come from the state and a bias (GRU1), the state only (GRU2) or the bias only (GRU3). Equations
+  in `gru_jax.cells.dey_gru_step`; z is the keep gate, as in `GRUSpec`. Reference path only (the
+  reset multiplies h before the recurrent matmul, as in the reset-before GRU).
+
+  Params: input_kernel [D, H]; recurrent_kernel [H, 3H] (blocks r, z, n; GRU3 [H, H]); bias [3H]
+  (GRU2 [H], the candidate's only). Carry: h.
+  """
+
+  gates_from: ClassVar[str] = "state_and_bias"
+  num_gates: ClassVar[int] = 3
+
+  def __post_init__(self):
+    if self.gates_from == "bias" and not self.use_bias:
+      raise ValueError(f"{self.cell_name}: its gates are its biases, so use_bias=False leaves it none")
+    super().__post_init__()
+
+  def param_specs(self, in_features):
+    hidden, state = self.features, self.gates_from != "bias"
+    specs = {"input_kernel": (self.kernel_init, (in_features, hidden)),
+             "recurrent_kernel": (per_gate(self.recurrent_kernel_init, 3 if state else 1), (hidden, (3 if state else 1) * hidden))}
+    if self.use_bias:
+      specs["bias"] = (per_gate(self.bias_init, 1 if self.gates_from == "state" else 3),
+                       ((1 if self.gates_from == "state" else 3) * hidden,))
+    return specs
+
+  def project_fn(self):
+    return functools.partial(cells.dey_gru_project, gates_from=self.gates_from, use_bias=self.use_bias)
+
+  def step_fn(self):
+    return functools.partial(cells.dey_gru_step, gates_from=self.gates_from, use_bias=self.use_bias)
+
+  def gate_values(self, params, carry, xp):
+    r, z = cells.dey_gru_gates(params, carry, gates_from=self.gates_from, use_bias=self.use_bias)
+    return {"reset": r, "update": z, "keep": z}
+
+
+@dataclasses.dataclass(frozen=True)
+class GRU1Spec(DeyGRUSpec):
+  """Dey & Salem 2017's GRU1: gates from the state and a bias, r, z = σ(U h + b)."""
+
+  gates_from: ClassVar[str] = "state_and_bias"
+  cell_name: ClassVar[str] = "GRU1Cell"
+
+
+@dataclasses.dataclass(frozen=True)
+class GRU2Spec(DeyGRUSpec):
+  """Dey & Salem 2017's GRU2: gates from the state only, r, z = σ(U h)."""
+
+  gates_from: ClassVar[str] = "state"
+  cell_name: ClassVar[str] = "GRU2Cell"
+
+
+@dataclasses.dataclass(frozen=True)
+class GRU3Spec(DeyGRUSpec):
+  """Dey & Salem 2017's GRU3: gates from the bias only, r, z = σ(b), learned constants per unit."""
+
+  gates_from: ClassVar[str] = "bias"
+  cell_name: ClassVar[str] = "GRU3Cell"
+
+
 # The parallel paths run `parallel.chunked_scan`: the loop within chunks of CHUNK steps. Chosen for
 # accuracy: in benchmarks/results/cpu-2026-11-26-scans.md it has the sequential loop's float32 error
 # where the log-space scan's is 400x larger on minGRU gates; on the CPU it is also 6-12x faster than
@@ -674,6 +738,9 @@ SPECS: dict[str, type[CellSpec]] = {
   "nog_lstm": NOGLSTMSpec,
   "niaf_lstm": NIAFLSTMSpec,
   "noaf_lstm": NOAFLSTMSpec,
+  "gru1": GRU1Spec,
+  "gru2": GRU2Spec,
+  "gru3": GRU3Spec,
   "mingru": MinGRUSpec,
   "minlstm": MinLSTMSpec,
   "sru": SRUSpec,

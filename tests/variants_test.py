@@ -141,6 +141,21 @@ def greff_lstm(p, carry, x, removed):
   return (c, h), h
 
 
+def dey_gru(p, h, x, gates_from):
+  """Dey & Salem 2017: the reset-before GRU with gates from the state and a bias (GRU1), the state (GRU2), the bias (GRU3)."""
+  u = np.asarray(p["recurrent_kernel"])
+  b_n = p["bias"] if gates_from == "state" else blocks(p["bias"], 3)[2]
+  if gates_from == "bias":
+    r, z = (sigmoid(b) * np.ones_like(h) for b in blocks(p["bias"], 3)[:2])
+  else:
+    pre = h @ u[:, : 2 * H] + (p["bias"][: 2 * H] if gates_from == "state_and_bias" else 0.0)
+    r, z = (sigmoid(a) for a in blocks(pre, 2))
+  n = np.tanh(x @ p["input_kernel"] + b_n + (r * h) @ u[:, -H:])
+  new = (1 - z) * n + z * h
+  return new, new
+
+
+DEY = {"gru1": "state_and_bias", "gru2": "state", "gru3": "bias"}
 GREFF = {"nig_lstm": "input_gate", "nfg_lstm": "forget_gate", "nog_lstm": "output_gate",
          "niaf_lstm": "input_activation", "noaf_lstm": "output_activation"}
 
@@ -165,6 +180,7 @@ VARIANTS = {
   **{name: (models.CELLS[name](H), functools.partial(greff_lstm, removed=removed), ZERO_CH) for name, removed in GREFF.items()},
   **{f"{name}[autodiff]": (models.CELLS[name](H, custom_vjp=False), functools.partial(greff_lstm, removed=removed), ZERO_CH)
      for name, removed in GREFF.items()},
+  **{name: (models.CELLS[name](H), functools.partial(dey_gru, gates_from=gates_from), ZERO_H) for name, gates_from in DEY.items()},
 }
 
 
@@ -314,6 +330,8 @@ def test_zoneout_keeps_units_in_training_and_is_the_expectation_at_evaluation(rn
     (lambda: gj.CIFGLSTM(H, layer_norm=True), r"layer_norm is implemented for the GRU and LSTM cells only"),
     (lambda: gj.LSTM(H, chrono_init=1), r"chrono_init \(T_max\) must be at least 2"),
     (lambda: gj.GRU(H, chrono_init=2.5), r"chrono_init must be a positive integer"),
+    (lambda: gj.GRU3(H, use_bias=False), r"GRU3Cell: its gates are its biases, so use_bias=False leaves it none"),
+    (lambda: gj.NFGLSTM(H, chrono_init=10), r"NFGLSTMCell: chrono_init sets the forget gate's bias"),
   ],
 )
 def test_bad_variant_options(make, message):
@@ -335,8 +353,8 @@ def test_every_variant_trains_one_step_from_its_config(cell, tmp_path):
   assert summary["finished"] and summary["cell"] == cell and np.isfinite(summary["test_at_best_valid"]["mse"])
 
 
-@pytest.mark.parametrize("name", sorted(GREFF))
-def test_greff_variant_gradient_equals_its_equations_by_finite_differences(rng, name):
+@pytest.mark.parametrize("name", sorted(GREFF) + sorted(DEY))
+def test_published_variant_gradient_equals_its_equations_by_finite_differences(rng, name):
   # d/de loss(params + e * v) of the numpy equations (float64, central differences) against jax.grad . v
   layer, equations, zero = VARIANTS[name]
   xs = jnp.asarray(rng.normal(size=(B, T, D)), jnp.float32)
@@ -358,3 +376,12 @@ def test_greff_variant_gradient_equals_its_equations_by_finite_differences(rng, 
   grads = jax.grad(lambda p: jnp.sum(jnp.asarray(weights, jnp.float32) * layer.apply({"params": p}, xs)))(params)
   analytic = sum(float(np.sum(np.asarray(grads[k], np.float64) * direction[k])) for k in params)
   np.testing.assert_allclose(analytic, numeric, rtol=1e-4, atol=1e-4)
+
+
+def test_gru1_without_biases_is_gru2_without_biases(rng):
+  xs = jnp.asarray(rng.normal(size=(B, T, D)), jnp.float32)
+  params = random_params(gj.GRU1(H, use_bias=False), xs)
+  assert set(params) == {"input_kernel", "recurrent_kernel"}
+  np.testing.assert_array_equal(outputs(gj.GRU1(H, use_bias=False), params, xs), outputs(gj.GRU2(H, use_bias=False), params, xs))
+  with_bias = dict(params, bias=jnp.ones((3 * H,)))
+  assert not np.allclose(outputs(gj.GRU1(H), with_bias, xs), outputs(gj.GRU1(H, use_bias=False), params, xs))
