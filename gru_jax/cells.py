@@ -438,6 +438,33 @@ def greff_lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Ar
   return greff_lstm_gates(gate_blocks(xp, num), pre, carry, params["peephole"], removed=removed)
 
 
+def fgr_lstm_step(params: dict[str, Array], carry: tuple[Array, ...], xp: Array,
+                  hidden_mask: Array | None = None) -> tuple[tuple[Array, ...], Array]:
+  """One step of Greff et al. 2017's FGR (full gate recurrence): the peephole LSTM whose gates
+  also see the previous step's gates, through R_g [3H, 3H] (param `gate_recurrent_kernel`; rows
+  i, f, o of the step before, columns the gates i, f, o), as in the LSTM of Gers et al. 2000:
+
+    [g_i, g_f, g_o] = [i_{t-1}, f_{t-1}, o_{t-1}] @ R_g
+    i  = σ(a_i + g_i + p_i ⊙ c)     f = σ(a_f + g_f + p_f ⊙ c)     (a = W x + R h + b, per block)
+    c' = f ⊙ c + i ⊙ tanh(a_g)
+    o  = σ(a_o + g_o + p_o ⊙ c')
+    h' = o ⊙ tanh(c')
+
+  Params: those of `peephole_lstm_step` and gate_recurrent_kernel [3H, 3H]. Carry: (c, i, f, o, h),
+  h last, as the LSTM's (c, h); the gates before the first step are 0.
+  """
+  c, i_prev, f_prev, o_prev, h = carry
+  a_i, a_f, a_g, a_o = (x + r for x, r in zip(gate_blocks(xp, 4), gate_blocks(recurrent_pre(params, h, hidden_mask), 4)))
+  g_i, g_f, g_o = gate_blocks(jnp.concatenate([i_prev, f_prev, o_prev], -1) @ params["gate_recurrent_kernel"], 3)
+  p_i, p_f, p_o = gate_blocks(params["peephole"], 3)
+  i = jax.nn.sigmoid(a_i + g_i + p_i * c)
+  f = jax.nn.sigmoid(a_f + g_f + p_f * c)
+  new_c = f * c + i * jnp.tanh(a_g)
+  o = jax.nn.sigmoid(a_o + g_o + p_o * new_c)
+  new_h = o * jnp.tanh(new_c)
+  return (new_c, i, f, o, new_h), new_h
+
+
 # --- Dey & Salem 2017's gate variants of the GRU: gates that do not see the input -------------------
 # GRU1: gates from the state and a bias; GRU2: from the state only; GRU3: from the bias only
 # (Dey & Salem 2017, "Gate-Variants of Gated Recurrent Unit (GRU) Neural Networks", arXiv:1701.05923).

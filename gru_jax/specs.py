@@ -547,6 +547,39 @@ class NOAFLSTMSpec(GreffLSTMSpec):
   cell_name: ClassVar[str] = "NOAFLSTMCell"
 
 
+def _last(carry):
+  return carry[-1]
+
+
+@dataclasses.dataclass(frozen=True)
+class FGRLSTMSpec(PeepholeLSTMSpec):
+  """Greff et al. 2017's FGR: the peephole LSTM with full gate recurrence (each gate also sees
+  the previous step's gates); equations in `gru_jax.cells.fgr_lstm_step`. Params: those of the
+  peephole LSTM and gate_recurrent_kernel [3H, 3H] (drawn per gate block by
+  recurrent_kernel_init). Carry: (c, i, f, o, h). Reference path only. No layer_norm.
+  """
+
+  cell_name: ClassVar[str] = "FGRLSTMCell"
+
+  def step_fn(self):
+    return cells.fgr_lstm_step
+
+  def hidden_fn(self):
+    return _last
+
+  def zero_carry(self, batch_shape, dtype):
+    return tuple(jnp.zeros(batch_shape + (self.features,), dtype) for _ in range(5))
+
+  def extra_param_specs(self):
+    hidden = self.features
+    return {**super().extra_param_specs(),
+            "gate_recurrent_kernel": (per_gate(self.recurrent_kernel_init, 3), (3 * hidden, 3 * hidden))}
+
+  def gate_values(self, params, carry, xp):
+    new, _ = cells.fgr_lstm_step(params, carry, xp)
+    return {"input": new[1], "forget": new[2], "output": new[3], "keep": new[2]}
+
+
 @dataclasses.dataclass(frozen=True)
 class DeyGRUSpec(CellSpec):
   """A gate variant of the reset-before GRU from Dey & Salem 2017 ("Gate-Variants of Gated
@@ -738,6 +771,7 @@ SPECS: dict[str, type[CellSpec]] = {
   "nog_lstm": NOGLSTMSpec,
   "niaf_lstm": NIAFLSTMSpec,
   "noaf_lstm": NOAFLSTMSpec,
+  "fgr_lstm": FGRLSTMSpec,
   "gru1": GRU1Spec,
   "gru2": GRU2Spec,
   "gru3": GRU3Spec,

@@ -156,6 +156,19 @@ def dey_gru(p, h, x, gates_from):
 
 
 DEY = {"gru1": "state_and_bias", "gru2": "state", "gru3": "bias"}
+def fgr_lstm(p, carry, x):
+  """Greff et al. 2017's FGR: the peephole LSTM whose gates i, f, o also see the previous step's i, f, o."""
+  c, i, f, o, h = carry
+  a_i, a_f, a_g, a_o = blocks(x @ p["input_kernel"] + h @ p["recurrent_kernel"] + p["bias"], 4)
+  g_i, g_f, g_o = blocks(np.concatenate([i, f, o], -1) @ p["gate_recurrent_kernel"], 3)
+  p_i, p_f, p_o = blocks(p["peephole"], 3)
+  i, f = sigmoid(a_i + g_i + p_i * c), sigmoid(a_f + g_f + p_f * c)
+  c = f * c + i * np.tanh(a_g)
+  o = sigmoid(a_o + g_o + p_o * c)
+  h = o * np.tanh(c)
+  return (c, i, f, o, h), h
+
+
 GREFF = {"nig_lstm": "input_gate", "nfg_lstm": "forget_gate", "nog_lstm": "output_gate",
          "niaf_lstm": "input_activation", "noaf_lstm": "output_activation"}
 
@@ -181,6 +194,7 @@ VARIANTS = {
   **{f"{name}[autodiff]": (models.CELLS[name](H, custom_vjp=False), functools.partial(greff_lstm, removed=removed), ZERO_CH)
      for name, removed in GREFF.items()},
   **{name: (models.CELLS[name](H), functools.partial(dey_gru, gates_from=gates_from), ZERO_H) for name, gates_from in DEY.items()},
+  "fgr_lstm": (gj.FGRLSTM(H), fgr_lstm, lambda: tuple(np.zeros((B, H)) for _ in range(5))),
 }
 
 
@@ -215,7 +229,7 @@ def test_sru_highway_is_x_itself_when_widths_match(rng):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["mgu", "cifg_lstm", "peephole_lstm", "nfg_lstm", "mingru", "minlstm", "sru2018", "ln_gru"])
+@pytest.mark.parametrize("name", ["mgu", "cifg_lstm", "peephole_lstm", "nfg_lstm", "fgr_lstm", "mingru", "minlstm", "sru2018", "ln_gru"])
 def test_cells_step_like_their_layers_and_run_in_flax_rnn(rng, name):
   """The one-step cell (for streaming / flax.linen.RNN) takes the layer's params and agrees with it."""
   layer = VARIANTS[name][0]
@@ -353,7 +367,7 @@ def test_every_variant_trains_one_step_from_its_config(cell, tmp_path):
   assert summary["finished"] and summary["cell"] == cell and np.isfinite(summary["test_at_best_valid"]["mse"])
 
 
-@pytest.mark.parametrize("name", sorted(GREFF) + sorted(DEY))
+@pytest.mark.parametrize("name", sorted(GREFF) + ["fgr_lstm"] + sorted(DEY))
 def test_published_variant_gradient_equals_its_equations_by_finite_differences(rng, name):
   # d/de loss(params + e * v) of the numpy equations (float64, central differences) against jax.grad . v
   layer, equations, zero = VARIANTS[name]
