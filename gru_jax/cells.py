@@ -353,31 +353,12 @@ def cifg_lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Arr
   return cifg_lstm_gates(gate_blocks(xp, 3), gate_blocks(recurrent_pre(params, carry[1], hidden_mask), 3), carry)
 
 
-def peephole_lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Array,
-                       hidden_mask: Array | None = None) -> tuple[tuple[Array, Array], Array]:
-  """One step of the peephole LSTM (Gers & Schmidhuber 2000; Graves 2013, eqs. 7-11): the gates
-  also see the cell, through diagonal weights p (param `peephole` [3H], blocks p_i, p_f, p_o).
-
-    i  = σ(W_ii x + W_hi h + p_i ⊙ c + b_i)    f = σ(W_if x + W_hf h + p_f ⊙ c + b_f)
-    g  = tanh(W_ig x + W_hg h + b_g)
-    c' = f ⊙ c + i ⊙ g
-    o  = σ(W_io x + W_ho h + p_o ⊙ c' + b_o)
-    h' = o ⊙ tanh(c')
-
-  Params: input_kernel [D, 4H], recurrent_kernel [H, 4H] (blocks i, f, g, o), bias [4H], peephole [3H].
-  """
-  c, h = carry
-  i, f, g, o = (x + p for x, p in zip(gate_blocks(xp, 4), gate_blocks(recurrent_pre(params, h, hidden_mask), 4)))
-  p_i, p_f, p_o = gate_blocks(params["peephole"], 3)
-  new_c = jax.nn.sigmoid(f + p_f * c) * c + jax.nn.sigmoid(i + p_i * c) * jnp.tanh(g)
-  new_h = jax.nn.sigmoid(o + p_o * new_c) * jnp.tanh(new_c)
-  return (new_c, new_h), new_h
-
-
 # --- Greff et al. 2017's variants: the peephole LSTM with one part taken out ---------------------
 # NIG, NFG, NOG fix a gate at 1; NIAF, NOAF make an activation the identity (Greff et al. 2017, "LSTM:
-# A Search Space Odyssey", arXiv:1503.04069, Sec. II-A). Their NP is `lstm_step`, CIFG `cifg_lstm_step`.
-GREFF_REMOVED = ("input_gate", "forget_gate", "output_gate", "input_activation", "output_activation")
+# A Search Space Odyssey", arXiv:1503.04069, Sec. II-A); with nothing removed ("") it is their vanilla
+# LSTM, the peephole LSTM (Gers & Schmidhuber 2000; Graves 2013, eqs. 7-11). Their NP is `lstm_step`,
+# CIFG `cifg_lstm_step`.
+GREFF_REMOVED = ("", "input_gate", "forget_gate", "output_gate", "input_activation", "output_activation")
 _GATE_BLOCK = {"input_gate": "i", "forget_gate": "f", "output_gate": "o"}
 
 
@@ -427,8 +408,14 @@ def greff_lstm_gates(xp: tuple[Array, ...], pre: tuple[Array, ...], carry: tuple
 
 def greff_lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Array, hidden_mask: Array | None = None,
                     *, removed: str) -> tuple[tuple[Array, Array], Array]:
-  """One step of the peephole LSTM with `removed` taken out (Greff et al. 2017): the equations of
-  `greff_lstm_activations` and `greff_lstm_gates`.
+  """One step of the peephole LSTM (removed="") or of a Greff et al. 2017 variant of it: the
+  equations of `greff_lstm_activations` and `greff_lstm_gates`. The peephole LSTM:
+
+    i  = σ(W_ii x + W_hi h + p_i ⊙ c + b_i)    f = σ(W_if x + W_hf h + p_f ⊙ c + b_f)
+    g  = tanh(W_ig x + W_hg h + b_g)
+    c' = f ⊙ c + i ⊙ g
+    o  = σ(W_io x + W_ho h + p_o ⊙ c' + b_o)
+    h' = o ⊙ tanh(c')
 
   Params: input_kernel [D, G*H], recurrent_kernel [H, G*H], bias [G*H] (G blocks `greff_blocks(removed)`),
   peephole [P*H] (the gates of `greff_peepholes(removed)`). Carry (c, h).
@@ -450,7 +437,7 @@ def fgr_lstm_step(params: dict[str, Array], carry: tuple[Array, ...], xp: Array,
     o  = σ(a_o + g_o + p_o ⊙ c')
     h' = o ⊙ tanh(c')
 
-  Params: those of `peephole_lstm_step` and gate_recurrent_kernel [3H, 3H]. Carry: (c, i, f, o, h),
+  Params: those of the peephole LSTM (`greff_lstm_step`) and gate_recurrent_kernel [3H, 3H]. Carry: (c, i, f, o, h),
   h last, as the LSTM's (c, h); the gates before the first step are 0.
   """
   c, i_prev, f_prev, o_prev, h = carry

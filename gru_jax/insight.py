@@ -27,90 +27,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from gru_jax import cells, fused, layers, recurrent, specs
+from gru_jax import fused, layers, recurrent, specs
 from gru_jax import scan as scan_lib
 
 Array = jax.Array
 
 
-# --- Gates ----------------------------------------------------------------------------------------
-# Each cell's gate activations at one step, from (params, carry, xp = the cell's input projection),
-# by the cell's own equations (see gru_jax.cells). "keep" is the share of the old state each unit
-# carries into the new one (the GRU's z, the LSTM's f, 1 - f for the MGU, ...).
-
-
-def _blocks(spec, params, carry, xp):
-  """The gate pre-activations x-part + h-part, as blocks [B, H]."""
-  hidden = spec.hidden_fn()(carry)
-  pre = cells.recurrent_pre(params, hidden)
-  return [x + p for x, p in zip(cells.gate_blocks(xp, spec.num_gates), cells.gate_blocks(pre, spec.num_gates))]
-
-
-def _gru(spec, params, carry, xp):
-  r, z, _ = _blocks(spec, params, carry, xp)
-  return {"reset": spec.gate_fn(r), "update": spec.gate_fn(z), "keep": spec.gate_fn(z)}
-
-
-def _lstm(spec, params, carry, xp):
-  i, f, _, o = _blocks(spec, params, carry, xp)
-  f = spec.gate_fn(f)
-  return {"input": spec.gate_fn(i), "forget": f, "output": spec.gate_fn(o), "keep": f}
-
-
-def _gru_no_reset(spec, params, carry, xp):
-  z, _ = _blocks(spec, params, carry, xp)
-  return {"update": jax.nn.sigmoid(z), "keep": jax.nn.sigmoid(z)}
-
-
-def _mgu(spec, params, carry, xp):
-  f, _ = _blocks(spec, params, carry, xp)  # the first block of h @ W_h is W_hf h
-  f = jax.nn.sigmoid(f)
-  return {"forget": f, "keep": 1.0 - f}
-
-
-def _cifg(spec, params, carry, xp):
-  f, _, o = _blocks(spec, params, carry, xp)
-  f = jax.nn.sigmoid(f)
-  return {"forget": f, "output": jax.nn.sigmoid(o), "keep": f}
-
-
-def _mingru(spec, params, carry, xp):
-  z = jax.nn.sigmoid(cells.gate_blocks(xp, 2)[0])
-  return {"update": z, "keep": 1.0 - z}
-
-
-def _minlstm(spec, params, carry, xp):
-  k_f, k_i, _ = cells.gate_blocks(xp, 3)
-  f, i = jax.nn.sigmoid(k_f), jax.nn.sigmoid(k_i)
-  return {"forget": f / (f + i), "input": i / (f + i), "keep": f / (f + i)}
-
-
-def _sru(spec, params, carry, xp):
-  _, f, r, _ = cells.gate_blocks(xp, 4)
-  if "peephole" in params:
-    v_f, v_r = cells.gate_blocks(params["peephole"], 2)
-    f, r = f + v_f * carry, r + v_r * carry
-  f = jax.nn.sigmoid(f)
-  return {"forget": f, "reset": jax.nn.sigmoid(r), "keep": f}
-
-
-GATES: dict[type, Callable] = {
-  specs.GRUSpec: _gru,
-  specs.LSTMSpec: _lstm,
-  specs.GRUNoResetSpec: _gru_no_reset,
-  specs.MGUSpec: _mgu,
-  specs.CIFGLSTMSpec: _cifg,
-  specs.MinGRUSpec: _mingru,
-  specs.MinLSTMSpec: _minlstm,
-  specs.SRUSpec: _sru,
-}
-
-
 def gate_values(spec: specs.CellSpec, params: dict[str, Array], carry: Any, xp: Array) -> dict[str, Array]:
-  """The named gate activations [B, H] of one step of `spec` (empty for the tanh RNN, which has
-  none, and the peephole LSTM, not covered)."""
-  gates = GATES.get(type(spec))
-  return spec.gate_values(params, carry, xp) if gates is None else gates(spec, params, carry, xp)
+  """The named gate activations [B, H] of one step of `spec`, by its own `gate_values` (empty for
+  the tanh RNN, which has none)."""
+  return spec.gate_values(params, carry, xp)
 
 
 # --- The reference path with probes ---------------------------------------------------------------

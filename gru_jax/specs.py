@@ -69,6 +69,12 @@ def _second(carry):
   return carry[1]
 
 
+def _gate_sums(spec, params, carry, xp) -> list[Array]:
+  """The gate pre-activations x-part + h-part of one step, as blocks [B, H] (for `gate_values`)."""
+  pre = cells.recurrent_pre(params, spec.hidden_fn()(carry))
+  return [x + p for x, p in zip(cells.gate_blocks(xp, spec.num_gates), cells.gate_blocks(pre, spec.num_gates))]
+
+
 @dataclasses.dataclass(frozen=True)
 class CellSpec:
   """Options shared by every cell.
@@ -123,8 +129,8 @@ class CellSpec:
 
   def gate_values(self, params: dict[str, Array], carry: Carry, xp: Array) -> dict[str, Array]:
     """The named gate activations [B, H] of one step from `project_fn()`'s xp, for
-    `gru_jax.insight` ("keep": the share of the old state each unit carries over); {} when a
-    cell records none. Cells without this method are read by `gru_jax.insight.GATES`."""
+    `gru_jax.insight` ("keep": the share of the old state each unit carries into the new one:
+    the GRU's z, the LSTM's f, 1 - f for the MGU, ...); {} for a cell without gates."""
     return {}
 
   def fused_kernel(self, params: dict[str, Array]) -> Array:
@@ -266,6 +272,10 @@ class GRUSpec(_GatedSpec):
       return None
     return cells.gru_gates_ln if self.layer_norm else cells.gru_gates
 
+  def gate_values(self, params, carry, xp):
+    r, z, _ = _gate_sums(self, params, carry, xp)
+    return {"reset": self.gate_fn(r), "update": self.gate_fn(z), "keep": self.gate_fn(z)}
+
   def extra_param_specs(self):
     specs = super().extra_param_specs()
     if self.use_bias and self.reset_after:
@@ -320,6 +330,10 @@ class LSTMSpec(_GatedSpec):
       return ()
     input_scale, input_bias, scale, _ = super().gate_params(params, bias)
     return input_scale, input_bias, scale, params["ln_cell_scale"]
+
+  def gate_values(self, params, carry, xp):
+    i, f, _, o = _gate_sums(self, params, carry, xp)
+    return {"input": self.gate_fn(i), "forget": self.gate_fn(f), "output": self.gate_fn(o), "keep": self.gate_fn(f)}
 
   def hidden_fn(self):
     return _second
@@ -404,6 +418,10 @@ class GRUNoResetSpec(CellSpec):
   def step_fn(self):
     return cells.gru_no_reset_step
 
+  def gate_values(self, params, carry, xp):
+    z = jax.nn.sigmoid(_gate_sums(self, params, carry, xp)[0])
+    return {"update": z, "keep": z}
+
   def gates_fn(self):
     return cells.gru_no_reset_gates
 
@@ -417,6 +435,10 @@ class MGUSpec(CellSpec):
 
   num_gates: ClassVar[int] = 2
   cell_name: ClassVar[str] = "MGUCell"
+
+  def gate_values(self, params, carry, xp):
+    f = jax.nn.sigmoid(_gate_sums(self, params, carry, xp)[0])  # the first block of h @ W_h is W_hf h
+    return {"forget": f, "keep": 1.0 - f}
 
   def step_fn(self):
     return cells.mgu_step
@@ -436,6 +458,10 @@ class CIFGLSTMSpec(LSTMSpec):
   supports_functions: ClassVar[bool] = False
   cell_name: ClassVar[str] = "CIFGLSTMCell"
 
+  def gate_values(self, params, carry, xp):
+    f, _, o = _gate_sums(self, params, carry, xp)
+    return {"forget": jax.nn.sigmoid(f), "output": jax.nn.sigmoid(o), "keep": jax.nn.sigmoid(f)}
+
   def step_fn(self):
     return cells.cifg_lstm_step
 
@@ -445,48 +471,15 @@ class CIFGLSTMSpec(LSTMSpec):
 
 @dataclasses.dataclass(frozen=True)
 class PeepholeLSTMSpec(LSTMSpec):
-  """Peephole LSTM (Gers & Schmidhuber 2000); equations in `gru_jax.cells.peephole_lstm_step`.
-  Params: those of the LSTM plus peephole [3H] (p_i, p_f, p_o; zeros at init). No layer_norm.
+  """Peephole LSTM (Gers & Schmidhuber 2000), Greff et al. 2017's vanilla LSTM; equations in
+  `gru_jax.cells.greff_lstm_step` (with nothing removed). Params: those of the LSTM plus peephole
+  [3H] (p_i, p_f, p_o; zeros at init). On the fast path, the peepholes as gate params. No layer_norm.
   """
 
   supports_layer_norm: ClassVar[bool] = False
   supports_functions: ClassVar[bool] = False
   cell_name: ClassVar[str] = "PeepholeLSTMCell"
-
-  def step_fn(self):
-    return cells.peephole_lstm_step
-
-  def gates_fn(self):
-    return None
-
-  def extra_param_specs(self):
-    return {"peephole": (jax.nn.initializers.zeros, (3 * self.features,))}
-
-
-@dataclasses.dataclass(frozen=True)
-class GreffLSTMSpec(PeepholeLSTMSpec):
-  """A variant of the peephole LSTM from Greff et al. 2017 ("LSTM: A Search Space Odyssey",
-  arXiv:1503.04069), with one part taken out (`removed`: a gate fixed at 1 or an activation made
-  the identity); equations in `gru_jax.cells.greff_lstm_activations` and `greff_lstm_gates`.
-
-  Params: input_kernel [D, G*H], recurrent_kernel [H, G*H], bias [G*H] over the blocks
-  `cells.greff_blocks(removed)` (i, f, g, o less the removed gate), peephole [P*H] for the gates it
-  keeps (i, f, o order; zeros at init). Carry (c, h). Of the paper's other variants, NP (no
-  peepholes) is `lstm` and CIFG is `cifg_lstm` (which has no peepholes here). No layer_norm.
-  """
-
-  removed: ClassVar[str] = "input_gate"
-
-  def __init_subclass__(cls, **kwargs):
-    super().__init_subclass__(**kwargs)
-    blocks = cells.greff_blocks(cls.removed)
-    cls.num_gates, cls.forget_block = len(blocks), blocks.find("f") if "f" in blocks else None
-    cls.input_block = blocks.find("i") if "i" in blocks else None
-
-  def __post_init__(self):
-    if self.chrono_init is not None and self.forget_block is None:
-      raise ValueError(f"{self.cell_name}: chrono_init sets the forget gate's bias, and this cell has no forget gate")
-    super().__post_init__()
+  removed: ClassVar[str] = ""  # what a Greff et al. variant takes out (`cells.GREFF_REMOVED`)
 
   def step_fn(self):
     return functools.partial(cells.greff_lstm_step, removed=self.removed)
@@ -505,6 +498,30 @@ class GreffLSTMSpec(PeepholeLSTMSpec):
     pre = cells.gate_blocks(cells.recurrent_pre(params, carry[1]), num)
     parts = cells.greff_lstm_activations(cells.gate_blocks(xp, num), pre, carry, params["peephole"], removed=self.removed)
     return {"input": parts["input"], "forget": parts["forget"], "output": parts["output"], "keep": parts["forget"]}
+
+
+@dataclasses.dataclass(frozen=True)
+class GreffLSTMSpec(PeepholeLSTMSpec):
+  """A variant of the peephole LSTM from Greff et al. 2017 ("LSTM: A Search Space Odyssey",
+  arXiv:1503.04069), with one part taken out (`removed`: a gate fixed at 1 or an activation made
+  the identity); equations in `gru_jax.cells.greff_lstm_activations` and `greff_lstm_gates`.
+
+  Params: input_kernel [D, G*H], recurrent_kernel [H, G*H], bias [G*H] over the blocks
+  `cells.greff_blocks(removed)` (i, f, g, o less the removed gate), peephole [P*H] for the gates it
+  keeps (i, f, o order; zeros at init). Carry (c, h). Of the paper's other variants, NP (no
+  peepholes) is `lstm` and CIFG is `cifg_lstm` (which has no peepholes here). No layer_norm.
+  """
+
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    blocks = cells.greff_blocks(cls.removed)
+    cls.num_gates, cls.forget_block = len(blocks), blocks.find("f") if "f" in blocks else None
+    cls.input_block = blocks.find("i") if "i" in blocks else None
+
+  def __post_init__(self):
+    if self.chrono_init is not None and self.forget_block is None:
+      raise ValueError(f"{self.cell_name}: chrono_init sets the forget gate's bias, and this cell has no forget gate")
+    super().__post_init__()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -563,6 +580,12 @@ class FGRLSTMSpec(PeepholeLSTMSpec):
 
   def step_fn(self):
     return cells.fgr_lstm_step
+
+  def gates_fn(self):
+    return None
+
+  def gate_params(self, params, bias):
+    return ()
 
   def hidden_fn(self):
     return _last
@@ -671,6 +694,10 @@ class MinGRUSpec(CellSpec):
   has_recurrent_kernel: ClassVar[bool] = False
   cell_name: ClassVar[str] = "MinGRUCell"
 
+  def gate_values(self, params, carry, xp):
+    z = jax.nn.sigmoid(cells.gate_blocks(xp, 2)[0])
+    return {"update": z, "keep": 1.0 - z}
+
   def step_fn(self):
     return cells.mingru_step
 
@@ -687,6 +714,11 @@ class MinLSTMSpec(CellSpec):
   num_gates: ClassVar[int] = 3
   has_recurrent_kernel: ClassVar[bool] = False
   cell_name: ClassVar[str] = "MinLSTMCell"
+
+  def gate_values(self, params, carry, xp):
+    f, i, _ = cells.gate_blocks(xp, 3)
+    f, i = jax.nn.sigmoid(f), jax.nn.sigmoid(i)
+    return {"forget": f / (f + i), "input": i / (f + i), "keep": f / (f + i)}
 
   def step_fn(self):
     return cells.minlstm_step
@@ -745,6 +777,14 @@ class SRUSpec(CellSpec):
     if self.version == 2018:
       specs["peephole"] = (jax.nn.initializers.zeros, (2 * hidden,))
     return specs
+
+  def gate_values(self, params, carry, xp):
+    _, f, r, _ = cells.gate_blocks(xp, 4)
+    if self.version == 2018:
+      v_f, v_r = cells.gate_blocks(params["peephole"], 2)
+      f, r = f + v_f * carry, r + v_r * carry
+    f = jax.nn.sigmoid(f)
+    return {"forget": f, "reset": jax.nn.sigmoid(r), "keep": f}
 
   def project_fn(self):
     return cells.sru_project

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import gru_jax as gj
-from gru_jax import cells, insight, models, train
+from gru_jax import cells, insight, models, specs, train
 from gru_jax import config as config_lib
 
 
@@ -219,3 +219,15 @@ def test_the_inspect_command_names_what_it_needs():
   result = subprocess.run([sys.executable, "-m", "experiments.inspect"], capture_output=True, text=True,
                           cwd=__import__("pathlib").Path(__file__).resolve().parents[1])
   assert result.returncode == 2 and "give --workdir=RUN" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("cell", sorted(set(specs.SPECS) - {"rnn"}))
+def test_every_gated_cell_records_its_gates_and_what_it_keeps(rng, cell):
+  # a cell of the registry whose spec gives no gate values would leave insight's gate plots empty
+  xs = jnp.asarray(rng.normal(size=(2, 4, 3)), jnp.float32)
+  model = models.SequenceModel(output_features=1, cell=cell, features=4)
+  _, records = insight.trace(model, model.init(jax.random.key(1), xs)["params"], xs)
+  gates = records["rnn/layer_0"].gates
+  assert "keep" in gates and len(gates) >= 2, sorted(gates)
+  for name, values in gates.items():
+    assert values.shape == (2, 4, 4) and bool(jnp.all((values >= 0) & (values <= 1))), name
