@@ -9,7 +9,7 @@ import pytest
 from jax.test_util import check_grads
 
 import gru_jax as gj
-from gru_jax import cells, fused
+from gru_jax import cells, fused, specs
 from gru_jax import scan as scan_lib
 
 T, B, H, D = 6, 3, 4, 3
@@ -113,3 +113,25 @@ def test_reset_before_gru_has_no_split_and_still_runs():
   xs = jnp.ones((B, T, D))
   grads = jax.grad(lambda v: jnp.sum(layer.apply(v, xs)))(layer.init(jax.random.key(0), xs))
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(grads))
+
+
+# Every cell of the registry whose step splits for the fast path (its spec has a gates_fn).
+FAST_CELLS = [name for name, spec in specs.SPECS.items() if spec(features=H).gates_fn() is not None]
+
+
+@pytest.mark.parametrize("cell", FAST_CELLS)
+def test_every_fast_cell_of_the_registry_equals_its_reference_path(rng, cell):
+  layer = gj.layers.LAYER_CLASSES[cell](H)
+  xs = jnp.asarray(rng.normal(size=(B, T, D)), jnp.float32)
+  lengths = jnp.array([T, 0, 3])
+  variables = layer.init(jax.random.key(0), xs)
+  variables = jax.tree_util.tree_map(lambda p: p + 0.3 * jnp.asarray(rng.normal(size=p.shape), p.dtype), variables)
+
+  def loss(variables, xs, layer):
+    ys, carry = layer.apply(variables, xs, seq_lengths=lengths, return_carry=True)
+    return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(c**2) for c in jax.tree_util.tree_leaves(carry))
+
+  fast = jax.value_and_grad(loss, argnums=(0, 1))(variables, xs, layer)
+  slow = jax.value_and_grad(loss, argnums=(0, 1))(variables, xs, layer.clone(custom_vjp=False))
+  for a, e in zip(jax.tree_util.tree_leaves(fast), jax.tree_util.tree_leaves(slow), strict=True):
+    np.testing.assert_allclose(a, e, rtol=2e-5, atol=2e-5)

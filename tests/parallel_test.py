@@ -1,6 +1,8 @@
 """Parallel scans == the sequential loop, for the scans alone and for every linear-recurrence cell,
 with lengths, initial states and reverse; the log-space scan's gradients stay finite at T=4096."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,11 +55,13 @@ def test_scans_have_the_loops_gradients(rng):
       np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-4)
 
 
-PARALLEL_LAYERS = {
-  "mingru": lambda **kw: gj.MinGRU(4, **kw),
-  "minlstm": lambda **kw: gj.MinLSTM(4, **kw),
-  "sru2017": lambda **kw: gj.SRU(4, **kw),
-}
+# Every cell of the registry with a parallel path (at its default options: the SRU's is 2017's).
+PARALLEL_LAYERS = {name: functools.partial(gj.layers.LAYER_CLASSES[name], 4) for name, spec in specs.SPECS.items()
+                   if spec(features=4).parallel_fn() is not None}
+
+
+def test_the_parallel_cells_are_the_linear_recurrences():
+  assert sorted(PARALLEL_LAYERS) == ["mingru", "minlstm", "sru"]
 
 
 @pytest.mark.slow
