@@ -2,10 +2,12 @@
 
 import glob
 import importlib
+import importlib.util
 import json
 import os
 import pathlib
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -421,3 +423,26 @@ def test_cli_trains_several_seeds_as_one_program(tmp_path):
   for seed in (0, 1):
     assert json.load(open(tmp_path / f"seed={seed}" / "summary.json"))["seed"] == seed
   assert json.load(open(tmp_path / "config.json"))["num_seeds"] == 2 and (tmp_path / "checkpoints").is_dir()
+
+
+def _fixture_module(name):
+  spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "data" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_a_checkpoint_of_an_earlier_release_restores_and_resumes(tmp_path):
+  # tests/data/checkpoint-v1: written by commit 3bd390e's train.py (tests/data/make_checkpoint.py)
+  fixture = _fixture_module("make_checkpoint")
+  workdir = tmp_path / "run"
+  shutil.copytree(ROOT / "tests" / "data" / "checkpoint-v1", workdir)
+  stored = np.load(workdir / "outputs.npz")
+  _, model, item, step = train.restore(fixture.config(), str(workdir))
+  assert step == int(stored["step"]) == 2
+  params = jax.tree_util.tree_map(lambda x: x[0], item["state"].params)
+  np.testing.assert_allclose(model.apply({"params": params}, fixture.inputs()), stored["outputs"], rtol=1e-6, atol=1e-6)
+  longer = fixture.config()
+  longer.train.num_steps = 4
+  summary = train.train_and_evaluate(longer, str(workdir))
+  assert summary["finished"] and [r["step"] for r in read_jsonl(workdir / "metrics.jsonl") if r["split"] == "train"][-1] == 4
