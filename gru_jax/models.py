@@ -74,11 +74,11 @@ def last_valid(ys: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
   return jnp.take_along_axis(ys, index[:, None, None], axis=1)[:, 0]
 
 
-def _nnx_stack(template: layers.Recurrent, in_features: int, stacking: dict) -> nn.Module:
-  """The NNX `Stacked` equal to `layers.Stacked(template, **stacking)`, as a linen submodule "rnn"."""
+def _nnx_stack(cell: str, in_features: int, features: int, layer_kwargs: dict, stacking: dict) -> nn.Module:
+  """The NNX `Stacked` of the cell's NNX layer, equal to the linen `layers.Stacked` of its linen
+  layer with the same keyword arguments, as a linen submodule "rnn"."""
   return flax_nnx.bridge.to_linen(
-    gj_nnx.Stacked, gj_nnx.nnx_class(template), in_features, template.features, **stacking,
-    layer_options=gj_nnx.layer_kwargs(template), name="rnn",
+    gj_nnx.Stacked, gj_nnx.LAYER_CLASSES[cell], in_features, features, **stacking, layer_options=layer_kwargs, name="rnn",
   )
 
 
@@ -149,14 +149,20 @@ class SequenceModel(nn.Module):
     super().__post_init__()
 
   @nn.nowrap
-  def template(self) -> layers.Recurrent:
-    extra = dict(self.cell_kwargs or {})
-    return make_layer(
-      self.cell, self.features, unroll=self.unroll, remat=self.remat, parallel=self.parallel,
-      recurrent_dropout=self.recurrent_dropout, zoneout=self.zoneout, learn_initial_carry=self.learn_initial_carry,
-      sequence_axis=self.sequence_axis, dtype=jnp.dtype(self.dtype), **extra,
-      **initializers(self.kernel_init, self.recurrent_kernel_init, self.cell), parent=None,
+  def layer_kwargs(self) -> dict[str, Any]:
+    """The keyword arguments of each layer of the stack, the same for its linen and NNX layer
+    (`layers.LAYER_CLASSES[cell]`, `nnx.LAYER_CLASSES[cell]`): cell options, layer options, dtype."""
+    return dict(
+      unroll=self.unroll, remat=self.remat, parallel=self.parallel, recurrent_dropout=self.recurrent_dropout,
+      zoneout=self.zoneout, learn_initial_carry=self.learn_initial_carry, sequence_axis=self.sequence_axis,
+      dtype=jnp.dtype(self.dtype), **dict(self.cell_kwargs or {}),
+      **initializers(self.kernel_init, self.recurrent_kernel_init, self.cell),
     )
+
+  @nn.nowrap
+  def template(self) -> layers.Recurrent:
+    """The linen layer of each level of the stack."""
+    return make_layer(self.cell, self.features, **self.layer_kwargs(), parent=None)
 
   @nn.compact
   def __call__(self, xs, *, seq_lengths=None, deterministic=True, initial_carry=None, return_carry=False):
@@ -172,7 +178,7 @@ class SequenceModel(nn.Module):
       stack = layers.Stacked(self.template(), **stacking, name="rnn")
       rngs = {}
     else:
-      stack = _nnx_stack(self.template(), xs.shape[-1], stacking)
+      stack = _nnx_stack(self.cell, xs.shape[-1], self.features, self.layer_kwargs(), stacking)
       rngs = {"rngs": None if deterministic else flax_nnx.Rngs(dropout=self.make_rng("dropout"))}
     ys, carries = stack(
       xs, seq_lengths=seq_lengths, deterministic=deterministic, initial_carry=initial_carry, return_carry=True, **rngs
