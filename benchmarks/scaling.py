@@ -25,8 +25,8 @@ import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from benchmarks import report, speed  # noqa: E402  (speed: its environment(); its --quick and --out flags)
-from gru_jax import config as config_lib  # noqa: E402
-from gru_jax import train  # noqa: E402
+from gru_jax.lab import config as config_lib  # noqa: E402
+from gru_jax.lab import train  # noqa: E402
 
 _COUNTS = flags.DEFINE_list("device_counts", ["1", "2", "4"], "Devices on the data axis, one measurement each.")
 _STEPS = flags.DEFINE_integer("scaling_steps", 30, "Timed training steps per device count.")

@@ -25,8 +25,8 @@ import jax
 from absl import app, flags, logging
 
 from benchmarks import report
-from gru_jax import config as config_lib
-from gru_jax import train
+from gru_jax.lab import config as config_lib
+from gru_jax.lab import train
 
 _CASES = flags.DEFINE_list("cases", ["gru:chorales", "gru:adding", "lstm:digits"], "cell:task pairs.")
 _NUM_SEEDS = flags.DEFINE_integer("num_seeds", 5, "Seeds per case.")

@@ -1,4 +1,4 @@
-"""Any cell on any task: the defaults of gru_jax.config with the cell and task named in the :arg.
+"""Any cell on any task: the defaults of gru_jax.lab.config with the cell and task named in the :arg.
 
   python -m experiments.train --config=configs/default.py                          # GRU, adding problem
   python -m experiments.train --config=configs/default.py:cell=mgu,task=copy       # a variant on a task
@@ -13,7 +13,7 @@ Every option of the cell is in model.cell_kwargs. configs/gru.py, lstm.py and rn
 same configs for the three main cells, with the results their defaults reach.
 """
 
-from gru_jax import config as base
+from gru_jax.lab import config as base
 
 KEYS = {"cell": "gru", "task": "adding"}
 

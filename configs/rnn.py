@@ -19,7 +19,7 @@ Results with the defaults (one seed; docs/results/reference.md, by python -m exp
   :char_lm   test bpc 2.52 (baseline 4.54), 1500 steps, 25 s on the 2-core CPU
 """
 
-from gru_jax import config as base
+from gru_jax.lab import config as base
 
 
 def get_config(task: str = "adding"):

@@ -3,8 +3,8 @@
   python -m experiments.ablate --config=configs/ablations/long_memory.py --workdir=runs/long_memory
   python -m experiments.ablate --config=configs/ablations/long_memory.py --config.seeds=1 --jobs=2
 
-The study file declares its grid with `sweep(study, add)` (see `gru_jax.ablation`). Each point runs
-through `gru_jax.train.train_and_evaluate`, as `experiments.train` does. Points that differ only in
+The study file declares its grid with `sweep(study, add)` (see `gru_jax.lab.ablation`). Each point runs
+through `gru_jax.lab.train.train_and_evaluate`, as `experiments.train` does. Points that differ only in
 their seed train as one vmapped program (`--vmap_seeds`, on by default): its checkpoints and log.txt
 go to <workdir>/<point without seed>-seeds=<first>-<last>/, each seed's records and summary to
 <workdir>/<point>/, as a separate run's would. Run again, the same command skips finished points and resumes an
@@ -27,7 +27,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import cli
-from gru_jax import ablation, files
+from gru_jax.lab import ablation, files
 
 try:
   _CONFIG = config_flags.DEFINE_config_file("config", None, "Study file (configs/ablations/<study>.py).", lock_config=True)
@@ -81,7 +81,7 @@ def run_group(group: list[ablation.Point], workdir: str) -> tuple[str, str]:
   logging.set_verbosity(logging.WARNING)
   with open(os.path.join(group_dir, "log.txt"), "a", buffering=1) as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
     try:
-      from gru_jax import train  # pylint: disable=g-import-not-at-top
+      from gru_jax.lab import train  # pylint: disable=g-import-not-at-top
 
       train.train_and_evaluate(ablation.build_group_config(group), group_dir, seed_dirs=point_dirs)
       return "done", ""
@@ -100,7 +100,7 @@ def write_results(study, points, workdir, plots: bool) -> list[dict]:
   ablation.write_csv(rows, os.path.join(workdir, "results.csv"))
   files.atomic_write(os.path.join(workdir, "results.md"), ablation.markdown(rows, f"Study {study.name}", solved_below))
   if plots:
-    from gru_jax import ablation_plots  # pylint: disable=g-import-not-at-top
+    from gru_jax.lab import ablation_plots  # pylint: disable=g-import-not-at-top
 
     ablation_plots.all_plots(rows, workdir, os.path.join(workdir, "plots"))
   return rows
@@ -117,7 +117,7 @@ def main(argv):
   study = _CONFIG.value
   try:
     points = ablation.expand(load_sweep(config_flags.get_config_filename(flags.FLAGS["config"])), study)
-    from gru_jax import train  # pylint: disable=g-import-not-at-top
+    from gru_jax.lab import train  # pylint: disable=g-import-not-at-top
 
     for point in points:  # every point's config is valid before anything runs
       try:
@@ -171,7 +171,7 @@ def main(argv):
   if _RECORDS.value:
     ablation.export_records(workdir, points, _RECORDS.value)
   if _INSPECT.value:
-    from gru_jax import insight_report  # pylint: disable=g-import-not-at-top
+    from gru_jax.lab import insight_report  # pylint: disable=g-import-not-at-top
 
     finished_dirs = [os.path.join(workdir, ablation.group_name(g)) for g in groups if all(is_done(p) for p in g)]
     if finished_dirs:

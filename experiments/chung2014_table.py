@@ -10,7 +10,7 @@ import os
 
 from absl import app, flags
 
-from gru_jax import ablation, files
+from gru_jax.lab import ablation, files
 
 _ROOT = flags.DEFINE_string("root", "docs/results/ablations/chung2014", "The published study's folder.")
 STUDY = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "ablations", "chung2014.py")

@@ -5,7 +5,7 @@
 Reads JSB_Chorales.mat, Nottingham.mat, MuseData.mat and Piano_midi.mat (MATLAB v5, keys
 traindata / validdata / testdata, each a 1 x N object array of [frames, 88] 0/1 arrays; needs
 scipy), checks each against the source folder's SHA256SUMS and the published piece counts, and
-writes gru_jax/tasks/polyphonic_data/<task>.npz (`polyphonic.to_bytes`, lossless) and its
+writes gru_jax/lab/tasks/polyphonic_data/<task>.npz (`polyphonic.to_bytes`, lossless) and its
 SHA256SUMS. SOURCE.md and LICENSE there are written by hand.
 """
 
@@ -14,7 +14,7 @@ import pathlib
 
 from absl import app, flags
 
-from gru_jax.tasks import polyphonic
+from gru_jax.lab.tasks import polyphonic
 
 _SOURCE = flags.DEFINE_string("source", "../shared/data/polyphonic", "Folder holding the four .mat files and SHA256SUMS.")
 _OUT = flags.DEFINE_string("out", str(polyphonic.DATA_DIR), "Folder the .npz files and their SHA256SUMS are written to.")

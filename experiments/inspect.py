@@ -29,7 +29,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gru_jax import insight_report, tasks, train
+from gru_jax.lab import insight_report, tasks, train
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's folder.")
 _CELLS = flags.DEFINE_list("cells", None, "Fresh models of these cells, compared (instead of --workdir); options as "

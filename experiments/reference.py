@@ -15,8 +15,8 @@ import flax
 import jax
 from absl import app, flags, logging
 
-from gru_jax import config as config_lib
-from gru_jax import train
+from gru_jax.lab import config as config_lib
+from gru_jax.lab import train
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/reference", "Folder for the runs, one sub-folder each.")
 _OUT = flags.DEFINE_string("out", "docs/results/reference", "Output path without extension.")

@@ -1,5 +1,5 @@
 """Rewrites a published study's results.md from its results.csv, with the current tables: mean ±
-std, the 95% interval over seeds and Welch's t-test orderings (gru_jax.ablation.markdown).
+std, the 95% interval over seeds and Welch's t-test orderings (gru_jax.lab.ablation.markdown).
 
   python -m experiments.render_results --config=configs/ablations/classify.py \
     --dir=docs/results/ablations/classify
@@ -12,7 +12,7 @@ import os
 from absl import app, flags
 from ml_collections import config_flags
 
-from gru_jax import ablation, files
+from gru_jax.lab import ablation, files
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "The study file (configs/ablations/<study>.py).")
 _DIR = flags.DEFINE_string("dir", None, "The folder holding results.csv; results.md is written beside it.")

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import ml_collections
 from absl import app, flags, logging
 
-from gru_jax import tasks, train
-from gru_jax.tasks import text as text_lib
+from gru_jax.lab import tasks, train
+from gru_jax.lab.tasks import text as text_lib
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run folder of a char_lm training run.", required=True)
 _LENGTH = flags.DEFINE_integer("length", 300, "Characters to generate after the prime.")

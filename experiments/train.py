@@ -16,7 +16,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments.cli import fail_on_bad_flags, parse_flags
-from gru_jax import tasks, train
+from gru_jax.lab import tasks, train
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "gru.py")
 

@@ -25,7 +25,7 @@ def test_config_docstring_gives_commands_and_reference_results(name):
 
 @pytest.mark.parametrize("name", CELL_CONFIGS)
 def test_config_loads_for_every_task_and_locks(name):
-  from gru_jax import config as config_lib, train
+  from gru_jax.lab import config as config_lib, train
 
   module = importlib.import_module(f"configs.{name}")
   for task in config_lib.TASKS:  # every task's branch is a valid config (train_test trains a selection)
@@ -38,7 +38,8 @@ def test_config_loads_for_every_task_and_locks(name):
 
 def test_default_config_takes_any_cell_and_task():
   from configs import default
-  from gru_jax import config as config_lib, specs
+  from gru_jax import specs
+  from gru_jax.lab import config as config_lib
 
   for cell in specs.SPECS:
     config = default.get_config(f"cell={cell},task=copy")
@@ -59,3 +60,12 @@ def test_the_tooling_never_imports_configs():
   for path in (ROOT / "gru_jax").rglob("*.py"):
     text = path.read_text()
     assert "from configs" not in text and "import configs" not in text and 'import_module(f"configs' not in text, path
+
+
+def test_each_task_keeps_its_defaults_in_its_module_and_a_wrong_key_is_named(monkeypatch):
+  from gru_jax.lab import config as config_lib, tasks
+
+  assert config_lib.get_config("copy").task.seq_len == tasks.copy.DEFAULTS["task.seq_len"] == 20
+  monkeypatch.setitem(tasks.TASKS, "copy", tasks.Entry(tasks.copy.make, {"train.num_stepz": 5}))
+  with pytest.raises(KeyError, match="task 'copy': its DEFAULTS name 'train.num_stepz', which is not a config key"):
+    config_lib.get_config("copy")

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from gru_jax import files
+from gru_jax.lab import files
 
 
 def test_atomic_write_replaces_the_file_whole(tmp_path):

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import gru_jax as gj
-from gru_jax import cells, insight, models, specs, train
-from gru_jax import config as config_lib
+from gru_jax import cells, insight, models, specs
+from gru_jax.lab import train
+from gru_jax.lab import config as config_lib
 
 
 class Tiny(nn.Module):
@@ -185,7 +186,7 @@ def tiny_run(tmp_path, task, front_end="linen", **train_overrides):
 
 @pytest.mark.slow
 def test_inspect_writes_the_plots_and_the_prediction_for_a_text(tmp_path):
-  from gru_jax import insight_report
+  from gru_jax.lab import insight_report
 
   tiny_run(tmp_path, "text_classify", front_end="nnx")  # the NNX front-end's run, inspected on the linen path
   text = "Amazing! This box of cereal gave me a perfectly balanced breakfast, as all things should be."

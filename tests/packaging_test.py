@@ -1,9 +1,11 @@
-"""The library installs and imports without the experiment tooling's packages."""
+"""The library installs and imports without the experiment tooling's packages, and without the lab."""
 
 import pathlib
 import subprocess
 import sys
 import tomllib
+
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TOOLING = ("matplotlib", "orbax", "tensorboardX", "tqdm", "ml_collections", "sklearn", "music21", "statsmodels",
@@ -45,13 +47,15 @@ def test_the_library_runs_without_the_tooling_packages():
     "xs = jnp.ones((2, 3, 4))\n"
     "for layer in (gj.GRU(5), gj.LSTM(5), gj.MinGRU(5)):\n"
     "  assert layer.apply(layer.init(jax.random.key(0), xs), xs).shape == (2, 3, 5)\n"
-    "print('ok')\n"
+    "import sys\n"
+    "lab = sorted(m for m in sys.modules if m.startswith('gru_jax.lab'))\n"
+    "print('ok' if not lab else lab)\n"
   )
   assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 
 
 def test_tooling_without_its_extra_names_the_extra():
-  for module in ("gru_jax.train", "gru_jax.ablation", "gru_jax.ablation_plots", "gru_jax.insight_plots", "gru_jax.config"):
+  for module in ("gru_jax.lab.train", "gru_jax.lab.ablation", "gru_jax.lab.ablation_plots", "gru_jax.lab.insight_plots", "gru_jax.lab.config"):
     result = run_blocked(f"import {module}")
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
@@ -64,6 +68,5 @@ def test_published_results_are_not_ignored_by_git():
   paths = ["docs/results/ablations/chung2014/nottingham/search/runs/p/summary.json", "runs/x/summary.json"]
   done = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=ROOT, capture_output=True, text=True)
   if done.returncode == 128:
-    import pytest
     pytest.skip(f"not a git checkout: {done.stderr.strip()}")
   assert done.stdout.split() == ["runs/x/summary.json"]  # the scratch workdirs only

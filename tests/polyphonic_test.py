@@ -9,9 +9,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from gru_jax import config as base
-from gru_jax import tasks
-from gru_jax.tasks import chorales, polyphonic
+from gru_jax.lab import config as base
+from gru_jax.lab import tasks
+from gru_jax.lab.tasks import chorales, polyphonic
 
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "polyphonic"
 # Pieces and frames per split, as published (Boulanger-Lewandowski et al. 2012; ../shared/data/polyphonic/SOURCE.md).

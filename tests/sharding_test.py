@@ -15,7 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = r'''
 import sys
 import jax, numpy as np
-from gru_jax import config as config_lib, sharding, train
+from gru_jax.lab import config as config_lib, sharding, train
 
 assert len(jax.devices()) == 4, jax.devices()
 workdir = sys.argv[1]
@@ -139,7 +139,7 @@ except ValueError as e:
   assert "sequence_axis needs a cell whose recurrence is linear in the carry" in str(e), e
 
 # Training with mesh.seq: time split over 2 devices (and the batch over 2) trains as one device does.
-from gru_jax import config as config_lib, sharding, train
+from gru_jax.lab import config as config_lib, sharding, train
 
 def tiny(data, seq=1, cell="mingru", seq_len=8):
   c = config_lib.for_cell(cell, "adding")
@@ -187,7 +187,7 @@ def test_sequence_sharded_linear_recurrences_equal_the_unsharded_ones_and_train_
 # One process of a two-process run (jax.distributed over localhost, 2 CPU devices each).
 PROCESS_SCRIPT = r'''
 import json, sys
-from gru_jax import config as config_lib, train
+from gru_jax.lab import config as config_lib, train
 process_id, port, workdir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 c = config_lib.for_cell("lstm", "adding")
 c.model.features, c.task.seq_len, c.task.eval_size, c.num_seeds = 8, 6, 32, 2
@@ -246,7 +246,7 @@ def test_two_processes_train_like_one(tmp_path):
   ],
 )
 def test_initialize_passes_jax_what_the_config_names(monkeypatch, args, environ, expected):
-  from gru_jax import sharding
+  from gru_jax.lab import sharding
 
   calls = []
   monkeypatch.setattr(sharding.jax.distributed, "initialize", lambda **kwargs: calls.append(kwargs))

@@ -6,10 +6,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from gru_jax import config as base
-from gru_jax import tasks
-from gru_jax.tasks import char_lm, chorales, sentiment, text_classify
-from gru_jax.tasks.common import SPLITS
+from gru_jax.lab import config as base
+from gru_jax.lab import tasks
+from gru_jax.lab.tasks import char_lm, chorales, sentiment, text_classify
+from gru_jax.lab.tasks.common import SPLITS
 
 # Tasks whose examples are drawn afresh (adding, copy) or cut from one series by time (forecast:
 # its valid and test spans follow the train span) have no fixed examples to repeat.

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from gru_jax import stats
+from gru_jax.lab import stats
 
 
 def test_interval_is_students_t_over_the_values():

@@ -11,9 +11,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from gru_jax import config as base
-from gru_jax import tasks
-from gru_jax.tasks import adding, copy, digits
+from gru_jax.lab import config as base
+from gru_jax.lab import tasks
+from gru_jax.lab.tasks import adding, copy, digits
 
 
 def task_config(task_name, **overrides):
@@ -85,7 +85,7 @@ def test_digits_split_is_fixed_disjoint_and_scaled():
 
 
 def test_shuffled_split_keeps_the_test_part_and_takes_valid_from_the_rest():
-  from gru_jax.tasks import common
+  from gru_jax.lab.tasks import common
 
   config = task_config("digits", split_seed=3, test_fraction=0.2, valid_fraction=0.1)
   parts = common.shuffled_split(50, config, "digits")
@@ -160,7 +160,7 @@ class _Score:
 
 
 def test_roll_on_the_quarter_note_grid():
-  from gru_jax.tasks import chorales
+  from gru_jax.lab.tasks import chorales
 
   score = _Score([_Note(0.0, 2.0, [60, 64]), _Note(2.5, 0.5, [62]), _Note(2.0, 1.0, [20, 109, 108])], 3.0)
   roll = chorales.to_roll(score)
@@ -170,7 +170,7 @@ def test_roll_on_the_quarter_note_grid():
 
 
 def test_chorales_rolls_split_and_cache(tmp_path):
-  from gru_jax.tasks import chorales
+  from gru_jax.lab.tasks import chorales
 
   import music21  # pylint: disable=g-import-not-at-top
 
@@ -197,7 +197,7 @@ def test_chorales_rolls_split_and_cache(tmp_path):
 
 
 def test_transposing_to_c_moves_the_tonic_by_the_fewest_semitones():
-  from gru_jax.tasks import chorales
+  from gru_jax.lab.tasks import chorales
 
   roll = np.zeros((2, 88), np.uint8)
   roll[0, 67 - 21] = roll[1, 71 - 21] = 1  # G4, then B4
@@ -223,7 +223,7 @@ def test_transposing_to_c_moves_the_tonic_by_the_fewest_semitones():
 
 
 def test_chorales_nll_is_per_valid_frame():
-  from gru_jax.tasks import chorales
+  from gru_jax.lab.tasks import chorales
 
   batch = chorales.pad([np.ones((3, 88), np.uint8), np.ones((5, 88), np.uint8)])
   assert batch["xs"].shape == (2, 4, 88) and list(batch["seq_lengths"]) == [2, 4]
@@ -234,7 +234,7 @@ def test_chorales_nll_is_per_valid_frame():
 
 
 def test_forecast_windows_normalise_on_the_train_span_only():
-  from gru_jax.tasks import forecast
+  from gru_jax.lab.tasks import forecast
 
   series = np.arange(20, dtype=np.float64)
   parts = forecast.windows(series, seq_len=3, horizon=2, valid_fraction=0.25, test_fraction=0.25)
@@ -259,7 +259,7 @@ def test_forecast_series_load(series):
 
 
 def test_missing_data_package_names_the_install_command(monkeypatch):
-  from gru_jax.tasks import common
+  from gru_jax.lab.tasks import common
 
   monkeypatch.setitem(sys.modules, "statsmodels", None)
   monkeypatch.setitem(sys.modules, "statsmodels.api", None)

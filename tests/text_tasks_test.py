@@ -4,9 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gru_jax import config as base
-from gru_jax import tasks, train
-from gru_jax.tasks import common, sentiment, text, text_classify
+from gru_jax.lab import config as base
+from gru_jax.lab import tasks, train
+from gru_jax.lab.tasks import common, sentiment, text, text_classify
 
 
 def classify_config(path, **overrides):
@@ -129,7 +129,7 @@ def lm_config(path="", **overrides):
 
 
 def test_char_lm_on_a_text_file(tmp_path):
-  from gru_jax.tasks import char_lm
+  from gru_jax.lab.tasks import char_lm
 
   path = tmp_path / "story.txt"
   path.write_text("the cat sat on the mat. " * 40)
@@ -152,7 +152,7 @@ def test_char_lm_on_a_text_file(tmp_path):
 
 
 def test_char_lm_scores_every_character_of_the_stream(tmp_path):
-  from gru_jax.tasks import char_lm
+  from gru_jax.lab.tasks import char_lm
 
   ids = np.arange(2, 30, dtype=np.int32)  # 28 characters: 27 predicted
   one = char_lm.streams(ids, 1, 4)
@@ -180,7 +180,7 @@ def test_char_lm_text_too_short(tmp_path):
 
 
 def test_char_lm_bbc_split_is_by_article():
-  from gru_jax.tasks import char_lm
+  from gru_jax.lab.tasks import char_lm
 
   articles = char_lm.bbc_articles("replace")
   assert len(articles) > 2000 and [p for p, _ in articles] == sorted(p for p, _ in articles)

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gru_jax import specs, train
+from gru_jax import specs
+from gru_jax.lab import train
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CELLS = sorted(specs.SPECS)

@@ -357,7 +357,7 @@ def test_bad_variant_options(make, message):
 @pytest.mark.parametrize("cell", sorted(set(models.CELLS) - {"gru", "lstm", "rnn"}))
 def test_every_variant_trains_one_step_from_its_config(cell, tmp_path):
   from configs import default
-  from gru_jax import train
+  from gru_jax.lab import train
 
   config = default.get_config(f"cell={cell}")
   config.task.seq_len, config.model.features, config.train.batch_size = 8, 8, 4

@@ -129,7 +129,7 @@ def sweep(study, add):
 
 
 def _mean_std_ci(values: list[float]) -> str:
-  from gru_jax import stats  # pylint: disable=g-import-not-at-top  (the lab extra)
+  from gru_jax.lab import stats  # pylint: disable=g-import-not-at-top  (the lab extra)
 
   if len(values) < 2:
     return f"{values[0]:.2f} (1 seed)" if values else "not run yet"
@@ -142,7 +142,7 @@ def side_by_side(root: str) -> str:
   one: mean ± std [95% t interval] over seeds of the train and test NLL at the best-valid
   parameters, the parameter counts under the paper's convention (the recurrent layer: all but the
   read-out's (units + 1) x 88) and ours in all, and Welch's t-test for each pair of cells."""
-  from gru_jax import ablation  # pylint: disable=g-import-not-at-top
+  from gru_jax.lab import ablation  # pylint: disable=g-import-not-at-top
 
   lines = ["| data set | cell | params: recurrent layer / all (paper's) | seeds | train NLL, paper | train NLL, ours | "
            "test NLL, paper | test NLL, ours |", "|---|---|---|---|---|---|---|---|"]
@@ -176,10 +176,10 @@ def side_by_side(root: str) -> str:
 def data_table() -> str:
   """The pieces and frames of each split as the study trains and scores them (task.dedupe on),
   and the sha256 of the shipped file they come from."""
-  from gru_jax.tasks import polyphonic  # pylint: disable=g-import-not-at-top
+  from gru_jax.lab.tasks import polyphonic  # pylint: disable=g-import-not-at-top
 
   sums = polyphonic.checksums(polyphonic.DATA_DIR)
-  lines = ["| data set | train pieces (frames) | valid | test | gru_jax/tasks/polyphonic_data/ file, sha256 |",
+  lines = ["| data set | train pieces (frames) | valid | test | gru_jax/lab/tasks/polyphonic_data/ file, sha256 |",
            "|---|---|---|---|---|"]
   for task in PAPER:
     pieces = polyphonic.dedupe(polyphonic.load(task))

@@ -6,7 +6,7 @@ c.features) on sequential digits and tweet sentiment.
 
 import ml_collections
 
-from gru_jax import ablation
+from gru_jax.lab import ablation
 
 
 def get_config():

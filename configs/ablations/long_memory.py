@@ -22,7 +22,7 @@ reduced run and is labelled so.
 
 import ml_collections
 
-from gru_jax import ablation
+from gru_jax.lab import ablation
 
 CHRONO_CELLS = ("gru", "lstm")  # the cells with a keep/forget gate whose bias chrono_init sets
 

@@ -13,7 +13,7 @@ defaults (Adam, warmup and cosine decay over `num_steps`), with early stopping o
 
 import ml_collections
 
-from gru_jax import ablation
+from gru_jax.lab import ablation
 
 # Parameter budgets per task, doubling (chorales) or quadrupling (characters) from a few thousand.
 # Both are dominated by the recurrent layer: the chorales' read-out is 88 keys wide and the

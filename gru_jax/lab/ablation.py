@@ -4,7 +4,7 @@ A study file (configs/ablations/<study>.py) defines `get_config()`, the study's 
 ml_collections ConfigDict, overridable from the command line), and `sweep(study, add)`, which calls
 `add(cell=..., task=..., **fields)` once per run. A field whose name is a config key ("seed",
 "task.seq_len", "model.features", "model.cell_kwargs.layer_norm", "train.num_steps", ...) is set in
-the run's config, which starts from `gru_jax.config.for_cell(cell, task)`; any other field ("budget", ...) is a
+the run's config, which starts from `gru_jax.lab.config.for_cell(cell, task)`; any other field ("budget", ...) is a
 label, recorded with the results and used to group them but not applied.
 
 `experiments/ablate.py` runs the points; this module expands the grid, builds each config, and
@@ -20,15 +20,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from gru_jax import extras, files
+from gru_jax.lab import extras, files
 
 try:
   import ml_collections
 except ImportError as e:
-  raise extras.lab_missing("gru_jax.ablation", e) from e
+  raise extras.lab_missing("gru_jax.lab.ablation", e) from e
 
-from gru_jax import config as config_lib  # noqa: E402  (after the check for the lab extra)
-from gru_jax import stats  # noqa: E402
+from gru_jax.lab import config as config_lib  # noqa: E402  (after the check for the lab extra)
+from gru_jax.lab import stats  # noqa: E402
 
 Point = dict[str, Any]
 
@@ -109,7 +109,7 @@ def is_config_key(key: str) -> bool:
 
 
 def build_config(point: Point) -> ml_collections.ConfigDict:
-  """The defaults of the point's cell and task (`gru_jax.config.for_cell`) with its config fields
+  """The defaults of the point's cell and task (`gru_jax.lab.config.for_cell`) with its config fields
   set; a bad cell, task, key or value raises a ValueError naming the point."""
   try:
     config = config_lib.for_cell(point["cell"], point["task"])
@@ -127,7 +127,7 @@ def build_config(point: Point) -> ml_collections.ConfigDict:
         raise KeyError(last)
       section[last] = value
     except (KeyError, AttributeError) as e:
-      raise ValueError(f"point {point_name(point)}: {key!r} is not a config key (see gru_jax/config.py)") from e
+      raise ValueError(f"point {point_name(point)}: {key!r} is not a config key (see gru_jax/lab/config.py)") from e
     except TypeError as e:
       raise ValueError(f"point {point_name(point)}: {key}={value!r}: {e}") from e
   return config
@@ -403,7 +403,7 @@ def _param_counter(point: Point) -> Callable[[int], int]:
   only shapes are evaluated."""
   import jax  # pylint: disable=g-import-not-at-top
 
-  from gru_jax import train  # pylint: disable=g-import-not-at-top
+  from gru_jax.lab import train  # pylint: disable=g-import-not-at-top
 
   task, model, _, _ = train.build(build_config(point))
   xs = task.valid_set["xs"][:1]  # the parameters' shapes do not depend on the lengths
@@ -440,7 +440,8 @@ def matmul_flops_per_step(config: ml_collections.ConfigDict) -> float:
   their padded length."""
   import jax  # pylint: disable=g-import-not-at-top
 
-  from gru_jax import models, train  # pylint: disable=g-import-not-at-top
+  from gru_jax import models
+  from gru_jax.lab import train  # pylint: disable=g-import-not-at-top
 
   task, _, _, _ = train.build(config)
   xs = jax.eval_shape(lambda k: task.train_batch(k, 1), jax.random.key(0))["xs"]  # a training batch's steps

@@ -1,4 +1,4 @@
-"""The plots of an ablation study (matplotlib, PNG), from `gru_jax.ablation.collect` rows.
+"""The plots of an ablation study (matplotlib, PNG), from `gru_jax.lab.ablation.collect` rows.
 
 - `learning_curves`: the valid metric against steps, mean and min-max band over seeds, one line per
   group (every swept field but the seed), one figure per task.
@@ -11,18 +11,18 @@
 
 import os
 
-from gru_jax import extras
+from gru_jax.lab import extras
 
 try:
   import matplotlib
 except ImportError as e:
-  raise extras.lab_missing("gru_jax.ablation_plots", e) from e
+  raise extras.lab_missing("gru_jax.lab.ablation_plots", e) from e
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 
-from gru_jax import ablation, files  # noqa: E402
+from gru_jax.lab import ablation, files  # noqa: E402
 
 
 def _label(key: tuple, varying: set[str]) -> str:

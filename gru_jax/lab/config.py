@@ -12,12 +12,13 @@ these; nothing here reads them.
 import dataclasses
 import types
 
-from gru_jax import extras, models, specs, tasks
+from gru_jax import models, specs
+from gru_jax.lab import extras, tasks
 
 try:
   import ml_collections
 except ImportError as e:
-  raise extras.lab_missing("gru_jax.config", e) from e
+  raise extras.lab_missing("gru_jax.lab.config", e) from e
 
 TASKS = tuple(tasks.TASKS)
 
@@ -108,44 +109,11 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   c.train.keep_checkpoints = 2
   c.train.early_stopping = 0  # stop a seed after this many evaluations without a better valid metric; 0: never
 
-  if task == "copy":
-    c.task.seq_len = 20
-    c.model.features = 128
-    c.train.num_steps = 2000
-  elif task == "digits":
-    c.model.features = 64
-    c.task.eval_size = 0  # unused: the splits are fixed (see above)
-    c.train.num_steps = 1000
-  elif task == "chorales":
-    c.model.features = 64
-    c.task.eval_size = 0  # unused: the splits are fixed (see above)
-    c.train.batch_size = 16
-    c.train.num_steps = 1500
-  elif task in ("jsb_chorales", "nottingham", "musedata", "piano_midi"):
-    c.model.features = 64
-    c.task.eval_size = 0  # unused: the published splits, scored on whole pieces
-    c.task.window = 0 if task == "jsb_chorales" else 200  # the longest pieces have 1,793 to 4,273 frames
-    c.train.batch_size = 16
-    c.train.num_steps = 1500
-  elif task in ("sentiment", "text_classify"):
-    c.model.features = 64
-    c.task.seq_len = 40  # tokens kept per text
-    c.task.eval_size = 0  # unused: the splits are fixed (see above)
-    c.train.num_steps = 1500
-  elif task == "char_lm":
-    c.model.features = 256
-    c.model.embed_features = 32
-    c.task.seq_len = 100  # characters per training window
-    c.task.eval_size = 0  # unused: the whole valid and test text is scored (task.eval_streams)
-    c.task.vocab_size = 200
-    c.train.num_steps = 1500
-    c.train.batch_size = 32
-  elif task == "forecast":
-    c.model.features = 32
-    c.task.seq_len = 20
-    c.task.eval_size = 0  # unused: the splits are fixed (see above)
-    c.train.batch_size = 32
-    c.train.num_steps = 1000
+  for key, value in tasks.TASKS[task].defaults.items():  # the task's own defaults, in its module
+    section, _, name = key.partition(".")
+    if section not in c or name not in c[section]:
+      raise KeyError(f"task {task!r}: its DEFAULTS name {key!r}, which is not a config key")
+    c[section][name] = value
   return c
 
 

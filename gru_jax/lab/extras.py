@@ -1,8 +1,8 @@
 """The optional parts of gru_jax and how to install them.
 
 The library (cells, layers, scan, interop, insight) needs jax, flax, optax and chex only. The
-experiment tooling (`gru_jax.config`, `gru_jax.train`, `gru_jax.ablation`, `gru_jax.ablation_plots`,
-`gru_jax.insight_plots`) also needs the `lab` extra (ml-collections, orbax, TensorBoard writer,
+experiment tooling (`gru_jax.lab.config`, `gru_jax.lab.train`, `gru_jax.lab.ablation`, `gru_jax.lab.ablation_plots`,
+`gru_jax.lab.insight_plots`) also needs the `lab` extra (ml-collections, orbax, TensorBoard writer,
 tqdm, matplotlib); the real-data tasks need the `data` extra, which `lab` includes.
 """
 

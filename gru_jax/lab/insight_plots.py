@@ -5,7 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
-from gru_jax import extras
+from gru_jax.lab import extras
 
 try:
   import matplotlib
@@ -13,7 +13,7 @@ try:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 except ImportError as e:  # pragma: no cover - the lab extra installs it
-  raise extras.lab_missing("gru_jax.insight_plots", e) from e
+  raise extras.lab_missing("gru_jax.lab.insight_plots", e) from e
 
 
 def curves(series: dict[str, np.ndarray], path: str, *, title: str, xlabel: str, ylabel: str, log: bool = True) -> str:

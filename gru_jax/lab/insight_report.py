@@ -10,9 +10,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from gru_jax import config as config_lib
-from gru_jax import insight, insight_plots, tasks, train
-from gru_jax.tasks import text as text_lib
+from gru_jax.lab import config as config_lib
+from gru_jax import insight
+from gru_jax.lab import insight_plots, tasks, train
+from gru_jax.lab.tasks import text as text_lib
 
 
 def load_run(workdir: str, which: str = "best"):

@@ -7,9 +7,9 @@ import numpy as np
 try:
   from scipy import stats as _scipy_stats
 except ImportError as e:  # scipy comes with the lab extra
-  from gru_jax import extras
+  from gru_jax.lab import extras
 
-  raise extras.lab_missing("gru_jax.stats", e) from e
+  raise extras.lab_missing("gru_jax.lab.stats", e) from e
 
 LEVEL = 0.95  # confidence level of every interval
 ALPHA = 0.05  # two-sided significance level of every ordering

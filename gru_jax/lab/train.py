@@ -27,7 +27,8 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from gru_jax import extras, files, models, sharding, specs, tasks
+from gru_jax import models, specs
+from gru_jax.lab import extras, files, sharding, tasks
 
 try:
   import ml_collections
@@ -35,7 +36,7 @@ try:
   import tensorboardX  # noqa: F401  (used by the writer; checked here so a missing extra fails early)
   import tqdm  # noqa: F401
 except ImportError as e:
-  raise extras.lab_missing("gru_jax.train", e) from e
+  raise extras.lab_missing("gru_jax.lab.train", e) from e
 
 
 class ConfigError(ValueError):
@@ -145,7 +146,7 @@ def train_step(state, key, *, model, task, schedule, batch_size, weight_noise=0.
   weight_noise > 0 adds Gaussian noise of that std to every parameter for this step's forward and
   backward pass (one draw per step, Graves 2011); the gradient, taken at the noisy weights,
   updates the clean ones. With a `mesh` the batch is split over its data axis
-  (`gru_jax.sharding`); the result is the same, up to the order of the float sums.
+  (`gru_jax.lab.sharding`); the result is the same, up to the order of the float sums.
   """
   data_key, dropout_key = jax.random.split(key)
   batch = task.train_batch(data_key, batch_size)
@@ -425,7 +426,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, steps
   stopped or at train.num_steps.
 
   Args:
-    config: see gru_jax/config.py.
+    config: see gru_jax/lab/config.py.
     workdir: where config.json and the checkpoints go (and, for one seed, everything else).
     steps_this_run: stop (after a checkpoint) once this many steps have run in this call,
       for time-sliced jobs; None runs to config.train.num_steps.

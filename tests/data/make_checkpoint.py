@@ -27,7 +27,7 @@ def inputs():
 
 
 def main(workdir):
-  from gru_jax import train
+  from gru_jax.lab import train
 
   shutil.rmtree(workdir, ignore_errors=True)
   train.train_and_evaluate(config(), workdir)

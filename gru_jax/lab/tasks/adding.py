@@ -8,7 +8,10 @@ marked values. Predicting 1 whatever the input gives MSE Var(U1 + U2) = 1/6 ≈ 
 import jax
 import jax.numpy as jnp
 
-from gru_jax.tasks.common import Task, generated_held_out, positive_int
+from gru_jax.lab.tasks.common import Task, generated_held_out, positive_int
+
+# Config defaults beside gru_jax.lab.config's base, which is this task's already.
+DEFAULTS: dict = {}
 
 BASELINE_MSE = 1.0 / 6.0
 

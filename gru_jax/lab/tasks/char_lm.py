@@ -27,8 +27,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gru_jax.tasks import text as text_lib
-from gru_jax.tasks.common import DataError, Task, first_of_each, flag, positive_int, shuffled_split, split_fractions
+from gru_jax.lab.tasks import text as text_lib
+from gru_jax.lab.tasks.common import DataError, Task, first_of_each, flag, positive_int, shuffled_split, split_fractions
+
+# Config defaults beside gru_jax.lab.config's base (dotted keys): windows of 100 characters; no
+# eval_size, since the whole valid and test text is scored (task.eval_streams).
+DEFAULTS = {"model.features": 256, "model.embed_features": 32, "task.seq_len": 100, "task.eval_size": 0,
+            "task.vocab_size": 200, "train.num_steps": 1500, "train.batch_size": 32}
 
 
 def bbc_articles(encoding_errors: str) -> list[tuple[str, str]]:

@@ -35,8 +35,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gru_jax import files
-from gru_jax.tasks.common import DataError, Task, first_of_each, flag, random_rows, require_package
+from gru_jax.lab import files
+from gru_jax.lab.tasks.common import DataError, Task, first_of_each, flag, random_rows, require_package
+
+# Config defaults beside gru_jax.lab.config's base (dotted keys); the splits are fixed, so no eval_size.
+DEFAULTS = {"model.features": 64, "task.eval_size": 0, "train.batch_size": 16, "train.num_steps": 1500}
 
 LOW, HIGH = 21, 108  # MIDI range of an 88-key piano
 NUM_KEYS = HIGH - LOW + 1

@@ -12,7 +12,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gru_jax.tasks.common import Task, generated_held_out, positive_int
+from gru_jax.lab.tasks.common import Task, generated_held_out, positive_int
+
+# Config defaults beside gru_jax.lab.config's base (dotted keys).
+DEFAULTS = {"task.seq_len": 20, "model.features": 128, "train.num_steps": 2000}
 
 NUM_SYMBOLS, COPY_LENGTH, DELIMITER, NUM_CATEGORIES = 8, 10, 9, 10
 

