@@ -62,27 +62,25 @@ def _num_blocks(params: dict[str, Array], width: int) -> int:
   return width // params["recurrent_kernel"].shape[0]
 
 
-def project(params: dict[str, Array], x: Array) -> Array:
-  """Input projection `x @ input_kernel + bias`: [..., D] -> [..., G*H].
+def project(params: dict[str, Array], x: Array, *, layer_norm: bool = False, use_bias: bool = True) -> Array:
+  """Input projection `x @ input_kernel + bias`: [..., D] -> [..., G*H] (no bias when not `use_bias`).
 
-  With layer normalisation (an `ln_input_scale` [G*H] in params) each gate block of x @ W is
-  normalised and scaled before the bias: `LN(x @ W) * scale + bias`.
+  With `layer_norm` (the spec's flag; params then hold `ln_input_scale` [G*H]) each gate block of
+  x @ W is normalised and scaled before the bias: `LN(x @ W) * scale + bias`.
   """
   xp = x @ params["input_kernel"]
-  if "ln_input_scale" in params:
+  if layer_norm:
     xp = layer_norm_blocks(xp, _num_blocks(params, xp.shape[-1]), params["ln_input_scale"])
-  if "bias" in params:
+  if use_bias:
     xp = xp + params["bias"]
   return xp
 
 
-def project_blocks(params: dict[str, Array], x: Array, num_gates: int) -> tuple[Array, ...]:
+def project_blocks(params: dict[str, Array], x: Array, num_gates: int, *, use_bias: bool = True) -> tuple[Array, ...]:
   """`project` as G separate blocks [..., H], one matmul per gate (the fast path's layout; the
   layer-normalised cells take `centred_projection_blocks` instead)."""
-  if "ln_input_scale" in params:
-    raise ValueError("project_blocks: layer-normalised params take centred_projection_blocks (their gates normalise)")
   kernels = jnp.split(params["input_kernel"], num_gates, axis=-1)
-  biases = jnp.split(params["bias"], num_gates) if "bias" in params else [None] * num_gates
+  biases = jnp.split(params["bias"], num_gates) if use_bias else [None] * num_gates
   return tuple(x @ k if b is None else x @ k + b for k, b in zip(kernels, biases))
 
 
@@ -133,7 +131,7 @@ def gru_gates_ln(xp: tuple[Array, ...], pre: tuple[Array, ...], h: Array, input_
 
 def gru_step(params: dict[str, Array], h: Array, xp: Array, *, reset_after: bool = True,
              hidden_mask: Array | None = None, gate_fn: Callable = jax.nn.sigmoid,
-             activation_fn: Callable = jnp.tanh) -> tuple[Array, Array]:
+             activation_fn: Callable = jnp.tanh, layer_norm: bool = False, use_bias: bool = True) -> tuple[Array, Array]:
   """One GRU step. z is the *keep* gate: z near 1 keeps the past.
 
   reset_after=True (PyTorch nn.GRU, cuDNN, flax.linen.GRUCell, Keras reset_after=True):
@@ -152,12 +150,15 @@ def gru_step(params: dict[str, Array], h: Array, xp: Array, *, reset_after: bool
     xp: `project(params, x)`, [B, 3H].
     hidden_mask: optional [B, H] recurrent-dropout mask on h where it enters the recurrent matmul
       (every step with a recurrent kernel takes it).
+    layer_norm, use_bias: the spec's flags (`recurrent_pre`); with use_bias and reset_after the
+      params hold recurrent_bias_n.
 
   Returns:
     (h', h'), each [B, H].
   """
   if reset_after:
-    return gru_gates(gate_blocks(xp, 3), gate_blocks(recurrent_pre(params, h, hidden_mask), 3), h, gate_fn, activation_fn)
+    pre = recurrent_pre(params, h, hidden_mask, layer_norm=layer_norm, bias_n=use_bias)
+    return gru_gates(gate_blocks(xp, 3), gate_blocks(pre, 3), h, gate_fn, activation_fn)
   w_h = params["recurrent_kernel"]
   hidden = h.shape[-1]
   h_in = masked_hidden(h, hidden_mask)
@@ -175,10 +176,8 @@ def gate_blocks(x: Array, num_gates: int) -> tuple[Array, ...]:
   return tuple(jnp.split(x, num_gates, axis=-1))
 
 
-def recurrent_bias(params: dict[str, Array], width: int, dtype) -> Array | None:
-  """The bias added to h @ W_h: [0, 0, b_hn] for the reset-after GRU, None for the other cells."""
-  if "recurrent_bias_n" not in params:
-    return None
+def recurrent_bias(params: dict[str, Array], width: int, dtype) -> Array:
+  """The bias added to h @ W_h [G*H] by the reset-after GRU with biases: [0, 0, b_hn]."""
   b_hn = params["recurrent_bias_n"]
   return jnp.concatenate([jnp.zeros((width - b_hn.shape[-1],), dtype), b_hn.astype(dtype)])
 
@@ -189,17 +188,18 @@ def masked_hidden(h: Array, hidden_mask: Array | None) -> Array:
   return h if hidden_mask is None else h * hidden_mask
 
 
-def recurrent_pre(params: dict[str, Array], h: Array, hidden_mask: Array | None = None) -> Array:
+def recurrent_pre(params: dict[str, Array], h: Array, hidden_mask: Array | None = None, *, layer_norm: bool = False,
+                  bias_n: bool = False) -> Array:
   """pre = h @ W_h (+ the recurrent bias): where a step uses the recurrent kernel.
 
-  With layer normalisation (an `ln_recurrent_scale` [G*H] in params) each gate block of h @ W_h
-  is normalised and scaled before the recurrent bias is added.
+  With `layer_norm` (params then hold `ln_recurrent_scale` [G*H]) each gate block of h @ W_h is
+  normalised and scaled before the recurrent bias is added; with `bias_n` (the reset-after GRU
+  with biases) the bias is `recurrent_bias`'s [0, 0, b_hn].
   """
   pre = masked_hidden(h, hidden_mask) @ params["recurrent_kernel"]
-  if "ln_recurrent_scale" in params:
+  if layer_norm:
     pre = layer_norm_blocks(pre, _num_blocks(params, pre.shape[-1]), params["ln_recurrent_scale"])
-  bias = recurrent_bias(params, pre.shape[-1], pre.dtype)
-  return pre if bias is None else pre + bias
+  return pre + recurrent_bias(params, pre.shape[-1], pre.dtype) if bias_n else pre
 
 
 def lstm_gates(xp: tuple[Array, ...], pre: tuple[Array, ...], carry: tuple[Array, Array], gate_fn: Callable = jax.nn.sigmoid,
@@ -229,7 +229,7 @@ def lstm_gates_ln(xp: tuple[Array, ...], pre: tuple[Array, ...], carry: tuple[Ar
 
 def lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Array,
               hidden_mask: Array | None = None, gate_fn: Callable = jax.nn.sigmoid,
-              activation_fn: Callable = jnp.tanh) -> tuple[tuple[Array, Array], Array]:
+              activation_fn: Callable = jnp.tanh, layer_norm: bool = False) -> tuple[tuple[Array, Array], Array]:
   """One LSTM step (Hochreiter & Schmidhuber 1997, with forget gate; PyTorch nn.LSTM form).
 
     i  = σ(W_ii x + W_hi h + b_i)     f = σ(W_if x + W_hf h + b_f)
@@ -242,14 +242,14 @@ def lstm_step(params: dict[str, Array], carry: tuple[Array, Array], xp: Array,
     carry: (c, h), each [B, H], as in flax.linen.
     xp: `project(params, x)`, [B, 4H].
 
-  With layer normalisation (Ba et al. 2016) the gate pre-activations are normalised per block (see
-  `project` and `recurrent_pre`) and h' = o ⊙ tanh(LN(c') * ln_cell_scale).
+  With `layer_norm` (Ba et al. 2016; the spec's flag) the gate pre-activations are normalised per
+  block (see `project` and `recurrent_pre`) and h' = o ⊙ tanh(LN(c') * ln_cell_scale).
 
   Returns:
     ((c', h'), h').
   """
-  pre = gate_blocks(recurrent_pre(params, carry[1], hidden_mask), 4)
-  if "ln_cell_scale" not in params:
+  pre = gate_blocks(recurrent_pre(params, carry[1], hidden_mask, layer_norm=layer_norm), 4)
+  if not layer_norm:
     return lstm_gates(gate_blocks(xp, 4), pre, carry, gate_fn, activation_fn)
   c, _ = carry
   i, f, g, o = (x + p for x, p in zip(gate_blocks(xp, 4), pre))
@@ -572,24 +572,28 @@ def minlstm_step(params: dict[str, Array], h: Array, xp: Array) -> tuple[Array, 
   return new_h, new_h
 
 
-def sru_project(params: dict[str, Array], x: Array) -> Array:
+def sru_project(params: dict[str, Array], x: Array, *, use_bias: bool = True) -> Array:
   """The SRU's input projection, blocks (x~, f, r, highway) [..., 4H]: x @ W (blocks x~, f, r),
-  plus the biases b_f, b_r on f and r, and the highway input: x itself, or x @ highway_kernel
-  when D differs from H."""
+  plus the biases b_f, b_r on f and r (when `use_bias`), and the highway input: x itself, or
+  x @ highway_kernel when D differs from H."""
   hidden = params["input_kernel"].shape[-1] // 3
   x_tilde, f, r = gate_blocks(x @ params["input_kernel"], 3)
-  if "bias" in params:
+  if use_bias:
     b_f, b_r = gate_blocks(params["bias"], 2)
     f, r = f + b_f, r + b_r
-  highway = x @ params["highway_kernel"] if "highway_kernel" in params else x
-  if highway.shape[-1] != hidden:
-    raise ValueError(f"SRU: the highway input has {highway.shape[-1]} features, expected {hidden}")
+  if x.shape[-1] == hidden:
+    highway = x
+  elif "highway_kernel" in params:
+    highway = x @ params["highway_kernel"]
+  else:
+    raise ValueError(f"SRU: inputs of {x.shape[-1]} features need a highway_kernel to reach the {hidden} units")
   return jnp.concatenate([x_tilde, f, r, highway], axis=-1)
 
 
-def sru_step(params: dict[str, Array], c: Array, xp: Array, *, activation: str = "tanh") -> tuple[Array, Array]:
-  """One SRU step (Lei et al. 2017, arXiv:1709.02755; with `peephole` in params, the 2018 form of
-  Lei et al., EMNLP 2018, which adds v ⊙ c_{t-1} inside the gates):
+def sru_step(params: dict[str, Array], c: Array, xp: Array, *, activation: str = "tanh",
+             version: int = 2017) -> tuple[Array, Array]:
+  """One SRU step (Lei et al. 2017, arXiv:1709.02755; with version=2018 the form of Lei et al.,
+  EMNLP 2018, which adds v ⊙ c_{t-1} inside the gates, params then holding `peephole`):
 
     f  = σ(W_f x + [v_f ⊙ c] + b_f)     r = σ(W_r x + [v_r ⊙ c] + b_r)
     c' = f ⊙ c + (1 - f) ⊙ (W x)
@@ -599,7 +603,7 @@ def sru_step(params: dict[str, Array], c: Array, xp: Array, *, activation: str =
   [D, H] and peephole [2H] (v_f, v_r). xp = `sru_project(params, x)`. Carry: c. Output: h.
   """
   x_tilde, f, r, highway = gate_blocks(xp, 4)
-  if "peephole" in params:
+  if version == 2018:
     v_f, v_r = gate_blocks(params["peephole"], 2)
     f, r = f + v_f * c, r + v_r * c
   f, r = jax.nn.sigmoid(f), jax.nn.sigmoid(r)

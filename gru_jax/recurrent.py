@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gru_jax import cells, fused, specs
+from gru_jax import fused, specs
 from gru_jax import parallel as parallel_lib
 from gru_jax import scan as scan_lib
 
@@ -97,7 +97,8 @@ KERNELS = ("auto", "xla", "pallas", "pallas_interpret")
 
 def _kernel_refusal(spec: specs.CellSpec, options: "LayerOptions") -> str | None:
   """What the Pallas kernel needs of the cell and the options that they lack (None if nothing)."""
-  plain_gru = isinstance(spec, specs.GRUSpec) and spec.gates_fn() is cells.gru_gates
+  plain_gru = (isinstance(spec, specs.GRUSpec) and spec.reset_after and not spec.layer_norm
+               and not spec.custom_functions)
   if not plain_gru:
     return "the plain reset-after GRU (no layer_norm, sigmoid and tanh)"
   if not options.custom_vjp or options.recurrent_dropout or options.zoneout or options.sequence_axis:
@@ -367,7 +368,7 @@ def _split(spec, options, params, dtype, hidden_mask):
   if not options.custom_vjp or gates is None:
     return None
   w_h = spec.fused_kernel(params)
-  bias = cells.recurrent_bias(params, w_h.shape[-1], dtype)
+  bias = spec.recurrent_bias(params, w_h.shape[-1], dtype)
   bias = jnp.zeros((w_h.shape[-1],), dtype) if bias is None else bias
   gate_params = spec.gate_params(params, bias)
   matmul_bias = jnp.zeros_like(bias) if gate_params else bias  # with gate params the bias is among them

@@ -71,7 +71,7 @@ def _second(carry):
 
 def _gate_sums(spec, params, carry, xp) -> list[Array]:
   """The gate pre-activations x-part + h-part of one step, as blocks [B, H] (for `gate_values`)."""
-  pre = cells.recurrent_pre(params, spec.hidden_fn()(carry))
+  pre = spec.recurrent_pre(params, spec.hidden_fn()(carry))
   return [x + p for x, p in zip(cells.gate_blocks(xp, spec.num_gates), cells.gate_blocks(pre, spec.num_gates))]
 
 
@@ -140,7 +140,15 @@ class CellSpec:
   def fused_project(self, params: dict[str, Array], xs: Array) -> tuple[Array, ...]:
     """The fast path's per-step inputs: the G gate blocks of the input projection, as `gates_fn()`
     expects them."""
-    return cells.project_blocks(params, xs, self.num_gates)
+    return cells.project_blocks(params, xs, self.num_gates, use_bias=self.use_bias)
+
+  def recurrent_pre(self, params: dict[str, Array], h: Array) -> Array:
+    """h @ W_h as this cell's step computes it (`cells.recurrent_pre` with the cell's flags)."""
+    return cells.recurrent_pre(params, h)
+
+  def recurrent_bias(self, params: dict[str, Array], width: int, dtype) -> Array | None:
+    """The bias the fast path adds to h @ W_h [G*H] (the reset-after GRU's [0, 0, b_hn]), or None."""
+    return None
 
   def bias_initializer(self) -> Initializer:
     return per_gate(self.bias_init, self.num_gates)
@@ -162,7 +170,7 @@ class CellSpec:
 
   def project_fn(self) -> Callable[[dict, Array], Array]:
     """The input projection `(params, x) -> xp` that the step expects (one matmul for all steps)."""
-    return cells.project
+    return functools.partial(cells.project, layer_norm=getattr(self, "layer_norm", False), use_bias=self.use_bias)
 
   def parallel_fn(self, custom_vjp: bool = True) -> Callable | None:
     """For cells whose recurrence is linear in the carry: `(params, carry, xp [T, B, ...]) ->
@@ -222,8 +230,11 @@ class _GatedSpec(CellSpec):
     # With layer normalisation the gates normalise both projections themselves, then add the biases.
     if not self.layer_norm:
       return ()
-    input_bias = params["bias"] if "bias" in params else jnp.zeros_like(bias)
+    input_bias = params["bias"] if self.use_bias else jnp.zeros_like(bias)
     return params["ln_input_scale"], input_bias, params["ln_recurrent_scale"], bias
+
+  def recurrent_pre(self, params, h):
+    return cells.recurrent_pre(params, h, layer_norm=self.layer_norm)
 
   def fused_kernel(self, params):
     # With layer normalisation the gates take h @ centre_blocks(W_h), whose blocks have mean zero.
@@ -265,7 +276,18 @@ class GRUSpec(_GatedSpec):
 
   def step_fn(self):
     return functools.partial(cells.gru_step, reset_after=self.reset_after, gate_fn=self.gate_fn,
-                             activation_fn=self.activation_fn)
+                             activation_fn=self.activation_fn, layer_norm=self.layer_norm, use_bias=self.use_bias)
+
+  @property
+  def has_bias_n(self) -> bool:
+    """Whether the params hold recurrent_bias_n (b_hn, inside r ⊙ (W_hn h + b_hn))."""
+    return self.use_bias and self.reset_after
+
+  def recurrent_pre(self, params, h):
+    return cells.recurrent_pre(params, h, layer_norm=self.layer_norm, bias_n=self.has_bias_n)
+
+  def recurrent_bias(self, params, width, dtype):
+    return cells.recurrent_bias(params, width, dtype) if self.has_bias_n else None
 
   def gates_fn(self):
     if not self.reset_after or self.custom_functions:
@@ -278,7 +300,7 @@ class GRUSpec(_GatedSpec):
 
   def extra_param_specs(self):
     specs = super().extra_param_specs()
-    if self.use_bias and self.reset_after:
+    if self.has_bias_n:
       specs["recurrent_bias_n"] = (per_gate(self.bias_init, 1), (self.features,))
     return specs
 
@@ -315,9 +337,7 @@ class LSTMSpec(_GatedSpec):
   cell_name: ClassVar[str] = "LSTMCell"
 
   def step_fn(self):
-    if self.custom_functions:
-      return functools.partial(cells.lstm_step, gate_fn=self.gate_fn, activation_fn=self.activation_fn)
-    return cells.lstm_step
+    return functools.partial(cells.lstm_step, gate_fn=self.gate_fn, activation_fn=self.activation_fn, layer_norm=self.layer_norm)
 
   def gates_fn(self):
     if self.custom_functions:
@@ -787,10 +807,10 @@ class SRUSpec(CellSpec):
     return {"forget": f, "reset": jax.nn.sigmoid(r), "keep": f}
 
   def project_fn(self):
-    return cells.sru_project
+    return functools.partial(cells.sru_project, use_bias=self.use_bias)
 
   def step_fn(self):
-    return functools.partial(cells.sru_step, activation=self.g)
+    return functools.partial(cells.sru_step, activation=self.g, version=self.version)
 
   def parallel_fn(self, custom_vjp=True):
     return functools.partial(_sru_all_steps, self.g, custom_vjp) if self.version == 2017 else None

@@ -44,7 +44,7 @@ def test_gru_step_matches_equations(rng, reset_after):
 
 
 def test_gru_variants_differ_with_same_weights(rng):
-  p = random_params(rng, D, H, 3)
+  p = random_params(rng, D, H, 3, gru_bias_n=True)
   x, h = rng.normal(size=(B, D)).astype(np.float32), rng.normal(size=(B, H)).astype(np.float32)
   after, _ = cells.gru_step(p, h, cells.project(p, x), reset_after=True)
   before, _ = cells.gru_step(p, h, cells.project(p, x), reset_after=False)
@@ -52,7 +52,7 @@ def test_gru_variants_differ_with_same_weights(rng):
 
 
 def test_gru_keep_gate_saturated_keeps_state(rng):
-  p = random_params(rng, D, H, 3)
+  p = random_params(rng, D, H, 3, gru_bias_n=True)
   p["bias"][H : 2 * H] = 50.0  # z = σ(large) = 1: h' = h
   h = rng.normal(size=(B, H)).astype(np.float32)
   got, _ = cells.gru_step(p, h, cells.project(p, rng.normal(size=(B, D)).astype(np.float32)))
