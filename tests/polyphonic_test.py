@@ -1,6 +1,5 @@
 """The four polyphonic sets shipped in the package: counts, baselines, checksums, batches."""
 
-import hashlib
 import pathlib
 import shutil
 

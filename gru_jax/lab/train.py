@@ -28,7 +28,8 @@ import optax
 from flax.training import train_state
 
 from gru_jax import models, specs
-from gru_jax.lab import extras, files, sharding, tasks
+from gru_jax.lab import checkpoints, extras, files, records, sharding, tasks
+from gru_jax.lab.checkpoints import CheckpointError
 
 try:
   import ml_collections
@@ -41,10 +42,6 @@ except ImportError as e:
 
 class ConfigError(ValueError):
   """A config key holds an unknown name or an impossible value."""
-
-
-class CheckpointError(RuntimeError):
-  """The workdir's checkpoint cannot be restored into this run's model."""
 
 
 class NonFiniteError(FloatingPointError):
@@ -227,96 +224,6 @@ def evaluate(params, task: tasks.Task, eval_fn, batch_size: int, split: str = "v
   return [task.finalize({name: float(total[i] / total_weight[i]) for name, total in totals.items()}) for i in range(num_seeds)]
 
 
-class MetricWriter:
-  """metrics.jsonl plus TensorBoard events; `truncate_after` drops records a killed run wrote.
-  With `enabled=False` (every process but the first of a multi-process run) it reads and never
-  writes."""
-
-  def __init__(self, workdir: str, enabled: bool = True):
-    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-
-    self.path = os.path.join(workdir, "metrics.jsonl")
-    self.enabled = enabled
-    self.tb = SummaryWriter(os.path.join(workdir, "tb")) if enabled else None
-
-  def records(self) -> list[dict[str, Any]]:
-    if not os.path.exists(self.path):
-      return []
-    with open(self.path) as f:
-      return [json.loads(line) for line in f if line.strip()]
-
-  def truncate_after(self, step: int) -> None:
-    """Drops the records after `step`, written by a run killed after its last checkpoint, and the
-    evaluations at the end (those with "at"; written again when the run ends)."""
-    if not self.enabled:
-      return
-    kept = [r for r in self.records() if r["step"] <= step and "at" not in r]
-    files.atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept))
-
-  def write(self, step: int, split: str, metrics: dict[str, Any], at: str | None = None, tb: bool = True) -> None:
-    """One record; `at` names the parameters a test record scored ("best_valid" or "final")."""
-    if not self.enabled:
-      return
-    with open(self.path, "a") as f:
-      f.write(json.dumps({"step": step, "split": split, **({"at": at} if at else {}), **metrics}) + "\n")
-    for name, value in metrics.items() if tb else ():
-      self.tb.add_scalar(f"{split}/{name}" + (f"@{at}" if at else ""), value, step)
-
-  def close(self) -> None:
-    if self.tb is not None:
-      self.tb.close()
-
-
-def _checkpoint_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
-  return ocp.CheckpointManager(
-    os.path.join(os.path.abspath(workdir), "checkpoints"), options=options, item_handlers=ocp.StandardCheckpointHandler()
-  )
-
-
-def _leaf_shapes(tree) -> dict[str, tuple[int, ...]]:
-  """{"params/rnn/layer_0/bias": shape, ...} for a state or a checkpoint's metadata tree."""
-  name = lambda k: str(next(getattr(k, a) for a in ("key", "name", "idx") if hasattr(k, a)))
-  flat = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))[0]
-  return {"/".join(name(k) for k in path): tuple(np.shape(leaf)) for path, leaf in flat}
-
-
-def _mismatches(stored: dict, wanted: dict, most: int = 3) -> list[str]:
-  problems = [f"{k}: checkpoint {stored[k]}, model {wanted[k]}" for k in sorted(set(stored) & set(wanted)) if stored[k] != wanted[k]]
-  problems += [f"{k}: not in the checkpoint" for k in sorted(set(wanted) - set(stored))]
-  problems += [f"{k}: not in the model" for k in sorted(set(stored) - set(wanted))]
-  problems.sort(key=lambda p: not p.startswith("state/params/"))  # the model's own arrays first
-  return problems[:most] + ([f"and {len(problems) - most} more"] if len(problems) > most else [])
-
-
-def _restore(manager: ocp.CheckpointManager, state, step: int):
-  """Restores `step` into the structure of `state`; anything that does not fit is a CheckpointError.
-
-  Shapes are compared against the checkpoint's metadata first, so a checkpoint of another model
-  is named as such and never partly read.
-  """
-  where = os.path.join(str(manager.directory), str(step))
-  advice = "use another --workdir, or remove that checkpoint to start over"
-  try:
-    metadata = manager.item_metadata(step)
-    stored = _leaf_shapes(getattr(metadata, "tree", metadata))
-  except Exception as e:  # orbax raises several types for missing or unreadable files
-    raise CheckpointError(f"the checkpoint {where} is damaged ({type(e).__name__}: {_first_sentence(e)}); {advice}") from e
-  problems = _mismatches(stored, _leaf_shapes(state))
-  if not stored or problems:
-    detail = "; ".join(problems) or "it holds no arrays"
-    raise CheckpointError(f"the checkpoint {where} was written by another model or optimizer ({detail}); {advice}")
-  try:
-    return manager.restore(step, args=ocp.args.StandardRestore(state))
-  except Exception as e:
-    raise CheckpointError(f"the checkpoint {where} is damaged ({type(e).__name__}: {_first_sentence(e)}); {advice}") from e
-
-
-def _first_sentence(e: Exception) -> str:
-  text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-  return text.split(". ")[0]
-
-
 class _StopRequests:
   """SIGINT/SIGTERM set a flag; the loop saves a checkpoint and exits. A second SIGINT aborts."""
 
@@ -402,12 +309,12 @@ def restore(config, workdir: str) -> tuple[tasks.Task, models.SequenceModel, dic
   """(task, model, checkpointed item, step) of the latest checkpoint of the run of `config` in
   `workdir`; CheckpointError when there is none or it does not fit."""
   task, model, tx, _ = build(config)
-  manager = _checkpoint_manager(workdir, config.train.keep_checkpoints)
+  manager = checkpoints.manager(workdir, config.train.keep_checkpoints)
   try:
     step = manager.latest_step()
     if step is None:
       raise CheckpointError(f"{workdir} has no checkpoint")
-    return task, model, _restore(manager, initial_checkpoint(config, task, model, tx), step), step
+    return task, model, checkpoints.restore(manager, initial_checkpoint(config, task, model, tx), step), step
   finally:
     manager.close()
 
@@ -457,7 +364,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, steps
     raise ConfigError(f"{len(dirs)} seed folders for num_seeds={config.num_seeds}")
   for d in [workdir, *dirs]:
     os.makedirs(d, exist_ok=True)
-  manager = _checkpoint_manager(workdir, config.train.keep_checkpoints)
+  manager = checkpoints.manager(workdir, config.train.keep_checkpoints)
   with jax.set_mesh(mesh):
     try:
       return _start(config, workdir, dirs, task, model, tx, schedule, manager, steps_this_run, mesh)
@@ -469,7 +376,7 @@ def _start(config, workdir, dirs, task, model, tx, schedule, manager, steps_this
   """Creates or restores the checkpointed item in its layout on the mesh, then trains."""
   create = initial_checkpoint_on(mesh, config, task, model, tx)
   latest = manager.latest_step()
-  ckpt = create() if latest is None else _restore(manager, jax.eval_shape(create), latest)  # read in this layout
+  ckpt = create() if latest is None else checkpoints.restore(manager, jax.eval_shape(create), latest)  # read in this layout
   # Written only once the workdir's checkpoint (if any) is known to fit this config.
   if jax.process_index() == 0:
     _write_config(config, workdir)
@@ -542,7 +449,7 @@ def _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, st
   step_keys = sharding.replicate(step_keys, mesh)  # a global array, as the state is
   start = latest or 0
   main = jax.process_index() == 0  # in a multi-process run, only the first process writes and prints
-  writers = [MetricWriter(d, enabled=main) for d in dirs]
+  writers = [records.MetricWriter(d, enabled=main) for d in dirs]
   for writer in writers:
     writer.truncate_after(start)
   say = print if main else (lambda *args: None)

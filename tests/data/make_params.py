@@ -2,7 +2,6 @@
 D=3, H=2) and its outputs on fixed inputs, with the tree paths as keys."""
 import sys
 import jax, jax.numpy as jnp, numpy as np
-import gru_jax as gj
 from gru_jax import models, specs
 out = {}
 xs = jnp.asarray(np.random.default_rng(0).normal(size=(2, 4, 3)), jnp.float32)
