@@ -383,7 +383,7 @@ def _start(config, workdir, dirs, task, model, tx, schedule, manager, steps_this
     for i, d in enumerate(dirs):
       if d != workdir:  # what a run of this seed alone would be
         _write_config(config, d, seed=config.seed + i, num_seeds=1)
-  return _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, steps_this_run, mesh)
+  return _Run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, steps_this_run, mesh).run()
 
 
 def _write_config(config, folder: str, **overrides) -> None:
@@ -439,168 +439,190 @@ def split_time(config, task: tasks.Task, model: models.SequenceModel, mesh: jax.
   return model
 
 
-def _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, steps_this_run, mesh):
-  """The training loop of train_and_evaluate, from a created or restored checkpoint item."""
-  cfg = config.train
-  seeds = run_seeds(config)
-  state, best_params, stopped_at = ckpt["state"], ckpt["best_params"], ckpt["stopped_at"]
-  num_params = sum(int(np.prod(p.shape[1:])) for p in jax.tree_util.tree_leaves(state.params))
-  _, step_keys = seed_keys(config)
-  step_keys = sharding.replicate(step_keys, mesh)  # a global array, as the state is
-  start = latest or 0
-  main = jax.process_index() == 0  # in a multi-process run, only the first process writes and prints
-  writers = [records.MetricWriter(d, enabled=main) for d in dirs]
-  for writer in writers:
-    writer.truncate_after(start)
-  say = print if main else (lambda *args: None)
-  name = (lambda i: "") if len(seeds) == 1 else (lambda i: f"seed {seeds[i]}: ")
-  if start:
-    say(f"resumed from the checkpoint at step {start} in {workdir}")
+class _Run:
+  """One call of train_and_evaluate's training loop, from a created or restored checkpoint item:
+  the state, each seed's history and writer, and the steps that log, validate, checkpoint, test
+  and summarise."""
 
-  step_fn = jax.jit(
-    lambda s, k, stop, n: train_steps(s, k, stop, n, model=model, task=task, schedule=schedule, batch_size=cfg.batch_size,
-                                      weight_noise=config.opt.weight_noise, mesh=mesh),
-    donate_argnums=0,
-    # The state keeps its layout from step to step (split over fsdp); the rest is replicated.
-    out_shardings=(sharding.state_shardings(state, mesh, skip=1), sharding.replicated(mesh), sharding.replicated(mesh)),
-  )
-  # Each chunk of a held-out set is split over the mesh like a training batch (when it divides evenly).
-  eval_seeds = jax.vmap(lambda p, b: eval_step(p, b, model=model, task=task), in_axes=(0, None))
-  eval_fn = jax.jit(lambda p, b: eval_seeds(p, sharding.shard_batch(b, mesh)), out_shardings=sharding.replicated(mesh))
-  select = jax.jit(_where_seeds)
-  gates_fn = gate_statistics_fn(model, task, cfg.batch_size, mesh) if cfg.log_gates else None
-  end = cfg.num_steps if steps_this_run is None else min(cfg.num_steps, start + steps_this_run)
+  def __init__(self, config, workdir, dirs, task, model, schedule, ckpt, manager, latest, steps_this_run, mesh):
+    self.config, self.cfg, self.workdir, self.dirs, self.task, self.model = config, config.train, workdir, dirs, task, model
+    self.schedule, self.manager, self.mesh = schedule, manager, mesh
+    self.seeds = run_seeds(config)
+    self.state, self.best_params, self.stopped_at = ckpt["state"], ckpt["best_params"], ckpt["stopped_at"]
+    self.num_params = sum(int(np.prod(p.shape[1:])) for p in jax.tree_util.tree_leaves(self.state.params))
+    self.step_keys = sharding.replicate(seed_keys(config)[1], mesh)  # a global array, as the state is
+    self.start = latest or 0
+    self.main = jax.process_index() == 0  # in a multi-process run, only the first process writes and prints
+    self.writers = [records.MetricWriter(d, enabled=self.main) for d in dirs]
+    for writer in self.writers:
+      writer.truncate_after(self.start)
+    if self.start:
+      self.say(f"resumed from the checkpoint at step {self.start} in {workdir}")
+    self.step_fn, self.eval_fn, self.select, self.gates_fn = self._compile()
+    self.end = self.cfg.num_steps if steps_this_run is None else min(self.cfg.num_steps, self.start + steps_this_run)
+    self.pending: list[tuple[int, dict]] = []  # device metrics not yet fetched: no host sync per step
+    self.last_good = latest
+    self.histories = [{"valid": None, "best_valid": None, "train": None, "stopped": None} for _ in self.seeds]
+    self.better = (lambda a, b: a > b) if task.higher_is_better else (lambda a, b: a < b)
+    for i, writer in enumerate(self.writers):  # a resumed run continues the history of the records it kept
+      for record in writer.records():
+        self.remember(i, record["step"], record["split"], {k: v for k, v in record.items() if k not in ("step", "split")})
+    self.alive = [h["stopped"] is None for h in self.histories]
+    self.timer = {"t": time.perf_counter(), "step": self.start}
+    self.run_start = time.perf_counter()
+    self.bar = None
 
-  pending: list[tuple[int, dict]] = []  # device metrics not yet fetched: no host sync per step
-  last_good = latest
-  histories = [{"valid": None, "best_valid": None, "train": None, "stopped": None} for _ in seeds]
-  better = (lambda a, b: a > b) if task.higher_is_better else (lambda a, b: a < b)
+  def say(self, *args) -> None:
+    if self.main:
+      print(*args)
 
-  def remember(i: int, step: int, split: str, metrics: dict[str, Any]) -> bool:
+  def name(self, i: int) -> str:
+    return "" if len(self.seeds) == 1 else f"seed {self.seeds[i]}: "
+
+  def _compile(self):
+    """The jitted training steps, held-out evaluation, best-parameter selection and gate statistics."""
+    cfg, model, task, mesh = self.cfg, self.model, self.task, self.mesh
+    step_fn = jax.jit(
+      lambda s, k, stop, n: train_steps(s, k, stop, n, model=model, task=task, schedule=self.schedule,
+                                        batch_size=cfg.batch_size, weight_noise=self.config.opt.weight_noise, mesh=mesh),
+      donate_argnums=0,
+      # The state keeps its layout from step to step (split over fsdp); the rest is replicated.
+      out_shardings=(sharding.state_shardings(self.state, mesh, skip=1), sharding.replicated(mesh), sharding.replicated(mesh)),
+    )
+    # Each chunk of a held-out set is split over the mesh like a training batch (when it divides evenly).
+    eval_seeds = jax.vmap(lambda p, b: eval_step(p, b, model=model, task=task), in_axes=(0, None))
+    eval_fn = jax.jit(lambda p, b: eval_seeds(p, sharding.shard_batch(b, mesh)), out_shardings=sharding.replicated(mesh))
+    gates_fn = gate_statistics_fn(model, task, cfg.batch_size, mesh) if cfg.log_gates else None
+    return step_fn, eval_fn, jax.jit(_where_seeds), gates_fn
+
+  def remember(self, i: int, step: int, split: str, metrics: dict[str, Any]) -> bool:
     """Records seed i's latest metrics of `split`; True when a valid evaluation is its best so far."""
-    history = histories[i]
+    history = self.histories[i]
     history[split] = dict(metrics, step=step) if split == "stopped" else metrics
     best = history["best_valid"]
-    if split == "valid" and (best is None or better(metrics[task.metric], best[task.metric])):
+    if split == "valid" and (best is None or self.better(metrics[self.task.metric], best[self.task.metric])):
       history["best_valid"] = dict(metrics, step=step)
       return True
     return False
 
-  for i, writer in enumerate(writers):  # a resumed run continues the history of the records it kept
-    for record in writer.records():
-      remember(i, record["step"], record["split"], {k: v for k, v in record.items() if k not in ("step", "split")})
-  alive = [h["stopped"] is None for h in histories]
-  timer = {"t": time.perf_counter(), "step": start}
-  run_start = time.perf_counter()
+  def stop(self, i: int, step: int, record: dict[str, Any]) -> None:
+    """Seed i stops at `step` (a non-finite value, or early stopping), with a record saying why."""
+    self.alive[i] = False
+    self.remember(i, step, "stopped", record)
+    self.writers[i].write(step, "stopped", record, tb=False)
 
-  def flush(step: int) -> None:
-    """Fetches pending metrics, stops seeds at non-finite values, logs the latest."""
-    if not pending:
-      return
-    fetched = jax.device_get(pending)
-    pending.clear()
+  def _stop_non_finite(self, fetched) -> None:
+    """Stops each seed at its first non-finite loss or gradient norm; every seed: NonFiniteError."""
     for s, metrics in fetched:
-      for i in range(len(seeds)):
-        bad = [n for n in ("loss", "grad_norm") if alive[i] and not math.isfinite(float(metrics[n][i]))]
+      for i in range(len(self.seeds)):
+        bad = [n for n in ("loss", "grad_norm") if self.alive[i] and not math.isfinite(float(metrics[n][i]))]
         if bad:
-          alive[i] = False
           record = {"metric": bad[0], "value": float(metrics[bad[0]][i]), "last_step": s}
-          remember(i, s + 1, "stopped", record)
-          writers[i].write(s + 1, "stopped", record, tb=False)
-          if any(alive):
-            say(f"{name(i)}{bad[0]} is {record['value']} at step {s + 1}; this seed stops there, the others go on")
-    if all(h["stopped"] is not None and "metric" in h["stopped"] for h in histories):  # every seed diverged
-      good = f"the last good checkpoint is step {last_good}" if last_good is not None else "no checkpoint was written"
-      why = "; ".join(f"{name(i)}{h['stopped']['metric']} is {h['stopped']['value']} at step {h['stopped']['step']}"
-                      for i, h in enumerate(histories))
-      raise NonFiniteError(f"{why}; stopped ({good}, in {workdir})")
+          self.stop(i, s + 1, record)
+          if any(self.alive):
+            self.say(f"{self.name(i)}{bad[0]} is {record['value']} at step {s + 1}; this seed stops there, the others go on")
+    if all(h["stopped"] is not None and "metric" in h["stopped"] for h in self.histories):  # every seed diverged
+      good = f"the last good checkpoint is step {self.last_good}" if self.last_good is not None else "no checkpoint was written"
+      why = "; ".join(f"{self.name(i)}{h['stopped']['metric']} is {h['stopped']['value']} at step {h['stopped']['step']}"
+                      for i, h in enumerate(self.histories))
+      raise NonFiniteError(f"{why}; stopped ({good}, in {self.workdir})")
+
+  def flush(self, step: int) -> None:
+    """Fetches pending metrics, stops seeds at non-finite values, logs the latest."""
+    if not self.pending:
+      return
+    fetched = jax.device_get(self.pending)
+    self.pending.clear()
+    self._stop_non_finite(fetched)
     now = time.perf_counter()
-    rate = (step - timer["step"]) / max(now - timer["t"], 1e-9)
-    timer.update(t=now, step=step)
+    rate = (step - self.timer["step"]) / max(now - self.timer["t"], 1e-9)
+    self.timer.update(t=now, step=step)
     latest_metrics = fetched[-1][1]
-    if gates_fn is not None:
-      latest_metrics = dict(latest_metrics, **jax.device_get(gates_fn(state.params)))
+    if self.gates_fn is not None:
+      latest_metrics = dict(latest_metrics, **jax.device_get(self.gates_fn(self.state.params)))
     logged = []
-    for i in range(len(seeds)):
-      if alive[i]:
+    for i in range(len(self.seeds)):
+      if self.alive[i]:
         metrics = dict({k: float(v[i]) for k, v in latest_metrics.items()}, steps_per_s=rate)
-        remember(i, step, "train", metrics)
-        writers[i].write(step, "train", metrics)
+        self.remember(i, step, "train", metrics)
+        self.writers[i].write(step, "train", metrics)
         logged.append(metrics)
     if not logged:  # every seed has stopped
       return
-    if bar is not None:
-      bar.set_postfix(loss=f"{np.mean([m['loss'] for m in logged]):.4g}")
-    elif len(seeds) == 1:
-      say(f"step {step}/{cfg.num_steps} {_format(logged[0])}")
+    if self.bar is not None:
+      self.bar.set_postfix(loss=f"{np.mean([m['loss'] for m in logged]):.4g}")
+    elif len(self.seeds) == 1:
+      self.say(f"step {step}/{self.cfg.num_steps} {_format(logged[0])}")
     else:
-      say(f"step {step}/{cfg.num_steps} {_format(_mean(logged))} (mean of {len(logged)} seeds)")
+      self.say(f"step {step}/{self.cfg.num_steps} {_format(_mean(logged))} (mean of {len(logged)} seeds)")
 
-  def validate(step: int) -> None:
-    nonlocal best_params, stopped_at
-    results = evaluate(state.params, task, eval_fn, cfg.eval_batch_size, "valid")
-    improved = np.zeros(len(seeds), bool)
-    shown = [m for i, m in enumerate(results) if alive[i]]
+  def validate(self, step: int) -> None:
+    """Scores valid, keeps each seed's best parameters, and stops seeds without progress (early stopping)."""
+    cfg = self.cfg
+    results = evaluate(self.state.params, self.task, self.eval_fn, cfg.eval_batch_size, "valid")
+    improved = np.zeros(len(self.seeds), bool)
+    shown = [m for i, m in enumerate(results) if self.alive[i]]
     for i, metrics in enumerate(results):
-      if alive[i]:
-        improved[i] = remember(i, step, "valid", metrics)
-        writers[i].write(step, "valid", metrics)
+      if self.alive[i]:
+        improved[i] = self.remember(i, step, "valid", metrics)
+        self.writers[i].write(step, "valid", metrics)
     if improved.any():
-      best_params = select(improved, state.params, best_params)
+      self.best_params = self.select(improved, self.state.params, self.best_params)
     patience = cfg.early_stopping
-    for i, history in enumerate(histories):
-      if alive[i] and patience and step - history["best_valid"]["step"] >= patience * cfg.eval_every:
-        alive[i] = False  # early stopping: this seed's state stays as it is from here on
-        stopped_at = stopped_at.at[i].set(step)
-        record = {"reason": f"no better valid {task.metric} in {patience} evaluations", "last_step": step}
-        remember(i, step, "stopped", record)
-        writers[i].write(step, "stopped", record, tb=False)
-        say(f"{name(i)}early stopping at step {step} (best valid at step {history['best_valid']['step']})")
-    seeds_note = "" if len(seeds) == 1 else f" (mean of {len(shown)} seeds)"
-    say(f"valid step {step}: {_format(_mean(shown))}{seeds_note} (baseline {task.metric} {task.baseline:.4g})")
+    for i, history in enumerate(self.histories):
+      if self.alive[i] and patience and step - history["best_valid"]["step"] >= patience * cfg.eval_every:
+        self.stopped_at = self.stopped_at.at[i].set(step)  # this seed's state stays as it is from here on
+        self.stop(i, step, {"reason": f"no better valid {self.task.metric} in {patience} evaluations", "last_step": step})
+        self.say(f"{self.name(i)}early stopping at step {step} (best valid at step {history['best_valid']['step']})")
+    seeds_note = "" if len(self.seeds) == 1 else f" (mean of {len(shown)} seeds)"
+    self.say(f"valid step {step}: {_format(_mean(shown))}{seeds_note} (baseline {self.task.metric} {self.task.baseline:.4g})")
 
-  def save(step: int) -> None:
-    nonlocal last_good
-    flush(step)  # notes every non-finite step before the state is written
-    if manager.latest_step() != step:
-      manager.save(step, args=ocp.args.StandardSave({"state": state, "best_params": best_params, "stopped_at": stopped_at}))
-      manager.wait_until_finished()
-    last_good = step
+  def save(self, step: int) -> None:
+    self.flush(step)  # notes every non-finite step before the state is written
+    if self.manager.latest_step() != step:
+      item = {"state": self.state, "best_params": self.best_params, "stopped_at": self.stopped_at}
+      self.manager.save(step, args=ocp.args.StandardSave(item))
+      self.manager.wait_until_finished()
+    self.last_good = step
 
-  bar = _progress(cfg.num_steps, start)
-  if not any(alive):  # every seed had stopped by the checkpoint this run resumed from
-    end = start
-  try:
-    with _StopRequests() as stop:
-      for step in range(start, end):
-        state, stopped_at, metrics = step_fn(state, step_keys, stopped_at, np.int32(step))
-        pending.append((step, metrics))
+  def loop(self) -> None:
+    """The training steps from `start` to `end`, with logs, evaluations and checkpoints."""
+    cfg = self.cfg
+    if not any(self.alive):  # every seed had stopped by the checkpoint this run resumed from
+      self.end = self.start
+    with _StopRequests() as requests:
+      for step in range(self.start, self.end):
+        self.state, self.stopped_at, metrics = self.step_fn(self.state, self.step_keys, self.stopped_at, np.int32(step))
+        self.pending.append((step, metrics))
         done = step + 1
-        if bar is not None:
-          bar.update(1)
+        if self.bar is not None:
+          self.bar.update(1)
         if done % cfg.log_every == 0:
-          flush(done)
+          self.flush(done)
         if done == cfg.num_steps or (cfg.eval_every and done % cfg.eval_every == 0):
-          flush(done)
-          validate(done)  # before the checkpoint of this step, which keeps the best parameters
+          self.flush(done)
+          self.validate(done)  # before the checkpoint of this step, which keeps the best parameters
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
-          save(done)
-        if stop.signal is not None:
-          save(done)
-          raise KeyboardInterrupt(f"stopped by signal {stop.signal} after step {done}; checkpoint saved")
-        if not any(alive):  # every seed stopped early
-          end = done
+          self.save(done)
+        if requests.signal is not None:
+          self.save(done)
+          raise KeyboardInterrupt(f"stopped by signal {requests.signal} after step {done}; checkpoint saved")
+        if not any(self.alive):  # every seed stopped early
+          self.end = done
           break
-      flush(end)
-      save(end)
-    if end < cfg.num_steps and any(alive):
-      return {"step": end, "finished": False}
-    at_best = evaluate(best_params, task, eval_fn, cfg.eval_batch_size, "test")
-    at_final = evaluate(state.params, task, eval_fn, cfg.eval_batch_size, "test")
-    on_train = None if task.train_set is None else evaluate(best_params, task, eval_fn, cfg.eval_batch_size, "train")
+      self.flush(self.end)
+      self.save(self.end)
+
+  def test(self) -> list[dict[str, Any]]:
+    """Each seed's test scores at its best-valid and its final parameters (and the train set at the
+    former, where the task has one), written to its records."""
+    batch_size = self.cfg.eval_batch_size
+    at_best = evaluate(self.best_params, self.task, self.eval_fn, batch_size, "test")
+    at_final = evaluate(self.state.params, self.task, self.eval_fn, batch_size, "test")
+    on_train = None if self.task.train_set is None else evaluate(self.best_params, self.task, self.eval_fn, batch_size, "train")
     tested = []
-    for i, (history, writer) in enumerate(zip(histories, writers)):
-      final_step = end if history["stopped"] is None else history["stopped"]["last_step"]
+    for i, (history, writer) in enumerate(zip(self.histories, self.writers)):
+      final_step = self.end if history["stopped"] is None else history["stopped"]["last_step"]
       tests = {"final": dict(at_final[i], step=final_step)}
       if history["best_valid"] is not None:  # None: the seed stopped before its first evaluation
         tests["best_valid"] = dict(at_best[i], step=history["best_valid"]["step"])
@@ -612,45 +634,58 @@ def _run(config, workdir, dirs, task, model, schedule, ckpt, manager, latest, st
           writer.write(tests[at]["step"], "test", {k: v for k, v in tests[at].items() if k != "step"}, at=at)
       tested.append(tests)
       if "best_valid" in tests:
-        say(f"{name(i)}test at the best valid step {tests['best_valid']['step']}: {_format(tests['best_valid'])}")
-  finally:
-    for writer in writers:
-      writer.close()
-    if bar is not None:
-      bar.close()
+        self.say(f"{self.name(i)}test at the best valid step {tests['best_valid']['step']}: {_format(tests['best_valid'])}")
+    return tested
 
-  wall_time = time.perf_counter() - run_start
-  summaries = []
-  for i, (history, d) in enumerate(zip(histories, dirs)):
-    summary = {
-      "task": task.name, "cell": config.model.cell, "features": config.model.features,
-      "num_layers": config.model.num_layers, "params": num_params, "steps": cfg.num_steps, "seed": seeds[i],
-      "metric": task.metric, "higher_is_better": task.higher_is_better,
-      "baseline": task.baseline, "baseline_note": task.baseline_note, "train": history["train"],
-      "valid": history["valid"], "best_valid": history["best_valid"],
-      "test_at_best_valid": tested[i].get("best_valid"), "test_final": tested[i]["final"],
-      "train_at_best_valid": tested[i].get("train"), "stopped": history["stopped"],
-      "steps_run": tested[i]["final"]["step"],
-      "wall_time_s_this_run": wall_time, "num_seeds_in_program": len(seeds), "workdir": d, "finished": True,
+  def run(self) -> dict[str, Any]:
+    """Trains, tests and writes the summaries; {"step", "finished": False} when steps_this_run ends it early."""
+    self.bar = _progress(self.cfg.num_steps, self.start)
+    try:
+      self.loop()
+      if self.end < self.cfg.num_steps and any(self.alive):
+        return {"step": self.end, "finished": False}
+      tested = self.test()
+    finally:
+      for writer in self.writers:
+        writer.close()
+      if self.bar is not None:
+        self.bar.close()
+    return self.summarise(tested, time.perf_counter() - self.run_start)
+
+  def summarise(self, tested: list[dict[str, Any]], wall_time: float) -> dict[str, Any]:
+    """Each seed's summary.json, and with several seeds the run's, which this returns."""
+    config, cfg, task = self.config, self.cfg, self.task
+    summaries = []
+    for i, (history, d) in enumerate(zip(self.histories, self.dirs)):
+      summary = {
+        "task": task.name, "cell": config.model.cell, "features": config.model.features,
+        "num_layers": config.model.num_layers, "params": self.num_params, "steps": cfg.num_steps, "seed": self.seeds[i],
+        "metric": task.metric, "higher_is_better": task.higher_is_better,
+        "baseline": task.baseline, "baseline_note": task.baseline_note, "train": history["train"],
+        "valid": history["valid"], "best_valid": history["best_valid"],
+        "test_at_best_valid": tested[i].get("best_valid"), "test_final": tested[i]["final"],
+        "train_at_best_valid": tested[i].get("train"), "stopped": history["stopped"],
+        "steps_run": tested[i]["final"]["step"],
+        "wall_time_s_this_run": wall_time, "num_seeds_in_program": len(self.seeds), "workdir": d, "finished": True,
+      }
+      if self.main:
+        files.atomic_write(os.path.join(d, "summary.json"), json.dumps(summary, indent=2) + "\n")
+      summaries.append(summary)
+    if len(self.seeds) == 1:
+      return summaries[0]
+    values = [s["test_at_best_valid"][task.metric] for s in summaries if s["test_at_best_valid"] is not None]
+    overall = {
+      "task": task.name, "cell": config.model.cell, "seeds": self.seeds, "metric": task.metric, "params": self.num_params,
+      "steps": cfg.num_steps, "baseline": task.baseline,
+      "test_at_best_valid": {"mean": float(np.mean(values)) if values else None,
+                             "std": float(np.std(values, ddof=1)) if len(values) > 1 else None, "values": values},
+      "diverged_seeds": [s["seed"] for s in summaries if s["stopped"] is not None and "metric" in s["stopped"]],
+      "baseline_note": task.baseline_note,
+      "runs": summaries, "wall_time_s_this_run": wall_time, "workdir": self.workdir, "finished": True,
     }
-    if main:
-      files.atomic_write(os.path.join(d, "summary.json"), json.dumps(summary, indent=2) + "\n")
-    summaries.append(summary)
-  if len(seeds) == 1:
-    return summaries[0]
-  values = [s["test_at_best_valid"][task.metric] for s in summaries if s["test_at_best_valid"] is not None]
-  overall = {
-    "task": task.name, "cell": config.model.cell, "seeds": seeds, "metric": task.metric, "params": num_params,
-    "steps": cfg.num_steps, "baseline": task.baseline,
-    "test_at_best_valid": {"mean": float(np.mean(values)) if values else None,
-                           "std": float(np.std(values, ddof=1)) if len(values) > 1 else None, "values": values},
-    "diverged_seeds": [s["seed"] for s in summaries if s["stopped"] is not None and "metric" in s["stopped"]],
-    "baseline_note": task.baseline_note,
-    "runs": summaries, "wall_time_s_this_run": wall_time, "workdir": workdir, "finished": True,
-  }
-  if main:
-    files.atomic_write(os.path.join(workdir, "summary.json"), json.dumps(overall, indent=2) + "\n")
-  return overall
+    if self.main:
+      files.atomic_write(os.path.join(self.workdir, "summary.json"), json.dumps(overall, indent=2) + "\n")
+    return overall
 
 
 def _mean(metrics: list[dict[str, float]]) -> dict[str, float]:
