@@ -30,7 +30,21 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0  # parameter init, data order and dropout all derive from it
   c.num_seeds = 1  # seeds seed, seed + 1, ... trained as one vmapped program; each in workdir/seed=<s>/ when > 1
+  _mesh(c)
+  _model(c)
+  _task(c, task)
+  _opt(c)
+  _train(c)
+  for key, value in tasks.TASKS[task].defaults.items():  # the task's own defaults, in its module
+    section, _, name = key.partition(".")
+    if section not in c or name not in c[section]:
+      raise KeyError(f"task {task!r}: its DEFAULTS name {key!r}, which is not a config key")
+    c[section][name] = value
+  return c
 
+
+def _mesh(c) -> None:
+  """The devices: the mesh's axes and the processes of a multi-host run."""
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1  # devices the batch is split over (data parallelism; -1: every device left after fsdp)
   c.mesh.fsdp = 1  # devices the parameters and optimizer state are split over (and the batch too)
@@ -43,6 +57,9 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   c.distributed.num_processes = -1  # -1: from the cluster's environment ("auto")
   c.distributed.process_id = -1  # -1: from the cluster's environment ("auto")
 
+
+def _model(c) -> None:
+  """The model: the cell, its options and the stack around it (gru_jax.models.SequenceModel)."""
   c.model = ml_collections.ConfigDict()
   c.model.cell = "gru"  # a name in gru_jax.specs.SPECS
   c.model.features = 128  # hidden size of every layer
@@ -63,6 +80,9 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   c.model.dtype = "float32"  # computation dtype: float32, or bfloat16 (parameters and optimizer state stay float32)
   c.model.front_end = "linen"  # the recurrent stack's modules: "linen" (gru_jax.layers) or "nnx" (gru_jax.nnx)
 
+
+def _task(c, task: str) -> None:
+  """The task's settings; each applies to the tasks its comment names."""
   c.task = ml_collections.ConfigDict()
   c.task.name = task
   c.task.seq_len = 100  # adding: sequence length T; copy: delay T (sequences are T + 20 long)
@@ -88,6 +108,9 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   c.task.vocab_size = 10000  # text tasks: ids in the vocabulary, padding and unknown included
   c.task.encoding_errors = "replace"  # text tasks: bytes that are not UTF-8: replace, ignore or strict
 
+
+def _opt(c) -> None:
+  """The optimizer (optax) and its schedule."""
   c.opt = ml_collections.ConfigDict()
   c.opt.name = "adam"  # adam, adamw, rmsprop, sgd
   c.opt.learning_rate = 3e-3  # peak learning rate
@@ -98,6 +121,9 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   c.opt.momentum = 0.0  # sgd and rmsprop
   c.opt.weight_noise = 0.0  # std of Gaussian noise on every weight for each step's gradient (Graves 2011); 0: none
 
+
+def _train(c) -> None:
+  """The loop: steps, batches, evaluation, checkpoints, early stopping."""
   c.train = ml_collections.ConfigDict()
   c.train.num_steps = 1500
   c.train.batch_size = 64
@@ -108,13 +134,6 @@ def get_config(task: str = "adding") -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 500  # 0: only at the end (and on Ctrl-C)
   c.train.keep_checkpoints = 2
   c.train.early_stopping = 0  # stop a seed after this many evaluations without a better valid metric; 0: never
-
-  for key, value in tasks.TASKS[task].defaults.items():  # the task's own defaults, in its module
-    section, _, name = key.partition(".")
-    if section not in c or name not in c[section]:
-      raise KeyError(f"task {task!r}: its DEFAULTS name {key!r}, which is not a config key")
-    c[section][name] = value
-  return c
 
 
 def for_cell(cell: str, task: str, **cell_kwargs) -> ml_collections.ConfigDict:
