@@ -70,3 +70,14 @@ def test_published_results_are_not_ignored_by_git():
   if done.returncode == 128:
     pytest.skip(f"not a git checkout: {done.stderr.strip()}")
   assert done.stdout.split() == ["runs/x/summary.json"]  # the scratch workdirs only
+
+
+def test_no_function_of_the_lab_is_longer_than_80_lines():
+  import ast
+
+  long = []
+  for path in sorted((ROOT / "gru_jax" / "lab").rglob("*.py")):
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80:
+        long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+  assert not long, long
