@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gru_jax import cells, layers, nnx, recurrent
+from gru_jax import cells, layers, merges, nnx
 
 _INSTALL = "pip install keras==3.15.1 (Keras 3 with its JAX backend; TensorFlow is not needed)"
 
@@ -193,8 +193,8 @@ def _layer_from_keras(keras, layer, drop: bool, backward: bool = False) -> tuple
 
 def _bidirectional_from_keras(keras, layer, drop: bool) -> tuple[layers.Bidirectional, dict[str, Any]]:
   _refuse("from_keras", f"keras.layers.Bidirectional {layer.name!r}", [
-    (layer.merge_mode not in recurrent.MERGES,
-     f"merge_mode={layer.merge_mode!r} (gru_jax's Bidirectional merges by {list(recurrent.MERGES)})"),
+    (layer.merge_mode not in merges.MERGES,
+     f"merge_mode={layer.merge_mode!r} (gru_jax's Bidirectional merges by {list(merges.MERGES)})"),
     (layer.forward_layer.go_backwards, "a forward_layer with go_backwards=True (gru_jax runs the first layer forward)"),
     (not drop and layer.activity_regularizer,
      f"activity_regularizer={layer.activity_regularizer!r} (training only; drop_training_options=True leaves it out)"),
@@ -408,7 +408,7 @@ def _keras_module(keras, module, return_sequences: bool, return_state: bool):
   """The unbuilt Keras layer (or Bidirectional) of a gru_jax layer or Bidirectional."""
   if isinstance(module, layers.Bidirectional):
     _refuse("to_keras", "Bidirectional", [
-      (module.merge not in recurrent.MERGES, f"merge={module.merge!r} (Keras merges by {list(recurrent.MERGES)})"),
+      (module.merge not in merges.MERGES, f"merge={module.merge!r} (Keras merges by {list(merges.MERGES)})"),
     ])
     forward = _keras_layer(keras, module.forward_rnn, False, return_sequences, return_state)
     backward = _keras_layer(keras, module.backward_rnn, True, return_sequences, return_state)

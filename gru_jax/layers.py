@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gru_jax import recurrent, specs
+from gru_jax import merges, recurrent, specs
 
 Array = jax.Array
 Carry = Any
@@ -337,7 +337,7 @@ class Bidirectional(nn.Module):
 
   def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, deterministic=True):
     """Like the layers' call; initial_carry and the returned carry are (forward, backward)."""
-    merge = recurrent.check_merge(self.merge)
+    merge = merges.check_merge(self.merge)
     carry_f, carry_b = (None, None) if initial_carry is None else initial_carry
     ys_f, carry_f = self.forward_rnn(
       xs, seq_lengths=seq_lengths, initial_carry=carry_f, return_carry=True, deterministic=deterministic

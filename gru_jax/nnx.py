@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gru_jax import layers, recurrent, specs
+from gru_jax import layers, merges, recurrent, specs
 
 Array = jax.Array
 Carry = Any
@@ -266,7 +266,7 @@ class Bidirectional(nnx.Module):
   the backward layer starts at each sequence's own last valid step. As `gru_jax.layers.Bidirectional`."""
 
   def __init__(self, forward_rnn: Recurrent, backward_rnn: Recurrent, *, merge: str = "concat"):
-    recurrent.check_merge(merge)
+    merges.check_merge(merge)
     self.forward_rnn, self.backward_rnn, self.merge = forward_rnn, backward_rnn, merge
 
   def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, deterministic=None, rngs=None):
@@ -275,7 +275,7 @@ class Bidirectional(nnx.Module):
     common = dict(seq_lengths=seq_lengths, return_carry=True, deterministic=deterministic, rngs=rngs)
     ys_f, carry_f = self.forward_rnn(xs, initial_carry=carry_f, **common)
     ys_b, carry_b = self.backward_rnn(xs, initial_carry=carry_b, reverse=True, **common)
-    ys = recurrent.check_merge(self.merge)(ys_f, ys_b)
+    ys = merges.check_merge(self.merge)(ys_f, ys_b)
     return (ys, (carry_f, carry_b)) if return_carry else ys
 
 

@@ -10,7 +10,7 @@ hand-written backward pass, or autodiff through `lax.scan` (`gru_jax.scan`).
 import dataclasses
 import functools
 import math
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -129,20 +129,6 @@ def _pallas_scan(owner, spec, options, split, batch, dtype):
   b_hn = split.b[2 * hidden:]  # the fused split's recurrent bias is [0, 0, b_hn]
   interpret = True if options.kernel == "pallas_interpret" else None
   return lambda carry, xp, valid: pallas_gru.gru_scan(xp, split.w_h, b_hn, carry, valid, interpret=interpret)
-
-
-# How a Bidirectional merges its two directions' outputs (Keras's merge_mode names).
-MERGES: dict[str, Callable[[Array, Array], Array]] = {
-  "concat": lambda f, b: jnp.concatenate([f, b], axis=-1),  # [..., 2H], PyTorch's layout
-  "sum": jnp.add, "mul": jnp.multiply, "ave": lambda f, b: (f + b) / 2,
-}
-
-
-def check_merge(merge: str) -> Callable[[Array, Array], Array]:
-  """The merge function called `merge`, or a ValueError listing the names."""
-  if merge not in MERGES:
-    raise ValueError(f"Bidirectional: merge={merge!r} is not supported; expected one of {list(MERGES)}")
-  return MERGES[merge]
 
 
 def promote(x: Array, params: dict[str, Array], dtype: Any) -> tuple[Array, dict[str, Array]]:
