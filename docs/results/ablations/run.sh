@@ -24,11 +24,13 @@ python -m experiments.ablate --config=configs/ablations/chung2014.py --config.ta
   --config.search_dir=docs/results/ablations/chung2014/jsb_chorales/search --config.cells=rnn \
   --config.recurrent_kernel_init=glorot_uniform --workdir=runs/chung2014-jsb_chorales-rnn-glorot --jobs=1
 publish chung2014-jsb_chorales-rnn-glorot chung2014/jsb_chorales/rnn_glorot
-# Nottingham's search, in progress (10 of 30 runs on 2026-12-02): each session resumes it from the
-# committed records and commits them again; publish when all 30 are done. MuseData and Piano-midi
-# likewise, after it; benchmarks/gpu.sh's chung2014 stage runs all four.
+# Nottingham's search (2026-12-03, 2-core CPU; all 30 runs in one session, from a clone of commit
+# 3bd390e: the same sweep and task as this file's commit, whose lab modules moved since): its records (runs/) carry it
+# across sessions; the final phase and MuseData and Piano-midi follow. benchmarks/gpu.sh's chung2014
+# stage runs all four.
 python -m experiments.ablate --config=configs/ablations/chung2014.py --config.tasks=nottingham \
   --workdir=runs/chung2014-nottingham-search --records=docs/results/ablations/chung2014/nottingham/search/runs --jobs=2
+publish chung2014-nottingham-search chung2014/nottingham/search
 python -m experiments.chung2014_table --root=docs/results/ablations/chung2014  # table.md, the README's table
 # Chung et al. 2014 on music21's chorales (2026-11-26, 2-core CPU; the study file at commit be83621, run
 # before the four published sets were shipped: `git show be83621:configs/ablations/chung2014.py` is it):
