@@ -28,8 +28,7 @@ import optax
 from flax.training import train_state
 
 from gru_jax import models, specs
-from gru_jax.lab import checkpoints, extras, files, records, sharding, tasks
-from gru_jax.lab.checkpoints import CheckpointError
+from gru_jax.lab import extras
 
 try:
   import ml_collections
@@ -38,6 +37,10 @@ try:
   import tqdm  # noqa: F401
 except ImportError as e:
   raise extras.lab_missing("gru_jax.lab.train", e) from e
+
+# After the check, so that a missing extra is named for this module, not for one it imports.
+from gru_jax.lab import checkpoints, files, records, sharding, tasks  # noqa: E402
+from gru_jax.lab.checkpoints import CheckpointError  # noqa: E402
 
 
 class ConfigError(ValueError):
