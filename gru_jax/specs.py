@@ -170,7 +170,7 @@ class CellSpec:
 
   def project_fn(self) -> Callable[[dict, Array], Array]:
     """The input projection `(params, x) -> xp` that the step expects (one matmul for all steps)."""
-    return functools.partial(cells.project, layer_norm=getattr(self, "layer_norm", False), use_bias=self.use_bias)
+    return functools.partial(cells.project, use_bias=self.use_bias)
 
   def parallel_fn(self, custom_vjp: bool = True) -> Callable | None:
     """For cells whose recurrence is linear in the carry: `(params, carry, xp [T, B, ...]) ->
@@ -235,6 +235,9 @@ class _GatedSpec(CellSpec):
 
   def recurrent_pre(self, params, h):
     return cells.recurrent_pre(params, h, layer_norm=self.layer_norm)
+
+  def project_fn(self):
+    return functools.partial(cells.project, layer_norm=self.layer_norm, use_bias=self.use_bias)
 
   def fused_kernel(self, params):
     # With layer normalisation the gates take h @ centre_blocks(W_h), whose blocks have mean zero.
@@ -515,7 +518,7 @@ class PeepholeLSTMSpec(LSTMSpec):
 
   def gate_values(self, params, carry, xp):
     num = self.num_gates
-    pre = cells.gate_blocks(cells.recurrent_pre(params, carry[1]), num)
+    pre = cells.gate_blocks(self.recurrent_pre(params, carry[1]), num)
     parts = cells.greff_lstm_activations(cells.gate_blocks(xp, num), pre, carry, params["peephole"], removed=self.removed)
     return {"input": parts["input"], "forget": parts["forget"], "output": parts["output"], "keep": parts["forget"]}
 
@@ -644,12 +647,13 @@ class DeyGRUSpec(CellSpec):
     super().__post_init__()
 
   def param_specs(self, in_features):
-    hidden, state = self.features, self.gates_from != "bias"
+    hidden = self.features
+    kernel_blocks = 1 if self.gates_from == "bias" else 3  # r, z, n; GRU3: n only
+    bias_blocks = 1 if self.gates_from == "state" else 3  # r, z, n; GRU2: n only
     specs = {"input_kernel": (self.kernel_init, (in_features, hidden)),
-             "recurrent_kernel": (per_gate(self.recurrent_kernel_init, 3 if state else 1), (hidden, (3 if state else 1) * hidden))}
+             "recurrent_kernel": (per_gate(self.recurrent_kernel_init, kernel_blocks), (hidden, kernel_blocks * hidden))}
     if self.use_bias:
-      specs["bias"] = (per_gate(self.bias_init, 1 if self.gates_from == "state" else 3),
-                       ((1 if self.gates_from == "state" else 3) * hidden,))
+      specs["bias"] = (per_gate(self.bias_init, bias_blocks), (bias_blocks * hidden,))
     return specs
 
   def project_fn(self):
