@@ -42,7 +42,7 @@ variants="gru_jax.GRU,gru_jax.GRU[unroll=1],gru_jax.GRU[unroll=4],gru_jax.GRU[re
       tests)
         # train/config/task tests need ml-collections, orbax and the data packages, absent there.
         JAX_DEFAULT_MATMUL_PRECISION=highest timeout 400 python3 -m pytest -q -p no:cacheprovider -k "not from_its_config" \
-          tests/cells_test.py tests/scan_test.py tests/fused_test.py tests/layers_test.py tests/interop_test.py \
+          tests/cells_test.py tests/scan_test.py tests/fused_test.py tests/layers_test.py tests/pytorch_test.py \
           tests/parallel_test.py tests/variants_test.py 2>&1 | tail -15 ;;
       default) python3 -m benchmarks.speed --out="$OUT/gpu-$day" ;;
       variants) python3 -m benchmarks.speed --points=64x512x512x512 --models="$variants" --out="$OUT/gpu-$day-variants" ;;

@@ -238,7 +238,7 @@ def test_chung2014_search_then_final_reads_the_picked_rates(tmp_path):
   assert all(ablation.build_config(p).task.transpose == "C" for p in ablation.expand(study.sweep, config)[:1])
 
 
-def test_chung2014_side_by_side_sets_the_paper_beside_our_seeds(tmp_path):
+def test_chung2014_table_sets_the_paper_beside_our_seeds(tmp_path):
   study = load_study("chung2014")
   folder = tmp_path / "jsb_chorales" / "final"
   folder.mkdir(parents=True)
@@ -251,7 +251,7 @@ def test_chung2014_side_by_side_sets_the_paper_beside_our_seeds(tmp_path):
     writer = csv.DictWriter(f, list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-  table = study.side_by_side(str(tmp_path))
+  table = study.table(str(tmp_path))
   assert len([line for line in table.splitlines() if line.startswith("| ") and "NLL" not in line and "pieces" not in line]) == 12 + 4
   # the paper's numbers for every set; ours where a set has run; the recurrent layer without the read-out
   assert "| jsb_chorales | GRU | 18,630 / 22,766 (≈20.2K) | 5 | 6.94 | 8.30 ± 0.16 [8.10, 8.50] | 8.54 | 8.53 ± 0.02 [8.51, 8.55] |" in table
@@ -261,6 +261,63 @@ def test_chung2014_side_by_side_sets_the_paper_beside_our_seeds(tmp_path):
   assert "GRU better than tanh" in ordering and "GRU vs LSTM: not resolved" in ordering and "- nottingham" not in table
   assert "| jsb_chorales | 229 (13,807) | 76 (4,602) | 77 (4,725) | jsb_chorales.npz, " in table  # the splits as scored
   assert "| nottingham | 692 (" in table  # two of its published 694 training pieces are also in valid or test
+
+
+def test_greff2017_searches_each_variant_then_runs_its_best_draw_with_fresh_seeds(tmp_path):
+  study = load_study("greff2017")
+  config = study.get_config()
+  points = ablation.expand(study.sweep, config)
+  assert len(points) == 9 * 12 and {p["seed"] for p in points} == {0} and {p["task"] for p in points} == {"jsb_chorales"}
+  assert {p["cell"] for p in points} == set(study.VARIANTS) <= set(specs.SPECS)
+  draws = {c: study.draws(config, c) for c in study.VARIANTS}
+  assert len({tuple(d) for d in draws.values()}) == 9  # a separate search for each variant
+  assert all(20 <= h <= 200 and 1e-4 * 0.99 <= r <= 1.01 for d in draws.values() for h, r in d)
+  built = ablation.build_config(points[0])
+  train.check_config(built)
+  assert (built.opt.name, built.opt.nesterov, built.opt.momentum, built.opt.clip_norm) == ("sgd", True, 0.9, 0.0)
+  assert built.train.num_steps == 150 * 15 and built.train.early_stopping == 5  # 150 epochs of 229 pieces in 16s
+  from gru_jax.lab.tasks import polyphonic  # pylint: disable=g-import-not-at-top
+
+  assert len(polyphonic.dedupe(polyphonic.load("jsb_chorales"))["train"]) == study.TRAIN_PIECES
+  config.phase, config.search_dir = "final", str(tmp_path)
+  with pytest.raises(ValueError, match="run the search phase first"):
+    ablation.expand(study.sweep, config)
+  rows = [{"cell": p["cell"], "model.features": p["model.features"], "opt.learning_rate": p["opt.learning_rate"],
+           "status": "done", "valid": "nan" if i % 12 == 11 else 9.0 - (i % 12) * 0.01} for i, p in enumerate(points)]
+  with open(tmp_path / "results.csv", "w", newline="") as f:
+    writer = csv.DictWriter(f, list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+  final = ablation.expand(study.sweep, config)
+  assert len(final) == 45 and [len(g) for g in ablation.seed_groups(final)] == [5] * 9
+  assert {p["seed"] for p in final} == {1, 2, 3, 4, 5}
+  best = {c: d[10] for c, d in draws.items()}  # the lowest finite valid NLL: each variant's 11th draw
+  assert all((p["model.features"], p["opt.learning_rate"]) == best[p["cell"]] for p in final)
+  config.cells = "gru"
+  with pytest.raises(ValueError, match=r"cells: \['gru'\] are not variants of this study"):
+    ablation.expand(study.sweep, config)
+
+
+def test_greff2017_table_tests_each_variant_against_the_vanilla_lstm(tmp_path):
+  study = load_study("greff2017")
+  for phase in ("search", "final"):
+    (tmp_path / phase).mkdir()
+  search = [{"cell": "peephole_lstm", "model.features": 50, "opt.learning_rate": 0.1, "status": "done", "metric": "nll", "valid": 8.6,
+             "params": 0, "train": 8.0, "test": 8.7}]
+  final = [{"cell": cell, "model.features": 50, "opt.learning_rate": 0.1, "status": "done", "metric": "nll", "valid": 8.6, "params": 25000,
+            "train": 8.0, "test": test + 0.01 * seed}
+           for cell, test in (("peephole_lstm", 8.6), ("nfg_lstm", 9.1), ("lstm", 8.6)) for seed in range(1, 6)]
+  for phase, rows in (("search", search), ("final", final)):
+    with open(tmp_path / phase / "results.csv", "w", newline="") as f:
+      writer = csv.DictWriter(f, list(rows[0]))
+      writer.writeheader()
+      writer.writerows(rows)
+  table = study.table(str(tmp_path))
+  assert "| V (`peephole_lstm`) | 1 | 50, 0.1 (8.60) | 25,000 | 5 | 8.00 ± 0.00" in table
+  nfg = next(line for line in table.splitlines() if line.startswith("| NFG"))
+  assert "| 9.13 ± 0.02 [9.11, 9.15] | worse (t = " in nfg and nfg.endswith("| worse (all tasks) |")
+  assert "not resolved (t = 0.00, p = 1)" in next(line for line in table.splitlines() if line.startswith("| NP"))
+  assert "| NIG (`nig_lstm`) | 0 | — | — | 0 | not run yet | not run yet | — |" in table
 
 
 def test_long_point_names_are_shortened_and_stay_unique():

@@ -154,3 +154,15 @@ def test_sharding_annotations_reach_the_parameters():
   assert partition["bias"].get_value() == jax.sharding.PartitionSpec("model")
   with pytest.raises(ValueError, match=r"GRU: sharding names \['kernel'\], which are not parameters"):
     gj.nnx.GRU(D, H, rngs=nnx.Rngs(0), sharding={"kernel": (None, "model")})
+
+
+def test_the_front_ends_are_siblings_and_the_converters_live_in_interop():
+  import ast  # pylint: disable=g-import-not-at-top
+  import inspect  # pylint: disable=g-import-not-at-top
+  imported = {alias.name for node in ast.walk(ast.parse(inspect.getsource(gj.nnx))) if isinstance(node, ast.ImportFrom)
+              for alias in node.names}
+  assert "layers" not in imported and imported >= {"specs", "recurrent"}
+  for name in ("to_linen", "from_linen", "linen_variables", "load_linen_variables"):
+    assert getattr(gj.nnx, name) is getattr(gj.interop, name)
+  with pytest.raises(AttributeError, match="gru_jax.nnx' has no attribute 'to_torch'"):
+    gj.nnx.to_torch  # noqa: B018  pylint: disable=pointless-statement

@@ -74,14 +74,16 @@ def test_readme_ablation_table_is_the_published_one():
     assert (README.parent / image).exists(), image
 
 
-def test_readme_chung2014_table_is_the_rendered_one():
-  """The README's side-by-side table is <root>/table.md, and table.md is what the study's results render to."""
-  from experiments import chung2014_table
+@pytest.mark.parametrize("study", ["chung2014"])  # greff2017 joins once its results are published
+def test_readme_study_tables_are_the_rendered_ones(study):
+  """The README's table of each study is <root>/table.md, and table.md is what the study's results render to."""
+  from experiments import study_table
 
-  root = README.parent / "docs" / "results" / "ablations" / "chung2014"
-  block = README.read_text().split("<!-- chung2014 table -->\n")[1].split("<!-- end chung2014 table -->")[0]
-  assert block == (root / "table.md").read_text(), "copy docs/results/ablations/chung2014/table.md into the README"
-  assert block == chung2014_table.study_module().side_by_side(str(root)), "rerun python -m experiments.chung2014_table"
+  root = README.parent / "docs" / "results" / "ablations" / study
+  block = README.read_text().split(f"<!-- {study} table -->\n")[1].split(f"<!-- end {study} table -->")[0]
+  assert block == (root / "table.md").read_text(), f"copy docs/results/ablations/{study}/table.md into the README"
+  study_file = README.parent / "configs" / "ablations" / f"{study}.py"
+  assert block == study_table.render(str(study_file), str(root)), f"rerun python -m experiments.study_table --config={study_file}"
 
 
 def test_readme_insight_table_is_the_committed_summaries():

@@ -26,3 +26,10 @@ def test_welch_matches_the_formula_and_orderings_say_which_is_better():
   assert stats.ordering("A", a, "B", b, higher_is_better=False).startswith("A better than B")
   assert stats.ordering("A", a, "B", b, higher_is_better=True).startswith("B better than A")
   assert "not resolved" in stats.ordering("A", a, "C", a + 0.01, higher_is_better=False)
+
+
+def test_mean_std_ci_formats_the_interval():
+  values = [8.0, 9.0, 8.5, 8.2, 8.9]
+  low, high = stats.interval(values)
+  assert stats.mean_std_ci(values) == f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f} [{low:.2f}, {high:.2f}]"
+  assert stats.mean_std_ci([8.123], digits=1) == "8.1 (1 seed)" and stats.mean_std_ci([]) == "not run yet"

@@ -16,6 +16,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from gru_jax import specs
@@ -318,6 +319,7 @@ def test_damaged_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
     (dict(opt__warmup_steps=10), r"opt.warmup_steps \(10\) must be smaller than train.num_steps \(4\)"),
     (dict(task__seq_len=0), r"task.seq_len must be a positive integer for the adding task; got 0"),
     (dict(opt__learning_rate=0.0), r"opt.learning_rate must be positive"),
+    (dict(opt__nesterov=True), r"opt.nesterov=True needs opt.name='sgd' and opt.momentum > 0; got opt.name='adam'"),
   ],
 )
 def test_bad_config_values_name_the_key(tmp_path, overrides, message):
@@ -331,6 +333,21 @@ def test_bad_config_values_name_the_key(tmp_path, overrides, message):
 def test_optimizers_and_schedules(tmp_path, optimizer, schedule):
   summary = train.train_and_evaluate(tiny(opt__name=optimizer, opt__schedule=schedule, opt__momentum=0.9), str(tmp_path))
   assert np.isfinite(summary["train"]["loss"])
+
+
+def test_nesterov_momentum_is_optax_nesterov_sgd():
+  opt = tiny(opt__name="sgd", opt__momentum=0.9, opt__nesterov=True, opt__clip_norm=0.0, opt__schedule="constant",
+             opt__warmup_steps=0).opt
+  tx, _ = train.make_optimizer(opt, 10)
+  params, grads = jnp.ones(3), jnp.asarray([1.0, -2.0, 0.5])
+  state, want_state = tx.init(params), optax.sgd(opt.learning_rate, 0.9, nesterov=True).init(params)
+  for _ in range(3):
+    updates, state = tx.update(grads, state)
+    want, want_state = optax.sgd(opt.learning_rate, 0.9, nesterov=True).update(grads, want_state)
+    np.testing.assert_allclose(updates, want, rtol=1e-6)
+  plain, _ = optax.sgd(opt.learning_rate, 0.9).update(grads, optax.sgd(opt.learning_rate, 0.9).init(params))
+  first, _ = tx.update(grads, tx.init(params))
+  assert not np.allclose(first, plain)
 
 
 @pytest.mark.slow

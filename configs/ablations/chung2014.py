@@ -128,21 +128,12 @@ def sweep(study, add):
           add(cell=cell, task=task, **{"opt.learning_rate": rates[(task, cell)], **fixed, "seed": seed})
 
 
-def _mean_std_ci(values: list[float]) -> str:
-  from gru_jax.lab import stats  # pylint: disable=g-import-not-at-top  (the lab extra)
-
-  if len(values) < 2:
-    return f"{values[0]:.2f} (1 seed)" if values else "not run yet"
-  low, high = stats.interval(values)
-  return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f} [{low:.2f}, {high:.2f}]"
-
-
-def side_by_side(root: str) -> str:
+def table(root: str) -> str:
   """The paper's 24 numbers beside ours, from `root`/<set>/final/results.csv of each set that has
   one: mean ± std [95% t interval] over seeds of the train and test NLL at the best-valid
   parameters, the parameter counts under the paper's convention (the recurrent layer: all but the
   read-out's (units + 1) x 88) and ours in all, and Welch's t-test for each pair of cells."""
-  from gru_jax.lab import ablation  # pylint: disable=g-import-not-at-top
+  from gru_jax.lab import ablation, stats  # pylint: disable=g-import-not-at-top  (the lab extra)
 
   lines = ["| data set | cell | params: recurrent layer / all (paper's) | seeds | train NLL, paper | train NLL, ours | "
            "test NLL, paper | test NLL, ours |", "|---|---|---|---|---|---|---|---|"]
@@ -161,8 +152,8 @@ def side_by_side(root: str) -> str:
         counts = f"({PAPER_PARAMS[cell]})"
       tests[CELL_NAMES[cell]] = [r["test"] for r in mine]
       lines.append(f"| {task} | {CELL_NAMES[cell]} | {counts} | {len(mine)} | {paper_train:.2f} | "
-                   f"{_mean_std_ci([r['train'] for r in mine])} | {paper_test:.2f} | "
-                   f"{_mean_std_ci(tests[CELL_NAMES[cell]])} |")
+                   f"{stats.mean_std_ci([r['train'] for r in mine])} | {paper_test:.2f} | "
+                   f"{stats.mean_std_ci(tests[CELL_NAMES[cell]])} |")
     found = ablation.orderings(tests, higher_is_better=False)
     if found:
       orderings.append(f"- {task}: " + "; ".join(found))

@@ -119,6 +119,7 @@ def _opt(c) -> None:
   c.opt.clip_norm = 1.0  # global gradient-norm clipping; 0 turns it off
   c.opt.weight_decay = 1e-4  # adamw only
   c.opt.momentum = 0.0  # sgd and rmsprop
+  c.opt.nesterov = False  # sgd only: Nesterov momentum (optax.sgd(nesterov=True))
   c.opt.weight_noise = 0.0  # std of Gaussian noise on every weight for each step's gradient (Graves 2011); 0: none
 
 

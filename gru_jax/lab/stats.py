@@ -40,3 +40,13 @@ def ordering(name_a: str, a, name_b: str, b, higher_is_better: bool, alpha: floa
   a_better = (np.mean(a) > np.mean(b)) == higher_is_better
   first, second = (name_a, name_b) if a_better else (name_b, name_a)
   return f"{first} better than {second} (Welch's t = {abs(t):.2f}, p = {p:.2g})"
+
+
+def mean_std_ci(values, digits: int = 2) -> str:
+  """"mean ± sample std [low, high]" (the `LEVEL` t interval) of `values`; "x (1 seed)" for one
+  value, "not run yet" for none."""
+  values = list(values)
+  if len(values) < 2:
+    return f"{values[0]:.{digits}f} (1 seed)" if values else "not run yet"
+  low, high = interval(values)
+  return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"

@@ -1,4 +1,8 @@
-"""Training: a pure train_step and eval_step, and train_and_evaluate(config, workdir).
+"""Training runs: train_and_evaluate(config, workdir), resumable, over one seed or many.
+
+The run is built from its config by `gru_jax.lab.build` and steps with the pure functions of
+`gru_jax.lab.steps` (both reachable from here); this module holds the loop, its records and its
+checkpoints.
 
 A run's workdir holds config.json, metrics.jsonl (one JSON object per log or evaluation, with
 "split": "train", "valid" or "test"), TensorBoard events under tb/, orbax checkpoints under
@@ -11,7 +15,6 @@ step s are `fold_in(key, s)`, so a resumed run ends where an uninterrupted one w
 state, `jax.vmap` over it) and each seed's records and summary go to workdir/seed=<s>/.
 """
 
-import functools
 import json
 import math
 import os
@@ -24,10 +27,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from flax.training import train_state
 
-from gru_jax import models, specs
+from gru_jax import models
 from gru_jax.lab import extras
 
 try:
@@ -41,190 +42,15 @@ except ImportError as e:
 # After the check, so that a missing extra is named for this module, not for one it imports.
 from gru_jax.lab import checkpoints, files, records, sharding, tasks  # noqa: E402
 from gru_jax.lab.checkpoints import CheckpointError  # noqa: E402
-
-
-class ConfigError(ValueError):
-  """A config key holds an unknown name or an impossible value."""
+# train is the lab's entry point: the building and the steps are reachable from here as well.
+from gru_jax.lab.build import (OPTIMIZERS, ConfigError, build, check_config, create_train_state,  # noqa: E402,F401
+                               initialize_distributed, make_mesh, make_optimizer, make_schedule, split_time)
+from gru_jax.lab.steps import (add_noise, eval_step, evaluate, gate_statistics_fn, train_step, train_steps,  # noqa: E402,F401
+                              where_seeds)
 
 
 class NonFiniteError(FloatingPointError):
   """A loss or gradient became NaN or infinite."""
-
-
-OPTIMIZERS = {
-  "adam": lambda lr, opt: optax.adam(lr),
-  "adamw": lambda lr, opt: optax.adamw(lr, weight_decay=opt.weight_decay),
-  "rmsprop": lambda lr, opt: optax.rmsprop(lr, decay=0.9, momentum=opt.momentum or None),
-  "sgd": lambda lr, opt: optax.sgd(lr, momentum=opt.momentum or None),
-}
-
-
-def make_schedule(opt, num_steps: int) -> optax.Schedule:
-  """opt.schedule: "constant" (after a linear warmup) or "warmup_cosine" (down to 0 at num_steps)."""
-  if opt.schedule == "constant":
-    if not opt.warmup_steps:
-      return optax.constant_schedule(opt.learning_rate)
-    warmup = optax.linear_schedule(0.0, opt.learning_rate, opt.warmup_steps)
-    return optax.join_schedules([warmup, optax.constant_schedule(opt.learning_rate)], [opt.warmup_steps])
-  if opt.schedule == "warmup_cosine":
-    return optax.warmup_cosine_decay_schedule(0.0, opt.learning_rate, opt.warmup_steps, num_steps)
-  raise ConfigError(f"opt.schedule={opt.schedule!r} is not a schedule; expected one of ['constant', 'warmup_cosine']")
-
-
-def make_optimizer(opt, num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """optax chain: global-norm clipping (when opt.clip_norm > 0), then the named optimizer."""
-  if opt.name not in OPTIMIZERS:
-    raise ConfigError(f"opt.name={opt.name!r} is not an optimizer; expected one of {sorted(OPTIMIZERS)}")
-  schedule = make_schedule(opt, num_steps)
-  parts = [optax.clip_by_global_norm(opt.clip_norm)] if opt.clip_norm > 0 else []
-  return optax.chain(*parts, OPTIMIZERS[opt.name](schedule, opt)), schedule
-
-
-def check_config(config) -> None:
-  """Raises ConfigError, naming the key, for values no run could use."""
-
-  def require(ok: bool, key: str, expected: str):
-    if not ok:
-      value = config
-      for part in key.split("."):
-        value = value[part]
-      raise ConfigError(f"{key} must be {expected}; got {value!r}")
-
-  is_int = specs.is_int
-  for key in ("model.features", "model.num_layers", "model.embed_features", "train.num_steps", "train.batch_size", "train.log_every",
-              "train.eval_batch_size", "train.keep_checkpoints"):
-    section, name = key.split(".")
-    require(is_int(config[section][name]) and config[section][name] > 0, key, "a positive integer")
-  for key in ("train.eval_every", "train.checkpoint_every", "opt.warmup_steps"):
-    section, name = key.split(".")
-    require(is_int(config[section][name]) and config[section][name] >= 0, key, "an integer >= 0 (0: never)")
-  for key in ("dropout", "recurrent_dropout", "zoneout"):
-    rate = config.model[key]
-    require(isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0.0 <= rate < 1.0, f"model.{key}", "in [0, 1)")
-  require(config.opt.learning_rate > 0, "opt.learning_rate", "positive")
-  require(config.opt.clip_norm >= 0, "opt.clip_norm", ">= 0 (0: no clipping)")
-  require(config.opt.weight_noise >= 0, "opt.weight_noise", ">= 0 (0: none)")
-  require(is_int(config.train.early_stopping) and config.train.early_stopping >= 0, "train.early_stopping",
-          "an integer >= 0 (0: never)")
-  if config.train.early_stopping and not config.train.eval_every:
-    raise ConfigError("train.early_stopping needs train.eval_every > 0 (it counts evaluations on valid)")
-  require(isinstance(config.train.log_gates, bool), "train.log_gates", "True or False")
-  require(is_int(config.seed), "seed", "an integer")
-  require(is_int(config.num_seeds) and config.num_seeds > 0, "num_seeds", "a positive integer")
-  if config.opt.warmup_steps >= config.train.num_steps:
-    raise ConfigError(
-      f"opt.warmup_steps ({config.opt.warmup_steps}) must be smaller than train.num_steps ({config.train.num_steps})"
-    )
-
-
-def build(config) -> tuple[tasks.Task, models.SequenceModel, optax.GradientTransformation, optax.Schedule]:
-  """The task, model and optimizer a config describes; every bad value is a ConfigError."""
-  check_config(config)
-  try:
-    task = tasks.make(config.task)
-    model_kwargs = config.model.to_dict()
-    model = models.SequenceModel(
-      **model_kwargs, output_features=task.output_features, head=task.head, input_vocab=task.vocab_size
-    )
-    tx, schedule = make_optimizer(config.opt, config.train.num_steps)
-  except tasks.DataError:
-    raise
-  except (ValueError, TypeError) as e:
-    raise ConfigError(str(e)) from e
-  return task, model, tx, schedule
-
-
-def create_train_state(model, tx, task: tasks.Task, key: jax.Array) -> train_state.TrainState:
-  example = {k: v[:1] for k, v in task.valid_set.items()}
-  params = model.init(key, example["xs"], seq_lengths=example.get("seq_lengths"))["params"]
-  return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
-
-
-def train_step(state, key, *, model, task, schedule, batch_size, weight_noise=0.0, mesh=None):
-  """One optimizer step on the batch drawn from `key`. Pure; jit it with donate_argnums=0.
-
-  weight_noise > 0 adds Gaussian noise of that std to every parameter for this step's forward and
-  backward pass (one draw per step, Graves 2011); the gradient, taken at the noisy weights,
-  updates the clean ones. With a `mesh` the batch is split over its data axis
-  (`gru_jax.lab.sharding`); the result is the same, up to the order of the float sums.
-  """
-  data_key, dropout_key = jax.random.split(key)
-  batch = task.train_batch(data_key, batch_size)
-  if mesh is not None:
-    batch = sharding.shard_batch(batch, mesh)
-
-  def loss_fn(params):
-    if weight_noise:
-      params = add_noise(params, jax.random.fold_in(key, 2), weight_noise)
-    outputs = model.apply(
-      {"params": params}, batch["xs"], seq_lengths=batch.get("seq_lengths"),
-      deterministic=False, rngs={"dropout": dropout_key},
-    )
-    return task.loss_and_metrics(outputs, batch)
-
-  (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  metrics = {k: v for k, v in metrics.items() if k != "weight" and not k.startswith("_")}
-  metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads), learning_rate=schedule(state.step))
-  return state.apply_gradients(grads=grads), metrics
-
-
-def add_noise(params, key: jax.Array, std: float):
-  """`params` plus independent N(0, std^2) noise on every entry."""
-  leaves, treedef = jax.tree_util.tree_flatten(params)
-  keys = jax.random.split(key, len(leaves))
-  noisy = [p + std * jax.random.normal(k, p.shape, p.dtype) for p, k in zip(leaves, keys)]
-  return jax.tree_util.tree_unflatten(treedef, noisy)
-
-
-def train_steps(state, step_keys, stopped_at, step, *, model, task, schedule, batch_size, weight_noise=0.0, mesh=None):
-  """One optimizer step for every seed of `state` (a leading seed axis), each on its own batch.
-
-  Seed i draws its batch and dropout from `fold_in(step_keys[i], step)`, as a run of that seed
-  alone would. A seed whose loss or gradient norm is not finite keeps its state, and `stopped_at`
-  (-1 while training) records the step; a stopped seed stays stopped. Pure; jit it with
-  donate_argnums=0.
-  """
-  keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(step_keys, step)
-  step_one = functools.partial(train_step, model=model, task=task, schedule=schedule, batch_size=batch_size,
-                               weight_noise=weight_noise, mesh=mesh)
-  new, metrics = jax.vmap(step_one)(state, keys)
-  live = (stopped_at < 0) & jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
-  stopped_at = jnp.where((stopped_at < 0) & ~live, step + 1, stopped_at)
-  return _where_seeds(live, new, state), stopped_at, metrics
-
-
-def _where_seeds(mask, new, old):
-  """Per seed (the leading axis of every leaf): `new` where mask, else `old`."""
-  pick = lambda n, o: jnp.where(mask.reshape(mask.shape + (1,) * (n.ndim - 1)), n, o)
-  return jax.tree_util.tree_map(pick, new, old)
-
-
-def eval_step(params, batch, *, model, task):
-  outputs = model.apply({"params": params}, batch["xs"], seq_lengths=batch.get("seq_lengths"))
-  loss, metrics = task.loss_and_metrics(outputs, batch)
-  return dict(metrics, loss=loss)
-
-
-def evaluate(params, task: tasks.Task, eval_fn, batch_size: int, split: str = "valid") -> list[dict[str, float]]:
-  """Metrics over the whole "valid" or "test" set, in chunks, for each seed of `params`.
-
-  `params` has a leading seed axis and `eval_fn(params, chunk)` returns metrics with one (e.g.
-  `jax.vmap(eval_step, in_axes=(0, None))`). Chunks are weighted by their number of examples, or
-  by the metric "weight" when the task reports one (e.g. the number of valid frames, for metrics
-  averaged per frame).
-  """
-  totals: dict[str, np.ndarray] = {}
-  total_weight = 0.0
-  held_out = task.held_out(split)
-  for start in range(0, task.size(split), batch_size):
-    chunk = {k: v[start : start + batch_size] for k, v in held_out.items()}
-    metrics = {k: np.asarray(v, np.float64) for k, v in jax.device_get(eval_fn(params, chunk)).items()}
-    weight = metrics.pop("weight", np.full(len(metrics["loss"]), float(len(chunk["xs"]))))
-    total_weight = total_weight + weight
-    for name, value in metrics.items():
-      totals[name] = totals.get(name, 0.0) + value * weight
-  num_seeds = len(total_weight)
-  return [task.finalize({name: float(total[i] / total_weight[i]) for name, total in totals.items()}) for i in range(num_seeds)]
 
 
 class _StopRequests:
@@ -261,18 +87,6 @@ def _progress(total: int, initial: int):
 
 def _format(metrics: dict[str, float]) -> str:
   return " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if not k.startswith("gates/"))
-
-
-def gate_statistics_fn(model: models.SequenceModel, task: tasks.Task, count: int, mesh=None) -> Callable:
-  """`params (leading seed axis) -> {name: [seeds]}`: each layer's gate statistics
-  (`gru_jax.insight.gate_statistics`) on the first `count` valid examples, jitted. Imported only
-  when train.log_gates is on."""
-  from gru_jax import insight  # pylint: disable=g-import-not-at-top
-
-  linen = model.clone(front_end="linen", sequence_axis=None)  # the same parameters, on the reference path
-  batch = {k: v[:count] for k, v in task.held_out("valid").items()}
-  stats = lambda p: insight.gate_statistics(insight.trace(linen, p, batch["xs"], seq_lengths=batch.get("seq_lengths"))[1])
-  return jax.jit(jax.vmap(stats), out_shardings=None if mesh is None else sharding.replicated(mesh))
 
 
 def run_seeds(config) -> list[int]:
@@ -401,47 +215,6 @@ def _copy(tree):
   return jax.tree_util.tree_map(lambda x: x.copy(), tree)
 
 
-def initialize_distributed(config) -> bool:
-  """Starts JAX's distributed runtime when config.distributed (or JAX_COORDINATOR_ADDRESS) names a
-  coordinator; call it before anything else touches JAX. Every process then runs the same program
-  on the global mesh; only process 0 writes records, summaries and config.json."""
-  d = config.distributed
-  return sharding.initialize(d.coordinator_address, d.num_processes, d.process_id)
-
-
-def make_mesh(config) -> jax.sharding.Mesh:
-  """The device mesh of `config.mesh`, checked against the batch size (ConfigError naming the key)."""
-  try:
-    mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.seq)
-    sharding.check_batch(mesh, config.train.batch_size)
-  except ValueError as e:
-    raise ConfigError(str(e)) from e
-  return mesh
-
-
-def split_time(config, task: tasks.Task, model: models.SequenceModel, mesh: jax.sharding.Mesh) -> models.SequenceModel:
-  """`model` with its layers splitting time over the mesh's "seq" axis when it has more than one
-  device (sequence parallelism: the same parameters and results). ConfigError naming mesh.seq
-  unless the cell's recurrence is linear in the carry and every sequence (train, valid, test)
-  splits evenly."""
-  shards = mesh.shape[sharding.SEQ]
-  if shards == 1:
-    return model
-  try:
-    model = model.clone(sequence_axis=sharding.SEQ)
-  except ValueError as e:
-    raise ConfigError(f"mesh.seq={shards} splits time over devices, which needs a cell whose recurrence is linear in the "
-                      f"carry (mingru, minlstm, sru with version 2017) and model.zoneout=0; got model.cell="
-                      f"{config.model.cell!r}, model.zoneout={config.model.zoneout}") from e
-  train_steps = jax.eval_shape(lambda k: task.train_batch(k, 1), jax.random.key(0))["xs"].shape[1]
-  lengths = {"train": train_steps, **{split: task.held_out(split)["xs"].shape[1] for split in ("valid", "test")}}
-  uneven = {split: steps for split, steps in lengths.items() if steps % shards}
-  if uneven:
-    raise ConfigError(f"mesh.seq={shards} must divide the sequence length (time steps {uneven}); change mesh.seq or the "
-                      "task's length (e.g. task.seq_len)")
-  return model
-
-
 class _Run:
   """One call of train_and_evaluate's training loop, from a created or restored checkpoint item:
   the state, each seed's history and writer, and the steps that log, validate, checkpoint, test
@@ -496,7 +269,7 @@ class _Run:
     eval_seeds = jax.vmap(lambda p, b: eval_step(p, b, model=model, task=task), in_axes=(0, None))
     eval_fn = jax.jit(lambda p, b: eval_seeds(p, sharding.shard_batch(b, mesh)), out_shardings=sharding.replicated(mesh))
     gates_fn = gate_statistics_fn(model, task, cfg.batch_size, mesh) if cfg.log_gates else None
-    return step_fn, eval_fn, jax.jit(_where_seeds), gates_fn
+    return step_fn, eval_fn, jax.jit(where_seeds), gates_fn
 
   def remember(self, i: int, step: int, split: str, metrics: dict[str, Any]) -> bool:
     """Records seed i's latest metrics of `split`; True when a valid evaluation is its best so far."""

@@ -31,7 +31,7 @@ publish chung2014-jsb_chorales-rnn-glorot chung2014/jsb_chorales/rnn_glorot
 python -m experiments.ablate --config=configs/ablations/chung2014.py --config.tasks=nottingham \
   --workdir=runs/chung2014-nottingham-search --records=docs/results/ablations/chung2014/nottingham/search/runs --jobs=2
 publish chung2014-nottingham-search chung2014/nottingham/search
-python -m experiments.chung2014_table --root=docs/results/ablations/chung2014  # table.md, the README's table
+python -m experiments.study_table --config=configs/ablations/chung2014.py --root=docs/results/ablations/chung2014  # table.md, the README's table
 # Chung et al. 2014 on music21's chorales (2026-11-26, 2-core CPU; the study file at commit be83621, run
 # before the four published sets were shipped: `git show be83621:configs/ablations/chung2014.py` is it):
 python -m experiments.ablate --config=configs/ablations/chung2014.py --workdir=runs/chung2014-search --jobs=2

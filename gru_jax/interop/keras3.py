@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gru_jax import cells, layers, merges, nnx
+from gru_jax.interop import common, linen_nnx
 
 _INSTALL = "pip install keras==3.15.1 (Keras 3 with its JAX backend; TensorFlow is not needed)"
 
@@ -80,9 +81,9 @@ def _keras():
   try:
     import keras  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ImportError(f"gru_jax.keras_interop needs Keras 3: {_INSTALL} ({e})") from e
+    raise ImportError(f"gru_jax.interop's Keras converters need Keras 3: {_INSTALL} ({e})") from e
   if not keras.__version__.startswith("3."):
-    raise ImportError(f"gru_jax.keras_interop needs Keras 3; found keras {keras.__version__}: {_INSTALL}")
+    raise ImportError(f"gru_jax.interop's Keras converters need Keras 3; found keras {keras.__version__}: {_INSTALL}")
   return keras
 
 
@@ -109,19 +110,13 @@ def _kind(keras, layer) -> str:
                   f"them; got {type(layer).__name__}")
 
 
-def _refuse(owner: str, name: str, refusals: list[tuple[Any, str]]) -> None:
-  for refused, why in refusals:
-    if refused:
-      raise ValueError(f"{owner}: {name} with {why}")
-
-
 def _activation_name(keras, fn, names) -> str | None:
   return next((n for n in names if fn is keras.activations.get(n)), None)
 
 
 def _dtypes(owner: str, name: str, policy) -> dict[str, Any]:
   """gru_jax's dtype and param_dtype for a Keras dtype policy."""
-  _refuse(owner, name, [(getattr(policy, "quantization_mode", None),
+  common.refuse(owner, name, [(getattr(policy, "quantization_mode", None),
                          f"dtype={policy.name!r} (quantized layers have no gru_jax equivalent)")])
   compute, variable = jnp.dtype(policy.compute_dtype), jnp.dtype(policy.variable_dtype)
   return dict(dtype=None if compute == variable else compute, param_dtype=variable)
@@ -143,7 +138,7 @@ def _layer_from_keras(keras, layer, drop: bool, backward: bool = False) -> tuple
   gate = _activation_name(keras, cell.recurrent_activation, ACTIVATIONS) if kind != "rnn" else None
   act = _activation_name(keras, cell.activation, ACTIVATIONS)
   fn_name = lambda fn: getattr(fn, "__name__", repr(fn))
-  _refuse(owner, name, [
+  common.refuse(owner, name, [
     (not layer.built, "built=False (build it, or call it once, so that it has weights)"),
     (layer.stateful, "stateful=True (gru_jax layers take the carry as initial_carry instead)"),
     (layer.go_backwards != backward,
@@ -155,7 +150,7 @@ def _layer_from_keras(keras, layer, drop: bool, backward: bool = False) -> tuple
   ])
   if not drop:
     why = " (training only: gru_jax's layers have none; drop_training_options=True leaves it out)"
-    _refuse(owner, name, [
+    common.refuse(owner, name, [
       (cell.dropout, f"dropout={cell.dropout}{why}"),
       (kind != "rnn" and cell.recurrent_dropout,
        f"recurrent_dropout={cell.recurrent_dropout} (training only: Keras draws one mask per gate, gru_jax one for "
@@ -164,26 +159,24 @@ def _layer_from_keras(keras, layer, drop: bool, backward: bool = False) -> tuple
       (layer.activity_regularizer, f"activity_regularizer={layer.activity_regularizer!r}{why}"),
     ])
   hidden = cell.units
-  common = dict(features=hidden, use_bias=cell.use_bias, **_dtypes(owner, name, layer.dtype_policy))
+  shared = dict(features=hidden, use_bias=cell.use_bias, **_dtypes(owner, name, layer.dtype_policy))
   if kind == "gru":
     fns = dict(gate_fn=ACTIVATIONS[gate], activation_fn=ACTIVATIONS[act])
-    module = layers.GRU(**common, reset_after=cell.reset_after, **fns)
+    module = layers.GRU(**shared, reset_after=cell.reset_after, **fns)
   elif kind == "lstm":
     fns = dict(gate_fn=ACTIVATIONS[gate], activation_fn=ACTIVATIONS[act])
-    module = layers.LSTM(**common, forget_bias=0.0, **fns)
+    module = layers.LSTM(**shared, forget_bias=0.0, **fns)
   else:
     # A name gru_jax's SimpleRNN knows, else the function (as flax.linen.SimpleCell's activation_fn).
     named = dict(activation=_RNN_ACTIVATIONS[act]) if act in _RNN_ACTIVATIONS else dict(activation_fn=ACTIVATIONS[act])
-    module = layers.SimpleRNN(**common, **named, recurrent_dropout=cell.recurrent_dropout)
+    module = layers.SimpleRNN(**shared, **named, recurrent_dropout=cell.recurrent_dropout)
 
   p = {"input_kernel": _numpy(keras, cell.kernel), "recurrent_kernel": _numpy(keras, cell.recurrent_kernel)}
   bias = _numpy(keras, cell.bias) if cell.use_bias else None
   if kind == "gru":
     p = {k: _swap_zr(v, hidden) for k, v in p.items()}
     if bias is not None and cell.reset_after:
-      b_in, b_rec = _swap_zr(bias[0], hidden), _swap_zr(bias[1], hidden)
-      bias = b_in + np.concatenate([b_rec[: 2 * hidden], np.zeros(hidden)])
-      p["recurrent_bias_n"] = b_rec[2 * hidden :]
+      bias, p["recurrent_bias_n"] = common.fold_gru_biases(_swap_zr(bias[0], hidden), _swap_zr(bias[1], hidden), hidden)
     elif bias is not None:
       bias = _swap_zr(bias, hidden)
   if bias is not None:
@@ -192,7 +185,7 @@ def _layer_from_keras(keras, layer, drop: bool, backward: bool = False) -> tuple
 
 
 def _bidirectional_from_keras(keras, layer, drop: bool) -> tuple[layers.Bidirectional, dict[str, Any]]:
-  _refuse("from_keras", f"keras.layers.Bidirectional {layer.name!r}", [
+  common.refuse("from_keras", f"keras.layers.Bidirectional {layer.name!r}", [
     (layer.merge_mode not in merges.MERGES,
      f"merge_mode={layer.merge_mode!r} (gru_jax's Bidirectional merges by {list(merges.MERGES)})"),
     (layer.forward_layer.go_backwards, "a forward_layer with go_backwards=True (gru_jax runs the first layer forward)"),
@@ -252,8 +245,7 @@ def from_keras(keras_layer, front_end: str = "linen", *, drop_training_options: 
   `SimpleRNN`, a `Bidirectional` of two, or a `Stacked` (for a Sequential); with
   front_end="nnx", the `gru_jax.nnx` module holding the parameters.
   """
-  if front_end not in ("linen", "nnx"):
-    raise ValueError(f"from_keras: front_end must be 'linen' or 'nnx'; got {front_end!r}")
+  common.check_front_end("from_keras", front_end)
   keras = _keras()
   if isinstance(keras_layer, keras.Sequential):
     module, params = _stacked_from_keras(keras, keras_layer, drop_training_options)
@@ -261,21 +253,14 @@ def from_keras(keras_layer, front_end: str = "linen", *, drop_training_options: 
     module, params = _bidirectional_from_keras(keras, keras_layer, drop_training_options)
   else:
     module, params = _layer_from_keras(keras, keras_layer, drop_training_options)
-  if front_end == "nnx":
-    return nnx.from_linen(module, {"params": params})
-  return module, {"params": params}
-
-
-# The gru_jax layers Keras holds exactly, by exact type (a subclass such as PeepholeLSTM adds
-# parameters or equations Keras lacks).
-_KERAS_KINDS = {layers.GRU: "gru", layers.LSTM: "lstm", layers.SimpleRNN: "rnn"}
+  return linen_nnx.on_front_end(front_end, module, params)
 
 
 def _fn_name(owner: str, name: str, attr: str, fn) -> str:
   found = next((n for n, f in ACTIVATIONS.items() if f is fn), None)
   if found is None:
     raise ValueError(f"{owner}: {name} with {attr}={getattr(fn, '__name__', fn)!r} (Keras has no equal activation; "
-                     f"gru_jax.keras_interop.ACTIVATIONS lists those that convert)")
+                     f"gru_jax.interop.keras3.ACTIVATIONS lists those that convert)")
   return found
 
 
@@ -294,10 +279,8 @@ def _policy(owner: str, name: str, layer: layers.Recurrent) -> str:
 def _keras_layer(keras, layer, go_backwards: bool, return_sequences: bool, return_state: bool):
   """The unbuilt Keras layer equal to one gru_jax layer (refusing what Keras cannot hold)."""
   owner, name = "to_keras", type(layer).__name__
-  kind = _KERAS_KINDS.get(type(layer))
-  if kind is None:
-    raise ValueError(f"to_keras: {name} has no Keras equivalent; only GRU, LSTM and SimpleRNN convert")
-  _refuse(owner, name, [
+  kind = common.exact_kind(owner, layer, "Keras")
+  common.refuse(owner, name, [
     (getattr(layer, "layer_norm", False), "layer_norm=True (Keras' cells are not layer-normalised)"),
     (layer.time_major, "time_major=True (Keras 3's recurrent layers are batch-major)"),
     (layer.learn_initial_carry, "learn_initial_carry=True (Keras' layers have no learned initial state)"),
@@ -305,23 +288,23 @@ def _keras_layer(keras, layer, go_backwards: bool, return_sequences: bool, retur
      f"recurrent_dropout={layer.recurrent_dropout} (Keras' GRU and LSTM draw one mask per gate)"),
     (layer.zoneout, f"zoneout={layer.zoneout} (Keras has no zoneout; its evaluation output differs)"),
   ])
-  common = dict(units=layer.features, use_bias=layer.use_bias, go_backwards=go_backwards,
+  shared = dict(units=layer.features, use_bias=layer.use_bias, go_backwards=go_backwards,
                 dtype=_policy(owner, name, layer), return_sequences=return_sequences, return_state=return_state)
   if kind == "rnn":
-    _refuse(owner, name, [(layer.residual, "residual=True (Keras' SimpleRNN has no residual connection)")])
+    common.refuse(owner, name, [(layer.residual, "residual=True (Keras' SimpleRNN has no residual connection)")])
     if layer.activation_fn is not None:
       activation = _fn_name(owner, name, "activation_fn", layer.activation_fn)
     else:
       activation = {v: k for k, v in _RNN_ACTIVATIONS.items()}.get(layer.activation)
-    _refuse(owner, name, [
+    common.refuse(owner, name, [
       (activation is None, f"activation={layer.activation!r} (Keras' SimpleRNN converts tanh, relu, identity)"),
     ])
-    return keras.layers.SimpleRNN(**common, activation=activation, recurrent_dropout=layer.recurrent_dropout)
+    return keras.layers.SimpleRNN(**shared, activation=activation, recurrent_dropout=layer.recurrent_dropout)
   fns = dict(activation=_fn_name(owner, name, "activation_fn", layer.activation_fn),
              recurrent_activation=_fn_name(owner, name, "gate_fn", layer.gate_fn))
   if kind == "gru":
-    return keras.layers.GRU(**common, **fns, reset_after=layer.reset_after)
-  return keras.layers.LSTM(**common, **fns, unit_forget_bias=False)
+    return keras.layers.GRU(**shared, **fns, reset_after=layer.reset_after)
+  return keras.layers.LSTM(**shared, **fns, unit_forget_bias=False)
 
 
 def _set_weights(keras_layer, layer: layers.Recurrent, params: dict[str, Any]) -> None:
@@ -332,8 +315,8 @@ def _set_weights(keras_layer, layer: layers.Recurrent, params: dict[str, Any]) -
   if isinstance(layer, layers.GRU):
     kernel, recurrent_kernel = _swap_zr(kernel, hidden), _swap_zr(recurrent_kernel, hidden)
     if bias is not None and layer.reset_after:
-      b_rec = np.concatenate([np.zeros(2 * hidden), p["recurrent_bias_n"]])
-      bias = np.stack([_swap_zr(bias, hidden), b_rec])
+      b_in, b_rec = common.unfold_gru_biases(bias, p["recurrent_bias_n"], hidden)
+      bias = np.stack([_swap_zr(b_in, hidden), _swap_zr(b_rec, hidden)])
     elif bias is not None:
       bias = _swap_zr(bias, hidden)
   for variable, value in ((cell.kernel, kernel), (cell.recurrent_kernel, recurrent_kernel), (cell.bias, bias)):
@@ -343,23 +326,14 @@ def _set_weights(keras_layer, layer: layers.Recurrent, params: dict[str, Any]) -
 
 def _unpack(module, variables):
   """(linen module, params) of what to_keras converts."""
-  if isinstance(module, nnx.MODULES):
-    if isinstance(module, nnx.RecurrentCell):
-      raise TypeError(f"to_keras: expected a gru_jax layer, Bidirectional or Stacked; got the cell "
-                      f"{type(module).__name__}")
-    module, variables = nnx.to_linen(module)
-  elif variables is None:
-    raise ValueError("to_keras: a linen module needs its variables")
+  if isinstance(module, nnx.RecurrentCell):
+    raise TypeError(f"to_keras: expected a gru_jax layer, Bidirectional or Stacked; got the cell "
+                    f"{type(module).__name__}")
+  module, params = linen_nnx.as_linen("to_keras", module, variables)
   if not isinstance(module, (layers.Recurrent, layers.Bidirectional, layers.Stacked)):
     raise TypeError(f"to_keras: expected a gru_jax GRU, LSTM, SimpleRNN, Bidirectional or Stacked; got "
                     f"{type(module).__name__}")
-  return module, variables["params"]
-
-
-def _in_features(params) -> int:
-  while "input_kernel" not in params:
-    params = params.get("layer_0", params.get("forward_rnn"))
-  return int(params["input_kernel"].shape[0])
+  return module, params
 
 
 def to_keras(module, variables: dict[str, Any] | None = None, *, return_sequences: bool = True,
@@ -379,10 +353,10 @@ def to_keras(module, variables: dict[str, Any] | None = None, *, return_sequence
   """
   keras = _keras()
   module, params = _unpack(module, variables)
-  in_features = _in_features(params)
+  in_features = common.in_features("to_keras", params)
   shape = (None, None, in_features)
   if isinstance(module, layers.Stacked):
-    _refuse("to_keras", "Stacked", [
+    common.refuse("to_keras", "Stacked", [
       (module.residual, "residual=True (Keras' recurrent layers have no residual connections)"),
       (module.num_layers > 1 and return_state,
        "num_layers > 1 and return_state=True (a Sequential returns one output)"),
@@ -407,7 +381,7 @@ def to_keras(module, variables: dict[str, Any] | None = None, *, return_sequence
 def _keras_module(keras, module, return_sequences: bool, return_state: bool):
   """The unbuilt Keras layer (or Bidirectional) of a gru_jax layer or Bidirectional."""
   if isinstance(module, layers.Bidirectional):
-    _refuse("to_keras", "Bidirectional", [
+    common.refuse("to_keras", "Bidirectional", [
       (module.merge not in merges.MERGES, f"merge={module.merge!r} (Keras merges by {list(merges.MERGES)})"),
     ])
     forward = _keras_layer(keras, module.forward_rnn, False, return_sequences, return_state)

@@ -1,4 +1,4 @@
-"""gru_jax against Keras 3 (JAX backend, CPU) through gru_jax.keras_interop."""
+"""gru_jax against Keras 3 (JAX backend, CPU) through gru_jax.keras3."""
 
 import os
 
@@ -14,7 +14,8 @@ from flax import nnx as flax_nnx  # noqa: E402
 
 import keras  # noqa: E402  (in the test extra: CI installs it)
 
-from gru_jax import keras_interop, layers  # noqa: E402
+from gru_jax import layers
+from gru_jax.interop import keras3  # noqa: E402
 from gru_jax import nnx as gj_nnx  # noqa: E402
 
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -73,14 +74,14 @@ def params_close(a, b):
 def test_from_keras_and_back(case):
   layer, x = CASES[case](), xs()
   want = np.asarray(layer(x))
-  module, variables = keras_interop.from_keras(layer)
+  module, variables = keras3.from_keras(layer)
   assert not getattr(module, "time_major", False)
   np.testing.assert_allclose(np.asarray(module.apply(variables, jnp.asarray(x))), want, **TOL)
 
-  back = keras_interop.to_keras(module, variables)
+  back = keras3.to_keras(module, variables)
   assert type(back) is (keras.layers.SimpleRNN if case == "rnn_linear" else type(layer))
   np.testing.assert_allclose(np.asarray(back(x)), want, **TOL)
-  _, again = keras_interop.from_keras(back)
+  _, again = keras3.from_keras(back)
   params_close(again, variables)  # gru_jax -> Keras -> gru_jax is exact
   if not (case.startswith(("gru", "bi_gru")) and "no_bias" not in case and "before" not in case):
     # Keras -> gru_jax -> Keras too, where nothing is folded (the reset-after GRU folds the r, z recurrent biases).
@@ -91,7 +92,7 @@ def test_from_keras_and_back(case):
 def test_reset_after_bias_folding():
   layer = CASES["gru"]()
   built(layer)
-  _, variables = keras_interop.from_keras(layer)
+  _, variables = keras3.from_keras(layer)
   b_in, b_rec = np.asarray(layer.cell.bias.value)
   p = variables["params"]
   z, r, n = np.split(b_in + b_rec, 3)
@@ -105,38 +106,38 @@ def test_states_and_last_output(bidirectional):
   rnn = keras.layers.LSTM(H, return_sequences=False, return_state=True, **inits(11))
   layer = keras.layers.Bidirectional(rnn) if bidirectional else rnn
   built(layer)
-  module, variables = keras_interop.from_keras(layer)
+  module, variables = keras3.from_keras(layer)
   x = xs(1)
   rng = np.random.default_rng(2)
   states0 = [rng.normal(size=(B, H)).astype(np.float32) for _ in range(4 if bidirectional else 2)]
   last, *states = [np.asarray(o) for o in layer(x, initial_state=states0)]
-  ys, carry = module.apply(variables, jnp.asarray(x), initial_carry=keras_interop.carry_from_keras(layer, states0),
+  ys, carry = module.apply(variables, jnp.asarray(x), initial_carry=keras3.carry_from_keras(layer, states0),
                            return_carry=True)
   ys = np.asarray(ys)
   ours_last = np.concatenate([ys[:, -1, :H], ys[:, 0, H:]], -1) if bidirectional else ys[:, -1]
   np.testing.assert_allclose(ours_last, last, **TOL)
-  for ours, theirs in zip(keras_interop.carry_to_keras(layer, carry), states, strict=True):
+  for ours, theirs in zip(keras3.carry_to_keras(layer, carry), states, strict=True):
     np.testing.assert_allclose(ours, theirs, **TOL)
 
 
 def test_nnx_front_end():
   layer, x = CASES["bi_gru"](), xs(3)
   want = np.asarray(layer(x))
-  module = keras_interop.from_keras(layer, front_end="nnx")
+  module = keras3.from_keras(layer, front_end="nnx")
   assert isinstance(module, gj_nnx.Bidirectional)
   np.testing.assert_allclose(np.asarray(module(jnp.asarray(x))), want, **TOL)
-  np.testing.assert_allclose(np.asarray(keras_interop.to_keras(module)(x)), want, **TOL)
+  np.testing.assert_allclose(np.asarray(keras3.to_keras(module)(x)), want, **TOL)
 
 
 def test_stacked_is_a_sequential():
   module = layers.Stacked(layers.GRU(H, reset_after=False), num_layers=2, bidirectional=True, dropout=0.25)
   x = jnp.asarray(xs(4))
   variables = module.init(jax.random.key(0), x)
-  model = keras_interop.to_keras(module, variables)
+  model = keras3.to_keras(module, variables)
   assert isinstance(model, keras.Sequential)
   assert [type(s).__name__ for s in model.layers] == ["Bidirectional", "Dropout", "Bidirectional"]
   np.testing.assert_allclose(np.asarray(model(np.asarray(x))), np.asarray(module.apply(variables, x)), **TOL)
-  again, again_vars = keras_interop.from_keras(model)
+  again, again_vars = keras3.from_keras(model)
   assert (again.num_layers, again.bidirectional, again.dropout, again.layer.reset_after) == (2, True, 0.25, False)
   params_close(again_vars, variables)
 
@@ -151,12 +152,12 @@ def test_sequential_refusals():
   }
   for message, model in cases.items():
     with pytest.raises(ValueError, match=message):
-      keras_interop.from_keras(model)
+      keras3.from_keras(model)
 
 
 def test_activations_equal_keras():
   grid = np.linspace(-8.0, 8.0, 1601, dtype=np.float32)
-  for name, fn in keras_interop.ACTIVATIONS.items():
+  for name, fn in keras3.ACTIVATIONS.items():
     np.testing.assert_allclose(np.asarray(fn(grid)), np.asarray(keras.activations.get(name)(grid)), rtol=1e-6,
                                atol=1e-7, err_msg=name)
   # Keras 3's hard_sigmoid is clip(x / 6 + 1/2, 0, 1) (jax.nn's), not Keras 2's clip(0.2 x + 0.5, 0, 1).
@@ -167,20 +168,20 @@ def test_activations_equal_keras():
 
 def test_training_options():
   layer = built(keras.layers.SimpleRNN(H, recurrent_dropout=0.3))
-  module, _ = keras_interop.from_keras(layer)
+  module, _ = keras3.from_keras(layer)
   assert module.recurrent_dropout == 0.3
-  assert keras_interop.to_keras(*keras_interop.from_keras(layer)).cell.recurrent_dropout == 0.3
+  assert keras3.to_keras(*keras3.from_keras(layer)).cell.recurrent_dropout == 0.3
   layer = built(keras.layers.GRU(H, dropout=0.2, recurrent_dropout=0.1, kernel_regularizer="l2"))
-  module, _ = keras_interop.from_keras(layer, drop_training_options=True)
+  module, _ = keras3.from_keras(layer, drop_training_options=True)
   assert module.recurrent_dropout == 0.0
 
 
 def test_dtype_policy():
   layer = built(keras.layers.GRU(H, dtype="mixed_bfloat16"))
-  module, variables = keras_interop.from_keras(layer)
+  module, variables = keras3.from_keras(layer)
   assert (module.dtype, module.param_dtype) == (jnp.bfloat16, jnp.float32)
   assert variables["params"]["input_kernel"].dtype == jnp.float32
-  assert keras_interop.to_keras(module, variables).dtype_policy.name == "mixed_bfloat16"
+  assert keras3.to_keras(module, variables).dtype_policy.name == "mixed_bfloat16"
 
 
 REFUSED = {
@@ -200,18 +201,18 @@ REFUSED = {
 @pytest.mark.parametrize("attribute", sorted(REFUSED))
 def test_from_keras_refusals(attribute):
   with pytest.raises(ValueError, match=f"from_keras: .* with {attribute}"):
-    keras_interop.from_keras(built(REFUSED[attribute]()))
+    keras3.from_keras(built(REFUSED[attribute]()))
 
 
 def test_from_keras_refuses_other_layers():
   with pytest.raises(ValueError, match="built=False"):
-    keras_interop.from_keras(keras.layers.GRU(H))
+    keras3.from_keras(keras.layers.GRU(H))
   with pytest.raises(TypeError, match="got Dense"):
-    keras_interop.from_keras(built(keras.layers.Dense(H)))
+    keras3.from_keras(built(keras.layers.Dense(H)))
   with pytest.raises(TypeError, match="cell StackedRNNCells"):
-    keras_interop.from_keras(built(keras.layers.RNN([keras.layers.GRUCell(H), keras.layers.GRUCell(H)])))
+    keras3.from_keras(built(keras.layers.RNN([keras.layers.GRUCell(H), keras.layers.GRUCell(H)])))
   with pytest.raises(ValueError, match="front_end"):
-    keras_interop.from_keras(built(keras.layers.GRU(H)), front_end="haiku")
+    keras3.from_keras(built(keras.layers.GRU(H)), front_end="haiku")
 
 
 TO_KERAS_REFUSED = {
@@ -234,17 +235,17 @@ def test_to_keras_refusals(attribute):
   x = jnp.zeros((T, B, D) if getattr(module, "time_major", False) else (B, T, D))
   variables = module.init(jax.random.key(0), x)
   with pytest.raises(ValueError, match=f"to_keras: .*{attribute}"):
-    keras_interop.to_keras(module, variables, return_state="return_state" in attribute)
+    keras3.to_keras(module, variables, return_state="return_state" in attribute)
 
 
 def test_to_keras_needs_variables_and_a_layer():
   with pytest.raises(ValueError, match="needs its variables"):
-    keras_interop.to_keras(layers.GRU(H))
+    keras3.to_keras(layers.GRU(H))
   with pytest.raises(TypeError, match="the cell GRUCell"):
-    keras_interop.to_keras(gj_nnx.GRUCell(D, H, rngs=flax_nnx.Rngs(0)))
+    keras3.to_keras(gj_nnx.GRUCell(D, H, rngs=flax_nnx.Rngs(0)))
 
 
 def test_missing_keras_names_the_install(monkeypatch):
   monkeypatch.setitem(sys.modules, "keras", None)
   with pytest.raises(ImportError, match="pip install keras"):
-    keras_interop.from_keras(None)
+    keras3.from_keras(None)

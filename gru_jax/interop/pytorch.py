@@ -1,8 +1,4 @@
-"""Weight conversion between gru_jax and PyTorch, Flax and Keras.
-
-This module holds PyTorch's (torch.nn.GRU, LSTM and RNN) and re-exports the others:
-`from_flax` / `to_flax` (Flax's linen and NNX cells, `gru_jax.flax_interop`) and `from_keras` /
-`to_keras` (Keras 3 GRU, LSTM, SimpleRNN, Bidirectional, `gru_jax.keras_interop`).
+"""PyTorch <-> gru_jax: torch.nn.GRU, LSTM and RNN with their weights and carries.
 
 `from_torch(m)` returns `(module, variables)`: a `Stacked` of the matching gru_jax layer (with
 `time_major = not m.batch_first`) whose outputs equal torch's. PyTorch keeps an input and a
@@ -19,9 +15,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from gru_jax import layers, nnx
-from gru_jax.flax_interop import from_flax, to_flax  # noqa: F401  (re-exported)
-from gru_jax.keras_interop import carry_from_keras, carry_to_keras, from_keras, to_keras  # noqa: F401
+from gru_jax import layers
+from gru_jax.interop import common, linen_nnx
 
 _INSTALL = "pip install torch==2.13.0 (the CPU build; any torch with nn.GRU works)"
 
@@ -30,7 +25,7 @@ def _torch():
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ImportError(f"gru_jax.interop needs PyTorch: {_INSTALL}") from e
+    raise ImportError(f"gru_jax.interop's torch converters need PyTorch: {_INSTALL}") from e
   return torch
 
 
@@ -56,19 +51,18 @@ def from_torch(torch_module, front_end: str = "linen"):
   Returns: with front_end="linen", `(module, variables)`, a `gru_jax.layers.Stacked` and its
   variables; with front_end="nnx", a `gru_jax.nnx.Stacked` holding the parameters.
   """
-  if front_end not in ("linen", "nnx"):
-    raise ValueError(f"from_torch: front_end must be 'linen' or 'nnx'; got {front_end!r}")
+  common.check_front_end("from_torch", front_end)
   kind = _kind(torch_module)
   m = torch_module
-  common = dict(features=m.hidden_size, use_bias=m.bias, time_major=not m.batch_first)
+  shared = dict(features=m.hidden_size, use_bias=m.bias, time_major=not m.batch_first)
   if kind == "gru":
-    template = layers.GRU(**common)
+    template = layers.GRU(**shared)
   elif kind == "lstm":
     if m.proj_size:
       raise ValueError(f"from_torch: LSTM proj_size={m.proj_size} is not supported; only proj_size=0")
-    template = layers.LSTM(**common, forget_bias=0.0)
+    template = layers.LSTM(**shared, forget_bias=0.0)
   else:
-    template = layers.SimpleRNN(**common, activation=m.nonlinearity)
+    template = layers.SimpleRNN(**shared, activation=m.nonlinearity)
   module = layers.Stacked(template, num_layers=m.num_layers, bidirectional=m.bidirectional, dropout=m.dropout)
 
   state = {k: v.detach().cpu().double().numpy() for k, v in m.state_dict().items()}
@@ -84,8 +78,7 @@ def from_torch(torch_module, front_end: str = "linen"):
       if m.bias:
         b_ih, b_hh = get("bias_ih"), get("bias_hh")
         if kind == "gru":
-          p["bias"] = b_ih + np.concatenate([b_hh[: 2 * hidden], np.zeros(hidden)])
-          p["recurrent_bias_n"] = b_hh[2 * hidden :]
+          p["bias"], p["recurrent_bias_n"] = common.fold_gru_biases(b_ih, b_hh, hidden)
         else:
           p["bias"] = b_ih + b_hh
       p = {k: jnp.asarray(v, jnp.float32) for k, v in p.items()}
@@ -93,9 +86,7 @@ def from_torch(torch_module, front_end: str = "linen"):
         params[f"layer_{layer}"] = p
       else:
         params.setdefault(f"layer_{layer}", {})[sub] = p
-  if front_end == "nnx":
-    return nnx.from_linen(module, {"params": params})
-  return module, {"params": params}
+  return linen_nnx.on_front_end(front_end, module, params)
 
 
 def _unpack(module) -> tuple[layers.Recurrent, int, bool, float]:
@@ -109,18 +100,10 @@ def _unpack(module) -> tuple[layers.Recurrent, int, bool, float]:
   raise TypeError(f"to_torch: expected a gru_jax GRU, LSTM, SimpleRNN or Stacked of one; got {type(module).__name__}")
 
 
-# The gru_jax layers torch.nn holds exactly, by exact type (a subclass such as PeepholeLSTM adds
-# parameters or equations torch lacks).
-_TORCH_KINDS = {layers.GRU: "gru", layers.LSTM: "lstm", layers.SimpleRNN: "rnn"}
-
-
 def _torch_kind(template: layers.Recurrent) -> str:
   """"gru" / "lstm" / "rnn" when torch.nn holds `template` exactly; else a one-line ValueError."""
-  name = type(template).__name__
-  kind = _TORCH_KINDS.get(type(template))
-  if kind is None:
-    raise ValueError(f"to_torch: {name} has no torch.nn equivalent; only GRU, LSTM and SimpleRNN convert")
-  refusals = [
+  kind = common.exact_kind("to_torch", template, "torch.nn")
+  common.refuse("to_torch", type(template).__name__, [
     (getattr(template, "layer_norm", False), "layer_norm=True (torch.nn has no layer-normalised cells)"),
     (kind != "rnn" and template.make_cell(parent=None).spec().custom_functions,
      "gate_fn or activation_fn other than sigmoid and tanh (torch.nn's cells have only those)"),
@@ -133,10 +116,7 @@ def _torch_kind(template: layers.Recurrent) -> str:
     (template.learn_initial_carry, "learn_initial_carry=True (torch.nn modules have no learned initial carry)"),
     (template.recurrent_dropout, f"recurrent_dropout={template.recurrent_dropout} (torch.nn has no recurrent dropout)"),
     (template.zoneout, f"zoneout={template.zoneout} (torch.nn has no zoneout; its evaluation output differs)"),
-  ]
-  for refused, why in refusals:
-    if refused:
-      raise ValueError(f"to_torch: {name} with {why}")
+  ])
   return kind
 
 
@@ -150,18 +130,12 @@ def to_torch(module, variables: dict[str, Any] | None = None):
   (`gru_jax.nnx`) converts without `variables`. Returns a float32 torch module in eval mode.
   """
   torch = _torch()
-  if isinstance(module, nnx.MODULES):
-    module, variables = nnx.to_linen(module)
-  elif variables is None:
-    raise ValueError("to_torch: a linen module needs its variables")
+  module, params = linen_nnx.as_linen("to_torch", module, variables)
   template, num_layers, bidirectional, dropout = _unpack(module)
   kind = _torch_kind(template)
   hidden = template.features
   stacked = isinstance(module, layers.Stacked)
-  params = variables["params"]
-  first = params["layer_0"] if stacked else params
-  first = first["forward_rnn"] if bidirectional else first
-  input_size = int(first["input_kernel"].shape[0])
+  input_size = common.in_features("to_torch", params)
   kwargs = dict(
     input_size=input_size, hidden_size=hidden, num_layers=num_layers, bias=template.use_bias,
     batch_first=not template.time_major, dropout=dropout, bidirectional=bidirectional,
@@ -181,11 +155,11 @@ def to_torch(module, variables: dict[str, Any] | None = None):
       state[f"weight_ih_l{layer}{suffix}"] = p["input_kernel"].T
       state[f"weight_hh_l{layer}{suffix}"] = p["recurrent_kernel"].T
       if template.use_bias:
-        state[f"bias_ih_l{layer}{suffix}"] = p["bias"]
-        b_hh = np.zeros_like(p["bias"])
         if kind == "gru":
-          b_hh[2 * hidden :] = p["recurrent_bias_n"]
-        state[f"bias_hh_l{layer}{suffix}"] = b_hh
+          b_ih, b_hh = common.unfold_gru_biases(p["bias"], p["recurrent_bias_n"], hidden)
+        else:
+          b_ih, b_hh = p["bias"], np.zeros_like(p["bias"])
+        state[f"bias_ih_l{layer}{suffix}"], state[f"bias_hh_l{layer}{suffix}"] = b_ih, b_hh
   torch_module.load_state_dict({k: torch.tensor(v, dtype=torch.float32) for k, v in state.items()})
   return torch_module.eval()
 

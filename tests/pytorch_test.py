@@ -113,6 +113,10 @@ def test_unconvertible_modules_say_why():
   variables = layer.init(jax.random.key(0), jnp.zeros((1, 2, 3)))
   with pytest.raises(ValueError, match="only the reset_after=True form"):
     gj.interop.to_torch(layer, variables)
+  with pytest.raises(ValueError, match="to_torch: the variables hold no 'params'"):
+    gj.interop.to_torch(gj.GRU(4), variables["params"])
+  with pytest.raises(ValueError, match="to_torch: a linen module needs its variables"):
+    gj.interop.to_torch(gj.GRU(4))
 
 
 # Every cell with its default options, and each option that changes the equations or the

@@ -32,6 +32,7 @@ from flax import nnx as flax_nnx
 
 from gru_jax import cells, layers
 from gru_jax import nnx as gj_nnx
+from gru_jax.interop import common
 
 _GRU_GATES, _LSTM_GATES = ("r", "z", "n"), ("i", "f", "g", "o")
 # Flax class -> (kind, gru_jax linen class, gru_jax NNX class).
@@ -175,14 +176,10 @@ def _kind_of(cell, table) -> str:
 
 def _check(cell, spec, kind: str) -> None:
   """Refuses what Flax's cells cannot compute."""
-  name = type(cell).__name__
-  refusals = [
+  common.refuse("to_flax", type(cell).__name__, [
     (getattr(spec, "layer_norm", False), "layer_norm=True (Flax's cells are not layer-normalised)"),
     (kind == "gru" and not spec.reset_after, "reset_after=False (Flax's GRUCell is the reset-after form)"),
-  ]
-  for refused, why in refusals:
-    if refused:
-      raise ValueError(f"to_flax: {name} with {why}")
+  ])
 
 
 def _flax_fields(kind: str, spec) -> dict[str, Any]:
