@@ -83,22 +83,22 @@ def test_every_config_runs_a_few_steps(tmp_path, config_file, task):
 
 
 @pytest.mark.slow
-def test_one_train_step_changes_every_parameter():
-  for config_file in CELLS:
-    task, model, tx, schedule = train.build(tiny(config_file, opt__schedule="constant", opt__warmup_steps=0))
-    state = train.create_train_state(model, tx, task, jax.random.key(0))
-    before = jax.device_get(state.params)
-    state, _ = train.train_step(state, jax.random.key(1), model=model, task=task, schedule=schedule, batch_size=4)
-    after = jax.device_get(state.params)
-    for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(before)[0], jax.tree_util.tree_leaves(after)):
-      name = jax.tree_util.keystr(path)
-      if config_file == "sru":
-        # The SRU's r gate and highway see the current input only, so at the "last" head their
-        # weights get gradient from the last step's input alone, where the adding task's marker
-        # feature is 0: those rows rightly stay. Every array must still move.
-        assert np.any(a != b), f"{config_file}: {name} did not change"
-      else:
-        assert np.all(a != b), f"{config_file}: {name} did not change in every entry"
+@pytest.mark.parametrize("config_file", CELLS)
+def test_one_train_step_changes_every_parameter(config_file):
+  task, model, tx, schedule = train.build(tiny(config_file, opt__schedule="constant", opt__warmup_steps=0))
+  state = train.create_train_state(model, tx, task, jax.random.key(0))
+  before = jax.device_get(state.params)
+  state, _ = train.train_step(state, jax.random.key(1), model=model, task=task, schedule=schedule, batch_size=4)
+  after = jax.device_get(state.params)
+  for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(before)[0], jax.tree_util.tree_leaves(after)):
+    name = jax.tree_util.keystr(path)
+    if config_file == "sru":
+      # The SRU's r gate and highway see the current input only, so at the "last" head their
+      # weights get gradient from the last step's input alone, where the adding task's marker
+      # feature is 0: those rows rightly stay. Every array must still move.
+      assert np.any(a != b), f"{config_file}: {name} did not change"
+    else:
+      assert np.all(a != b), f"{config_file}: {name} did not change in every entry"
 
 
 @pytest.mark.slow
