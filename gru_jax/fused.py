@@ -32,6 +32,13 @@ Gates = Callable[[tuple, tuple, Carry], tuple[Carry, Array]]
 HiddenOf = Callable[[Carry], Array]
 
 
+def reset(reset_t, initial, carry):
+  """The carry a step starts from: `initial` where `reset_t` ([B, 1] booleans) is True, else `carry`."""
+  if reset_t is None:
+    return carry
+  return jax.tree_util.tree_map(lambda c0, c: jnp.where(reset_t, c0, c), initial, carry)
+
+
 def apply_mask(valid, new_carry, carry, y):
   """Where `valid` is False (past a sequence's length) the carry passes through and y is zero."""
   if valid is None:
@@ -64,43 +71,45 @@ def _with_aux(gates, aux_t):
   return gates if aux_t is None else (lambda xp_t, *args: gates((xp_t, aux_t), *args))
 
 
-def _forward(gates, hidden_of, unroll, w_h, b, gate_params, mask, carry, xp, aux, valid, keep):
+def _forward(gates, hidden_of, unroll, w_h, b, gate_params, mask, carry, xp, aux, valid, resets, initial, keep):
   """Returns (final carry, ys, residuals per step); `keep` is "none", "carries" or "all"
-  (carries before each step, plus the pre-activation blocks)."""
+  (the carries each step starts from, after any reset, plus the pre-activation blocks)."""
 
   def body(carry, inputs):
-    xp_t, aux_t, valid_t = inputs
-    pre = _pre_blocks(w_h, b, cells.masked_hidden(hidden_of(carry), mask))
-    stepped, y = _with_aux(gates, aux_t)(xp_t, pre, carry, *gate_params)
+    xp_t, aux_t, valid_t, reset_t = inputs
+    start = reset(reset_t, initial, carry)
+    pre = _pre_blocks(w_h, b, cells.masked_hidden(hidden_of(start), mask))
+    stepped, y = _with_aux(gates, aux_t)(xp_t, pre, start, *gate_params)
     new_carry, y = apply_mask(valid_t, stepped, carry, y)
-    residual = {"none": None, "carries": (carry, None), "all": (carry, pre)}[keep]
+    residual = {"none": None, "carries": (start, None), "all": (start, pre)}[keep]
     return new_carry, (y, residual)
 
-  final, (ys, residuals) = jax.lax.scan(body, carry, (xp, aux, valid), unroll=unroll)
+  final, (ys, residuals) = jax.lax.scan(body, carry, (xp, aux, valid, resets), unroll=unroll)
   return final, ys, residuals
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
-def _scan(gates, hidden_of, unroll, remat, w_h, b, gate_params, mask, carry, xp, aux, valid):
-  final, ys, _ = _forward(gates, hidden_of, unroll, w_h, b, gate_params, mask, carry, xp, aux, valid, keep="none")
+def _scan(gates, hidden_of, unroll, remat, w_h, b, gate_params, mask, carry, xp, aux, valid, resets, initial):
+  final, ys, _ = _forward(gates, hidden_of, unroll, w_h, b, gate_params, mask, carry, xp, aux, valid, resets, initial,
+                          keep="none")
   return final, ys
 
 
-def _scan_fwd(gates, hidden_of, unroll, remat, w_h, b, gate_params, mask, carry, xp, aux, valid):
-  # With remat the pre-activations are recomputed in the backward loop; the carries before each
-  # step and the inputs xp are kept either way.
+def _scan_fwd(gates, hidden_of, unroll, remat, w_h, b, gate_params, mask, carry, xp, aux, valid, resets, initial):
+  # With remat the pre-activations are recomputed in the backward loop; the carries each step
+  # starts from and the inputs xp are kept either way.
   final, ys, (prev, pres) = _forward(gates, hidden_of, unroll, w_h, b, gate_params, mask, carry, xp, aux, valid,
-                                     keep="carries" if remat else "all")
-  return (final, ys), (w_h, b, gate_params, mask, xp, aux, valid, prev, pres)
+                                     resets, initial, keep="carries" if remat else "all")
+  return (final, ys), (w_h, b, gate_params, mask, xp, aux, valid, resets, initial, prev, pres)
 
 
 def _scan_bwd(gates, hidden_of, unroll, remat, residuals, cotangents):
-  w_h, b, gate_params, mask, xp, aux, valid, prev, pres = residuals
+  w_h, b, gate_params, mask, xp, aux, valid, resets, initial, prev, pres = residuals
   d_final, d_ys = cotangents
 
   def body(acc, inputs):
-    d_carry, d_gate_params = acc
-    xp_t, aux_t, valid_t, carry, dy_t, pre = inputs
+    d_carry, d_gate_params, d_initial = acc
+    xp_t, aux_t, valid_t, reset_t, carry, dy_t, pre = inputs
     if pre is None:
       pre = _pre_blocks(w_h, b, cells.masked_hidden(hidden_of(carry), mask))
     _, gates_vjp = jax.vjp(_with_aux(gates, aux_t), xp_t, pre, carry, *gate_params)
@@ -109,20 +118,26 @@ def _scan_bwd(gates, hidden_of, unroll, remat, residuals, cotangents):
     d_pre = jnp.concatenate(d_pre, axis=-1)
     _, hidden_vjp = jax.vjp(hidden_of, carry)
     (d_carry_matmul,) = hidden_vjp(cells.masked_hidden(d_pre @ w_h.T, mask))
-    d_prev = jax.tree_util.tree_map(jnp.add, d_carry_gates, d_carry_matmul)
+    d_start = jax.tree_util.tree_map(jnp.add, d_carry_gates, d_carry_matmul)  # of the carry the step started from
+    if reset_t is None:
+      d_prev = d_start
+    else:  # a reset step started from `initial`, not from the previous carry
+      d_prev = jax.tree_util.tree_map(lambda d: jnp.where(reset_t, 0, d), d_start)
+      d_initial = jax.tree_util.tree_map(lambda acc_i, d: acc_i + jnp.where(reset_t, d, 0), d_initial, d_start)
     if valid_t is not None:  # a step past the length passed the carry through unchanged
       d_prev = jax.tree_util.tree_map(lambda dp, dc: dp + jnp.where(valid_t, 0, dc), d_prev, d_carry)
-    return (d_prev, jax.tree_util.tree_map(jnp.add, d_gate_params, tuple(d_params))), (d_xp, d_pre)
+    return (d_prev, jax.tree_util.tree_map(jnp.add, d_gate_params, tuple(d_params)), d_initial), (d_xp, d_pre)
 
   zeros = jax.tree_util.tree_map(jnp.zeros_like, gate_params)
-  (d_carry0, d_gate_params), (d_xp, d_pres) = jax.lax.scan(
-    body, (d_final, zeros), (xp, aux, valid, prev, d_ys, pres), reverse=True, unroll=unroll
+  d_initial0 = jax.tree_util.tree_map(jnp.zeros_like, initial)
+  (d_carry0, d_gate_params, d_initial), (d_xp, d_pres) = jax.lax.scan(
+    body, (d_final, zeros, d_initial0), (xp, aux, valid, resets, prev, d_ys, pres), reverse=True, unroll=unroll
   )
   h_prev = cells.masked_hidden(hidden_of(prev), mask)
   rows = h_prev.shape[0] * h_prev.shape[1]
   d_w_h = h_prev.reshape(rows, -1).T @ d_pres.reshape(rows, -1)
   d_b = jnp.sum(d_pres, axis=(0, 1))
-  return d_w_h.astype(w_h.dtype), d_b.astype(b.dtype), d_gate_params, None, d_carry0, d_xp, None, None
+  return d_w_h.astype(w_h.dtype), d_b.astype(b.dtype), d_gate_params, None, d_carry0, d_xp, None, None, None, d_initial
 
 
 _scan.defvjp(_scan_fwd, _scan_bwd)
@@ -142,6 +157,8 @@ def scan(
   gate_params: tuple = (),
   hidden_mask: Array | None = None,
   aux: Any = None,
+  resets_TxBx1: Array | None = None,
+  reset_carry: Carry | None = None,
 ) -> tuple[Carry, Array]:
   """Runs `carry' = gates(xp_t, blocks(hidden_of(carry) @ w_h + b), carry, *gate_params)` over time.
 
@@ -163,9 +180,14 @@ def scan(
       mask per sequence); not differentiated.
     aux: optional per-step inputs [T, ...] that are not differentiated (zoneout's draws); with
       them, `gates` takes (xp_t, aux_t) as its first argument.
+    resets_TxBx1: optional booleans; where True the step starts from `reset_carry` instead of the
+      previous carry (a new episode).
+    reset_carry: the carry a reset step starts from (leaves [B, H]; default: `carry`), differentiated.
 
   Returns:
     (final carry, ys [T, B, H]).
   """
   xp = tuple(xp) if isinstance(xp, list) else xp
-  return _scan(gates, hidden_of, unroll, remat, w_h, b, tuple(gate_params), hidden_mask, carry, xp, aux, valid_TxBx1)
+  initial = None if resets_TxBx1 is None else (carry if reset_carry is None else reset_carry)
+  return _scan(gates, hidden_of, unroll, remat, w_h, b, tuple(gate_params), hidden_mask, carry, xp, aux, valid_TxBx1,
+               resets_TxBx1, initial)

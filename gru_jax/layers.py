@@ -222,6 +222,7 @@ class Recurrent(CellOptions):
     return_carry: bool = False,
     reverse: bool = False,
     deterministic: bool = True,
+    resets: Array | None = None,
   ) -> Array | tuple[Array, Carry]:
     """Runs the cell over the time axis of `xs`.
 
@@ -237,14 +238,19 @@ class Recurrent(CellOptions):
       reverse: run from each sequence's last valid step back to its first (the backward half of a
         bidirectional layer); outputs stay aligned with the inputs.
       deterministic: turn off recurrent_dropout and use zoneout's expectation (evaluation).
+      resets: optional booleans [..., T] (the batch shape and time steps of xs; [T, ...] when
+        time_major). Where True, the carry is reset before that step to the initial carry (the
+        one given, else the learned one, else zeros): a new episode starts there, as purejaxrl's
+        `done` flag arrives with an episode's first observation. Each episode then runs as if
+        alone; with `reverse`, backward from its own last step. Composes with seq_lengths.
 
     Returns:
       ys [..., T, H] (or [T, ..., H]), and the final carry if `return_carry`.
     """
-    return _scan_cell(self, self.cell, xs, seq_lengths, initial_carry, return_carry, reverse, deterministic)
+    return _scan_cell(self, self.cell, xs, seq_lengths, initial_carry, return_carry, reverse, deterministic, resets)
 
 
-def _scan_cell(layer, cell, xs, seq_lengths, initial_carry, return_carry, reverse, deterministic):
+def _scan_cell(layer, cell, xs, seq_lengths, initial_carry, return_carry, reverse, deterministic, resets=None):
   """The body of the scanned layers' call: `cell` (whose scope is the layer's) over time with
   `recurrent.run`."""
   owner = type(layer).__name__
@@ -254,7 +260,7 @@ def _scan_cell(layer, cell, xs, seq_lengths, initial_carry, return_carry, revers
   zoneout_key = layer.make_rng("dropout") if options.zoneout and not deterministic else None
   ys, carry = recurrent.run(
     cell.spec(), params, xs, options, seq_lengths=seq_lengths, initial_carry=initial_carry,
-    learned_carry=layer.learned_carry if layer.learn_initial_carry else None, reverse=reverse,
+    learned_carry=layer.learned_carry if layer.learn_initial_carry else None, reverse=reverse, resets=resets,
     dropout_key=dropout_key, zoneout_key=zoneout_key, owner=owner,
   )
   return (ys, carry) if return_carry else ys
@@ -302,9 +308,10 @@ class Scanned(nn.Module):
     if self.learn_initial_carry:
       self.learned_carry = self.param("initial_carry", lambda key: self.cell.spec().zero_carry((), self.cell.param_dtype))
 
-  def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, reverse=False, deterministic=True):
+  def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, reverse=False, deterministic=True,
+               resets=None):
     """As `Recurrent.__call__`."""
-    return _scan_cell(self, self.step_cell, xs, seq_lengths, initial_carry, return_carry, reverse, deterministic)
+    return _scan_cell(self, self.step_cell, xs, seq_lengths, initial_carry, return_carry, reverse, deterministic, resets)
 
 
 _LINEN_LAYER_NOTE = """The linen layer of `gru_jax.specs.{spec}`: `{cell}` run over time (`Recurrent`); its cell
@@ -335,15 +342,18 @@ class Bidirectional(nn.Module):
   backward_rnn: nn.Module
   merge: str = "concat"
 
-  def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, deterministic=True):
-    """Like the layers' call; initial_carry and the returned carry are (forward, backward)."""
+  def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, deterministic=True, resets=None):
+    """Like the layers' call; initial_carry and the returned carry are (forward, backward). With
+    `resets`, each episode runs forward and backward as if alone."""
     merge = merges.check_merge(self.merge)
     carry_f, carry_b = (None, None) if initial_carry is None else initial_carry
+    extra = {} if resets is None else {"resets": resets}
     ys_f, carry_f = self.forward_rnn(
-      xs, seq_lengths=seq_lengths, initial_carry=carry_f, return_carry=True, deterministic=deterministic
+      xs, seq_lengths=seq_lengths, initial_carry=carry_f, return_carry=True, deterministic=deterministic, **extra
     )
     ys_b, carry_b = self.backward_rnn(
-      xs, seq_lengths=seq_lengths, initial_carry=carry_b, return_carry=True, reverse=True, deterministic=deterministic
+      xs, seq_lengths=seq_lengths, initial_carry=carry_b, return_carry=True, reverse=True, deterministic=deterministic,
+      **extra,
     )
     ys = merge(ys_f, ys_b)
     return (ys, (carry_f, carry_b)) if return_carry else ys
@@ -369,11 +379,11 @@ class Stacked(nn.Module):
   residual: bool = False
 
   @nn.compact
-  def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, deterministic=True):
+  def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, deterministic=True, resets=None):
     """Runs the stack.
 
     Args:
-      xs, seq_lengths: as for the layers.
+      xs, seq_lengths, resets: as for the layers (every layer resets where `resets` is True).
       initial_carry: None, or a sequence of one carry per layer (a (forward, backward) pair per
         layer when bidirectional).
       return_carry: also return the final carries, in the same structure.
@@ -393,7 +403,9 @@ class Stacked(nn.Module):
       else:
         layer = self.layer.clone(parent=self, name=f"layer_{i}")
       carry = None if initial_carry is None else initial_carry[i]
-      ys, carry = layer(xs, seq_lengths=seq_lengths, initial_carry=carry, return_carry=True, deterministic=deterministic)
+      extra = {} if resets is None else {"resets": resets}
+      ys, carry = layer(xs, seq_lengths=seq_lengths, initial_carry=carry, return_carry=True, deterministic=deterministic,
+                        **extra)
       carries.append(carry)
       if self.residual and ys.shape == xs.shape:
         ys = ys + xs

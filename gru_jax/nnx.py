@@ -233,7 +233,7 @@ class Recurrent(nnx.Module):
 
   def __call__(self, xs: Array, *, seq_lengths: Array | None = None, initial_carry: Carry | None = None,
                return_carry: bool = False, reverse: bool = False, deterministic: bool | None = None,
-               rngs: nnx.Rngs | None = None) -> Array | tuple[Array, Carry]:
+               rngs: nnx.Rngs | None = None, resets: Array | None = None) -> Array | tuple[Array, Carry]:
     """Runs the cell over the time axis of `xs`; arguments and results as the linen layers'
     (`gru_jax.layers.Recurrent.__call__`). `rngs` overrides the dropout stream given at
     construction; `deterministic` overrides the attribute."""
@@ -249,7 +249,7 @@ class Recurrent(nnx.Module):
     learned = self.initial_carry.get_value() if self.learn_initial_carry else None
     ys, carry = recurrent.run(
       self.spec, self.params(), xs, self.options, seq_lengths=seq_lengths, initial_carry=initial_carry,
-      learned_carry=learned, reverse=reverse, dropout_key=dropout_key, zoneout_key=zoneout_key, owner=owner,
+      learned_carry=learned, reverse=reverse, resets=resets, dropout_key=dropout_key, zoneout_key=zoneout_key, owner=owner,
     )
     return (ys, carry) if return_carry else ys
 
@@ -271,10 +271,12 @@ class Bidirectional(nnx.Module):
     merges.check_merge(merge)
     self.forward_rnn, self.backward_rnn, self.merge = forward_rnn, backward_rnn, merge
 
-  def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, deterministic=None, rngs=None):
+  def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, deterministic=None, rngs=None,
+               resets=None):
     """Like the layers' call; initial_carry and the returned carry are (forward, backward)."""
     carry_f, carry_b = (None, None) if initial_carry is None else initial_carry
-    common = dict(seq_lengths=seq_lengths, return_carry=True, deterministic=deterministic, rngs=rngs)
+    common = dict(seq_lengths=seq_lengths, return_carry=True, deterministic=deterministic, rngs=rngs,
+                  **({} if resets is None else {"resets": resets}))
     ys_f, carry_f = self.forward_rnn(xs, initial_carry=carry_f, **common)
     ys_b, carry_b = self.backward_rnn(xs, initial_carry=carry_b, reverse=True, **common)
     ys = merges.check_merge(self.merge)(ys_f, ys_b)
@@ -311,8 +313,10 @@ class Stacked(nnx.Module):
       width = features * (2 if bidirectional else 1)
     self.dropout = nnx.Dropout(dropout, rngs=_dropout_stream(rngs, dropout > 0.0))
 
-  def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, deterministic=None, rngs=None):
-    """Runs the stack; initial_carry and the returned carries hold one carry per layer."""
+  def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, deterministic=None, rngs=None,
+               resets=None):
+    """Runs the stack; initial_carry and the returned carries hold one carry per layer; every layer
+    resets where `resets` is True."""
     if initial_carry is not None and len(initial_carry) != self.num_layers:
       raise ValueError(
         f"Stacked: initial_carry must hold one carry per layer ({self.num_layers}); got {len(initial_carry)}"
@@ -320,8 +324,9 @@ class Stacked(nnx.Module):
     carries = []
     for i in range(self.num_layers):
       carry = None if initial_carry is None else initial_carry[i]
+      extra = {} if resets is None else {"resets": resets}
       ys, carry = getattr(self, f"layer_{i}")(xs, seq_lengths=seq_lengths, initial_carry=carry, return_carry=True,
-                                             deterministic=deterministic, rngs=rngs)
+                                             deterministic=deterministic, rngs=rngs, **extra)
       carries.append(carry)
       if self.residual and ys.shape == xs.shape:
         ys = ys + xs

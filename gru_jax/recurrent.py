@@ -194,6 +194,22 @@ def check_lengths(owner, seq_lengths, batch_shape, num_steps, xs_shape):
   return lengths
 
 
+def check_resets(owner, resets, batch_shape, num_steps, time_major):
+  """Checks resets (booleans [..., T], or [T, ...] when time_major) and returns them as [T, B]."""
+  if resets is None:
+    return None
+  resets = jnp.asarray(resets)
+  want = (num_steps,) + batch_shape if time_major else batch_shape + (num_steps,)
+  if resets.shape != want:
+    layout = "[T, ...]" if time_major else "[..., T]"
+    raise ValueError(f"{owner}: resets must have shape {want} ({layout}: the batch shape and time steps of xs); "
+                     f"got {resets.shape}")
+  if resets.dtype != jnp.bool_:
+    raise TypeError(f"{owner}: resets must be booleans; got dtype {resets.dtype}")
+  resets_TxB = resets if time_major else jnp.moveaxis(resets, -1, 0)
+  return resets_TxB.reshape(num_steps, math.prod(batch_shape))
+
+
 def check_params(owner: str, spec: specs.CellSpec, params: dict[str, Array], in_features: int) -> None:
   """Raises a ValueError when the input kernel does not take inputs of `in_features` features."""
   got = tuple(np.shape(params["input_kernel"]))
@@ -245,6 +261,7 @@ def run(
   initial_carry: Carry | None = None,
   learned_carry: Carry | None = None,
   reverse: bool = False,
+  resets: Array | None = None,
   dropout_key: Array | None = None,
   zoneout_key: Array | None = None,
   owner: str | None = None,
@@ -261,6 +278,10 @@ def run(
     initial_carry: carry with leaves [..., H]; else `learned_carry` (leaves [H]) broadcast; else
       zeros.
     reverse: run from each sequence's last valid step back to its first; outputs stay aligned.
+    resets: optional booleans [..., T] (the batch shape and time steps of xs; [T, ...] when
+      time-major): where True the carry is reset before that step to the initial carry (the given
+      one, else the learned one, else zeros), so an episode starting there runs as if alone. With
+      `reverse` each episode runs backward from its own last step. Composes with seq_lengths.
     dropout_key: the key of the recurrent-dropout mask; None turns recurrent dropout off
       (evaluation).
     zoneout_key: the key of the zoneout draws; None uses zoneout's expectation (evaluation).
@@ -281,6 +302,11 @@ def run(
   lengths = check_lengths(owner, seq_lengths, batch_shape, num_steps, xs.shape)
   if lengths is not None:
     lengths = lengths.reshape(batch)
+  resets = check_resets(owner, resets, batch_shape, num_steps, options.time_major)
+  if resets is not None and options.sequence_axis is not None:
+    raise ValueError(f"{owner}: resets with sequence_axis (time split over devices) is not supported yet")
+  if resets is not None and options.kernel.startswith("pallas"):
+    raise ValueError(f"{owner}: resets with kernel={options.kernel!r} is not supported yet; use kernel='auto' or 'xla'")
 
   step = functools.partial(spec.step_fn(), params)
   hidden_mask = None
@@ -306,6 +332,7 @@ def run(
     step, carry, xp, seq_lengths=lengths, reverse=reverse,
     unroll=scan_lib.default_unroll() if options.unroll is None else options.unroll, remat=options.remat,
     split=split, parallel=None if all_steps is None else functools.partial(all_steps, params), kernel=kernel,
+    resets=resets,
   )
 
   ys_TxBxH = ys_TxBxH.reshape((num_steps,) + batch_shape + (spec.features,))

@@ -56,6 +56,7 @@ def scan(
   split: tuple | None = None,
   parallel: Callable | None = None,
   kernel: Callable | None = None,
+  resets: Array | None = None,
 ) -> tuple[Carry, Array]:
   """Runs `step` over the leading (time) axis of `xp_TxBxG`.
 
@@ -85,6 +86,11 @@ def scan(
       step t depends on steps <= t only).
     kernel: optional `(carry, xp_TxBxG, valid [T, B, 1] or None) -> (carry, ys)` computing what
       the fused path with `split` computes (the Pallas GRU kernel); it replaces that path.
+    resets: optional [T, B] booleans: where True, the carry is reset to the initial `carry`
+      before that step (a new episode starts there; purejaxrl's `done` that arrives with an
+      episode's first observation). With `reverse`, each episode runs backward from its own last
+      step, which starts from the initial carry: the same as running every episode on its own.
+      Resets run on the fused or the autodiff path (`parallel` and `kernel` are not used then).
 
   Returns:
     (final carry, ys [T, B, H]).
@@ -94,6 +100,13 @@ def scan(
     flip = (lambda x: x[::-1]) if seq_lengths is None else (lambda x: reverse_padded(x, seq_lengths))
     xp_TxBxG = jax.tree_util.tree_map(flip, xp_TxBxG)
   valid = None if seq_lengths is None else (jnp.arange(num_steps)[:, None] < seq_lengths[None, :])[..., None]
+  resets_TxBx1 = None
+  if resets is not None:
+    if reverse:  # the step before which a backward pass starts afresh is an episode's last: resets[t + 1]
+      resets = jnp.concatenate([resets[1:], jnp.zeros_like(resets[:1])])
+      resets = resets[::-1] if seq_lengths is None else reverse_padded(resets, seq_lengths)
+    resets_TxBx1 = resets[..., None]
+    parallel = kernel = None
   if parallel is not None:
     carry, ys = _parallel(parallel, carry, xp_TxBxG, seq_lengths, valid)
   elif kernel is not None:
@@ -102,9 +115,9 @@ def scan(
     split = fused.Split(*split)
     xp, aux = xp_TxBxG if split.with_aux else (xp_TxBxG, None)
     carry, ys = fused.scan(*split[:4], carry, xp, valid, unroll=unroll, remat=remat, gate_params=split.gate_params,
-                           hidden_mask=split.hidden_mask, aux=aux)
+                           hidden_mask=split.hidden_mask, aux=aux, resets_TxBx1=resets_TxBx1)
   else:
-    carry, ys = _autodiff_scan(step, carry, xp_TxBxG, valid, unroll=unroll, remat=remat)
+    carry, ys = _autodiff_scan(step, carry, xp_TxBxG, valid, resets_TxBx1, unroll=unroll, remat=remat)
   if reverse:
     ys = ys[::-1] if seq_lengths is None else reverse_padded(ys, seq_lengths)
   return carry, ys
@@ -123,15 +136,16 @@ def _parallel(all_steps, carry, xp_TxBxG, seq_lengths, valid_TxBx1):
   return final, jnp.where(valid_TxBx1, ys, jnp.zeros_like(ys))
 
 
-def _autodiff_scan(step, carry, xp_TxBxG, valid_TxBx1, *, unroll, remat):
+def _autodiff_scan(step, carry, xp_TxBxG, valid_TxBx1, resets_TxBx1, *, unroll, remat):
   body = jax.checkpoint(step, prevent_cse=False) if remat else step
+  initial = carry
 
   def masked(carry, inputs):
-    xp, valid = inputs
-    new_carry, y = body(carry, xp)
+    xp, valid, reset_t = inputs
+    new_carry, y = body(fused.reset(reset_t, initial, carry), xp)
     return fused.apply_mask(valid, new_carry, carry, y)
 
-  return jax.lax.scan(masked, carry, (xp_TxBxG, valid_TxBx1), unroll=unroll)
+  return jax.lax.scan(masked, carry, (xp_TxBxG, valid_TxBx1, resets_TxBx1), unroll=unroll)
 
 
 def python_loop(step: Step, carry: Carry, xp_TxBxG: Array) -> tuple[Carry, Array]:
