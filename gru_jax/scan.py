@@ -79,7 +79,7 @@ def scan(
       (blocks, per-step inputs not differentiated)) and the loop runs in
       `gru_jax.fused.scan` with its hand-written backward pass.
       Without it, autodiff differentiates `lax.scan` over `step` (the readable reference).
-    parallel: optional `(carry, xp_TxBxG) -> (carries [T, ...], ys [T, B, H])` computing every
+    parallel: optional `(carry, xp_TxBxG, resets=None) -> (carries [T, ...], ys [T, B, H])` computing every
       step at once (a parallel scan, `gru_jax.parallel`), for cells whose recurrence is linear in
       the carry; it replaces the loop over `step`. Lengths are applied after it: the final carry
       is the one at each sequence's last valid step, outputs past it are zeros (valid because
@@ -90,7 +90,8 @@ def scan(
       before that step (a new episode starts there; purejaxrl's `done` that arrives with an
       episode's first observation). With `reverse`, each episode runs backward from its own last
       step, which starts from the initial carry: the same as running every episode on its own.
-      Resets run on the fused or the autodiff path (`parallel` and `kernel` are not used then).
+      The parallel scans restart there (a reset zeroes that step's coefficient on the carry); the
+      `kernel` is not used with resets.
 
   Returns:
     (final carry, ys [T, B, H]).
@@ -106,9 +107,9 @@ def scan(
       resets = jnp.concatenate([resets[1:], jnp.zeros_like(resets[:1])])
       resets = resets[::-1] if seq_lengths is None else reverse_padded(resets, seq_lengths)
     resets_TxBx1 = resets[..., None]
-    parallel = kernel = None
+    kernel = None
   if parallel is not None:
-    carry, ys = _parallel(parallel, carry, xp_TxBxG, seq_lengths, valid)
+    carry, ys = _parallel(parallel, carry, xp_TxBxG, seq_lengths, valid, resets_TxBx1)
   elif kernel is not None:
     carry, ys = kernel(carry, xp_TxBxG, valid)
   elif split is not None:
@@ -123,8 +124,8 @@ def scan(
   return carry, ys
 
 
-def _parallel(all_steps, carry, xp_TxBxG, seq_lengths, valid_TxBx1):
-  carries, ys = all_steps(carry, xp_TxBxG)
+def _parallel(all_steps, carry, xp_TxBxG, seq_lengths, valid_TxBx1, resets_TxBx1):
+  carries, ys = all_steps(carry, xp_TxBxG) if resets_TxBx1 is None else all_steps(carry, xp_TxBxG, resets=resets_TxBx1)
   if seq_lengths is None:
     return jax.tree_util.tree_map(lambda c: c[-1], carries), ys
   num_steps = ys.shape[0]

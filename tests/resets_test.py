@@ -89,17 +89,19 @@ def check(module, *, reverse=False, with_carry=True, lengths=LENGTHS):
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("cell,options", [("gru", {}), ("gru", {"custom_vjp": False}), ("lstm", {}), ("rnn", {"remat": True})])
+@pytest.mark.parametrize("cell,options", [("gru", {}), ("gru", {"custom_vjp": False}), ("lstm", {}), ("rnn", {"remat": True}),
+                                          ("mingru", {"parallel": True})])
 def test_resets_equal_each_episode_alone(cell, options, reverse):
   check(models.make_layer(cell, H, **options), reverse=reverse)
 
 
 # The other ways a layer runs: gate parameters on the fused path, the reference path with a tuple
-# carry, a parallel-scan cell (which runs its sequential scan with resets), zoneout.
+# carry, the other parallel scans (with autodiff, and the SRU's in linear space), zoneout.
 @pytest.mark.slow
 @pytest.mark.parametrize("cell,options,reverse", [
   ("gru", {"layer_norm": True}, False), ("peephole_lstm", {}, True), ("fgr_lstm", {}, False),
-  ("mingru", {"parallel": True}, True), ("gru", {"zoneout": 0.3}, True),
+  ("minlstm", {"parallel": True, "custom_vjp": False}, True), ("sru", {"parallel": True}, False),
+  ("gru", {"zoneout": 0.3}, True),
 ])
 def test_resets_on_every_path(cell, options, reverse):
   check(models.make_layer(cell, H, **options), reverse=reverse, lengths=[4, T, 1] if reverse else LENGTHS)
