@@ -223,6 +223,7 @@ class Recurrent(CellOptions):
     reverse: bool = False,
     deterministic: bool = True,
     resets: Array | None = None,
+    reset_carry: Carry | None = None,
   ) -> Array | tuple[Array, Carry]:
     """Runs the cell over the time axis of `xs`.
 
@@ -243,14 +244,19 @@ class Recurrent(CellOptions):
         one given, else the learned one, else zeros): a new episode starts there, as purejaxrl's
         `done` flag arrives with an episode's first observation. Each episode then runs as if
         alone; with `reverse`, backward from its own last step. Composes with seq_lengths.
+      reset_carry: the carry resets restart from, where that is not the initial carry (streams
+        cut into chunks: `initial_carry` the state stored at the chunk's start, `reset_carry`
+        zeros, as a fresh episode starts). Leaves [..., H].
 
     Returns:
       ys [..., T, H] (or [T, ..., H]), and the final carry if `return_carry`.
     """
-    return _scan_cell(self, self.cell, xs, seq_lengths, initial_carry, return_carry, reverse, deterministic, resets)
+    return _scan_cell(self, self.cell, xs, seq_lengths, initial_carry, return_carry, reverse, deterministic, resets,
+                      reset_carry)
 
 
-def _scan_cell(layer, cell, xs, seq_lengths, initial_carry, return_carry, reverse, deterministic, resets=None):
+def _scan_cell(layer, cell, xs, seq_lengths, initial_carry, return_carry, reverse, deterministic, resets=None,
+               reset_carry=None):
   """The body of the scanned layers' call: `cell` (whose scope is the layer's) over time with
   `recurrent.run`."""
   owner = type(layer).__name__
@@ -261,7 +267,7 @@ def _scan_cell(layer, cell, xs, seq_lengths, initial_carry, return_carry, revers
   ys, carry = recurrent.run(
     cell.spec(), params, xs, options, seq_lengths=seq_lengths, initial_carry=initial_carry,
     learned_carry=layer.learned_carry if layer.learn_initial_carry else None, reverse=reverse, resets=resets,
-    dropout_key=dropout_key, zoneout_key=zoneout_key, owner=owner,
+    reset_carry=reset_carry, dropout_key=dropout_key, zoneout_key=zoneout_key, owner=owner,
   )
   return (ys, carry) if return_carry else ys
 
@@ -309,9 +315,10 @@ class Scanned(nn.Module):
       self.learned_carry = self.param("initial_carry", lambda key: self.cell.spec().zero_carry((), self.cell.param_dtype))
 
   def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, reverse=False, deterministic=True,
-               resets=None):
+               resets=None, reset_carry=None):
     """As `Recurrent.__call__`."""
-    return _scan_cell(self, self.step_cell, xs, seq_lengths, initial_carry, return_carry, reverse, deterministic, resets)
+    return _scan_cell(self, self.step_cell, xs, seq_lengths, initial_carry, return_carry, reverse, deterministic, resets,
+                      reset_carry)
 
 
 _LINEN_LAYER_NOTE = """The linen layer of `gru_jax.specs.{spec}`: `{cell}` run over time (`Recurrent`); its cell

@@ -233,7 +233,8 @@ class Recurrent(nnx.Module):
 
   def __call__(self, xs: Array, *, seq_lengths: Array | None = None, initial_carry: Carry | None = None,
                return_carry: bool = False, reverse: bool = False, deterministic: bool | None = None,
-               rngs: nnx.Rngs | None = None, resets: Array | None = None) -> Array | tuple[Array, Carry]:
+               rngs: nnx.Rngs | None = None, resets: Array | None = None,
+               reset_carry: Carry | None = None) -> Array | tuple[Array, Carry]:
     """Runs the cell over the time axis of `xs`; arguments and results as the linen layers'
     (`gru_jax.layers.Recurrent.__call__`). `rngs` overrides the dropout stream given at
     construction; `deterministic` overrides the attribute."""
@@ -249,7 +250,8 @@ class Recurrent(nnx.Module):
     learned = self.initial_carry.get_value() if self.learn_initial_carry else None
     ys, carry = recurrent.run(
       self.spec, self.params(), xs, self.options, seq_lengths=seq_lengths, initial_carry=initial_carry,
-      learned_carry=learned, reverse=reverse, resets=resets, dropout_key=dropout_key, zoneout_key=zoneout_key, owner=owner,
+      learned_carry=learned, reverse=reverse, resets=resets, reset_carry=reset_carry,
+      dropout_key=dropout_key, zoneout_key=zoneout_key, owner=owner,
     )
     return (ys, carry) if return_carry else ys
 

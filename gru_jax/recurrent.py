@@ -262,6 +262,7 @@ def run(
   learned_carry: Carry | None = None,
   reverse: bool = False,
   resets: Array | None = None,
+  reset_carry: Carry | None = None,
   dropout_key: Array | None = None,
   zoneout_key: Array | None = None,
   owner: str | None = None,
@@ -282,6 +283,9 @@ def run(
       time-major): where True the carry is reset before that step to the initial carry (the given
       one, else the learned one, else zeros), so an episode starting there runs as if alone. With
       `reverse` each episode runs backward from its own last step. Composes with seq_lengths.
+    reset_carry: the carry resets restart from, when it is not the initial carry: e.g. zeros (or
+      `spec.zero_carry`) when `initial_carry` is a state carried over from an earlier chunk of the
+      same stream. Leaves [..., H], checked as initial_carry.
     dropout_key: the key of the recurrent-dropout mask; None turns recurrent dropout off
       (evaluation).
     zoneout_key: the key of the zoneout draws; None uses zoneout's expectation (evaluation).
@@ -303,6 +307,11 @@ def run(
   if lengths is not None:
     lengths = lengths.reshape(batch)
   resets = check_resets(owner, resets, batch_shape, num_steps, options.time_major)
+  if reset_carry is not None:
+    if resets is None:
+      raise ValueError(f"{owner}: reset_carry is the carry resets restart from; it needs resets")
+    check_carry(owner, reset_carry, spec.zero_carry(batch_shape, dtype), name="reset_carry")
+    reset_carry = jax.tree_util.tree_map(lambda c: jnp.asarray(c).astype(dtype).reshape(batch, spec.features), reset_carry)
   if resets is not None and options.sequence_axis is not None:
     raise ValueError(f"{owner}: resets with sequence_axis (time split over devices) is not supported yet")
   if resets is not None and options.kernel.startswith("pallas"):
@@ -332,7 +341,7 @@ def run(
     step, carry, xp, seq_lengths=lengths, reverse=reverse,
     unroll=scan_lib.default_unroll() if options.unroll is None else options.unroll, remat=options.remat,
     split=split, parallel=None if all_steps is None else functools.partial(all_steps, params), kernel=kernel,
-    resets=resets,
+    resets=resets, reset_carry=reset_carry,
   )
 
   ys_TxBxH = ys_TxBxH.reshape((num_steps,) + batch_shape + (spec.features,))

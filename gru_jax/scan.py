@@ -57,6 +57,7 @@ def scan(
   parallel: Callable | None = None,
   kernel: Callable | None = None,
   resets: Array | None = None,
+  reset_carry: Carry | None = None,
 ) -> tuple[Carry, Array]:
   """Runs `step` over the leading (time) axis of `xp_TxBxG`.
 
@@ -79,15 +80,15 @@ def scan(
       (blocks, per-step inputs not differentiated)) and the loop runs in
       `gru_jax.fused.scan` with its hand-written backward pass.
       Without it, autodiff differentiates `lax.scan` over `step` (the readable reference).
-    parallel: optional `(carry, xp_TxBxG, resets=None) -> (carries [T, ...], ys [T, B, H])` computing every
+    parallel: optional `(carry, xp_TxBxG, resets=None, reset_carry=None) -> (carries [T, ...], ys)` computing every
       step at once (a parallel scan, `gru_jax.parallel`), for cells whose recurrence is linear in
       the carry; it replaces the loop over `step`. Lengths are applied after it: the final carry
       is the one at each sequence's last valid step, outputs past it are zeros (valid because
       step t depends on steps <= t only).
     kernel: optional `(carry, xp_TxBxG, valid [T, B, 1] or None) -> (carry, ys)` computing what
       the fused path with `split` computes (the Pallas GRU kernel); it replaces that path.
-    resets: optional [T, B] booleans: where True, the carry is reset to the initial `carry`
-      before that step (a new episode starts there; purejaxrl's `done` that arrives with an
+    resets: optional [T, B] booleans: where True, the carry is reset to `reset_carry` (default:
+      the initial `carry`) before that step (a new episode starts there; purejaxrl's `done` that arrives with an
       episode's first observation). With `reverse`, each episode runs backward from its own last
       step, which starts from the initial carry: the same as running every episode on its own.
       The parallel scans restart there (a reset zeroes that step's coefficient on the carry); the
@@ -109,23 +110,26 @@ def scan(
     resets_TxBx1 = resets[..., None]
     kernel = None
   if parallel is not None:
-    carry, ys = _parallel(parallel, carry, xp_TxBxG, seq_lengths, valid, resets_TxBx1)
+    carry, ys = _parallel(parallel, carry, xp_TxBxG, seq_lengths, valid, resets_TxBx1, reset_carry)
   elif kernel is not None:
     carry, ys = kernel(carry, xp_TxBxG, valid)
   elif split is not None:
     split = fused.Split(*split)
     xp, aux = xp_TxBxG if split.with_aux else (xp_TxBxG, None)
     carry, ys = fused.scan(*split[:4], carry, xp, valid, unroll=unroll, remat=remat, gate_params=split.gate_params,
-                           hidden_mask=split.hidden_mask, aux=aux, resets_TxBx1=resets_TxBx1)
+                           hidden_mask=split.hidden_mask, aux=aux, resets_TxBx1=resets_TxBx1, reset_carry=reset_carry)
   else:
-    carry, ys = _autodiff_scan(step, carry, xp_TxBxG, valid, resets_TxBx1, unroll=unroll, remat=remat)
+    carry, ys = _autodiff_scan(step, carry, xp_TxBxG, valid, resets_TxBx1, reset_carry, unroll=unroll, remat=remat)
   if reverse:
     ys = ys[::-1] if seq_lengths is None else reverse_padded(ys, seq_lengths)
   return carry, ys
 
 
-def _parallel(all_steps, carry, xp_TxBxG, seq_lengths, valid_TxBx1, resets_TxBx1):
-  carries, ys = all_steps(carry, xp_TxBxG) if resets_TxBx1 is None else all_steps(carry, xp_TxBxG, resets=resets_TxBx1)
+def _parallel(all_steps, carry, xp_TxBxG, seq_lengths, valid_TxBx1, resets_TxBx1, reset_carry):
+  if resets_TxBx1 is None:
+    carries, ys = all_steps(carry, xp_TxBxG)
+  else:
+    carries, ys = all_steps(carry, xp_TxBxG, resets=resets_TxBx1, reset_carry=reset_carry)
   if seq_lengths is None:
     return jax.tree_util.tree_map(lambda c: c[-1], carries), ys
   num_steps = ys.shape[0]
@@ -137,9 +141,9 @@ def _parallel(all_steps, carry, xp_TxBxG, seq_lengths, valid_TxBx1, resets_TxBx1
   return final, jnp.where(valid_TxBx1, ys, jnp.zeros_like(ys))
 
 
-def _autodiff_scan(step, carry, xp_TxBxG, valid_TxBx1, resets_TxBx1, *, unroll, remat):
+def _autodiff_scan(step, carry, xp_TxBxG, valid_TxBx1, resets_TxBx1, reset_carry, *, unroll, remat):
   body = jax.checkpoint(step, prevent_cse=False) if remat else step
-  initial = carry
+  initial = carry if reset_carry is None else reset_carry
 
   def masked(carry, inputs):
     xp, valid, reset_t = inputs

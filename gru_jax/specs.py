@@ -173,10 +173,11 @@ class CellSpec:
     return functools.partial(cells.project, use_bias=self.use_bias)
 
   def parallel_fn(self, custom_vjp: bool = True) -> Callable | None:
-    """For cells whose recurrence is linear in the carry: `(params, carry, xp [T, B, ...], resets=None)
-    -> (carries [T, B, H], ys [T, B, H])`, all steps at once with a parallel scan (its hand-written
-    backward pass with custom_vjp, else autodiff, which forward mode needs), restarted from the
-    carry where `resets` ([T, B, 1] booleans) is True (`restart`); else None."""
+    """For cells whose recurrence is linear in the carry: `(params, carry, xp [T, B, ...], resets=None,
+    reset_carry=None) -> (carries [T, B, H], ys [T, B, H])`, all steps at once with a parallel scan
+    (its hand-written backward pass with custom_vjp, else autodiff, which forward mode needs),
+    restarted from `reset_carry` (default: the carry) where `resets` ([T, B, 1] booleans) is True
+    (`restart`); else None."""
     return None
 
 
@@ -702,20 +703,20 @@ CHUNK = 64
 
 
 def restart(a: Array, b: Array, h0: Array, resets: Array | None) -> tuple[Array, Array]:
-  """The coefficients of h_t = a_t ⊙ h_{t-1} + b_t restarted from h0 where `resets` ([T, B, 1]) is
-  True: there a_t -> 0 and b_t -> a_t ⊙ h0 + b_t, so h_t = a_t ⊙ h0 + b_t."""
+  """The coefficients of h_t = a_t ⊙ h_{t-1} + b_t restarted from h0 (the reset carry) where
+  `resets` ([T, B, 1]) is True: there a_t -> 0 and b_t -> a_t ⊙ h0 + b_t, so h_t = a_t ⊙ h0 + b_t."""
   if resets is None:
     return a, b
   return jnp.where(resets, jnp.zeros_like(a), a), b + jnp.where(resets, a * h0, jnp.zeros_like(b))
 
 
-def _log_coefficient_all_steps(log_coefficients, custom_vjp, params, h0, xp, resets=None):
+def _log_coefficient_all_steps(log_coefficients, custom_vjp, params, h0, xp, resets=None, reset_carry=None):
   del params
   log_a, log_b = log_coefficients(xp)
   if resets is None:
     hs = parallel.chunked_scan_from_logs(log_a, log_b, h0, chunk=CHUNK, custom_vjp=custom_vjp)
   else:
-    a, b = restart(jnp.exp(log_a), jnp.exp(log_b), h0, resets)
+    a, b = restart(jnp.exp(log_a), jnp.exp(log_b), h0 if reset_carry is None else reset_carry, resets)
     hs = parallel.chunked_scan(a, b, h0, chunk=CHUNK, custom_vjp=custom_vjp)
   return hs, hs
 
@@ -764,11 +765,12 @@ class MinLSTMSpec(CellSpec):
     return functools.partial(_log_coefficient_all_steps, cells.minlstm_log_coefficients, custom_vjp)
 
 
-def _sru_all_steps(activation, custom_vjp, params, c0, xp, resets=None):
+def _sru_all_steps(activation, custom_vjp, params, c0, xp, resets=None, reset_carry=None):
   del params
   x_tilde, f, r, highway = cells.gate_blocks(xp, 4)
   f, r = jax.nn.sigmoid(f), jax.nn.sigmoid(r)
-  cs = parallel.chunked_scan(*restart(f, (1.0 - f) * x_tilde, c0, resets), c0, chunk=CHUNK, custom_vjp=custom_vjp)
+  restarted = restart(f, (1.0 - f) * x_tilde, c0 if reset_carry is None else reset_carry, resets)
+  cs = parallel.chunked_scan(*restarted, c0, chunk=CHUNK, custom_vjp=custom_vjp)
   return cs, r * cells.activation_fn(activation)(cs) + (1.0 - r) * highway
 
 

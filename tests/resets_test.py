@@ -146,3 +146,34 @@ def test_bad_resets_name_the_argument_and_the_shape():
     layer.apply(variables, xs, resets=jnp.zeros((B, T), jnp.int32))
   with pytest.raises(ValueError, match="resets with kernel='pallas_interpret' is not supported yet"):
     gj.GRU(H, kernel="pallas_interpret").apply(variables, xs, resets=jnp.zeros((B, T), bool))
+
+
+@pytest.mark.parametrize("cell,options", [("gru", {}), ("lstm", {"custom_vjp": False}), ("mingru", {"parallel": True})])
+def test_a_stream_cut_into_chunks_equals_the_whole_with_reset_carry(cell, options):
+  """Chunk 2 starts from chunk 1's final carry and restarts its episodes from zeros (reset_carry):
+  together they compute the whole stream, values and gradients."""
+  layer = models.make_layer(cell, H, **options)
+  xs = jnp.asarray(np.random.default_rng(3).normal(size=(B, T, D)), jnp.float32)
+  params = random_tree(layer.init(jax.random.key(0), xs), 1)["params"]
+  resets = jnp.asarray(RESETS)
+  zeros = layer.apply({"params": params}, xs, seq_lengths=jnp.zeros((B,), jnp.int32), return_carry=True)[1]
+
+  def whole(params):
+    return layer.apply({"params": params}, xs, resets=resets, return_carry=True)
+
+  def chunked(params, cut=4):
+    ys1, carry = layer.apply({"params": params}, xs[:, :cut], resets=resets[:, :cut], return_carry=True)
+    ys2, carry = layer.apply({"params": params}, xs[:, cut:], resets=resets[:, cut:], initial_carry=carry,
+                             reset_carry=zeros, return_carry=True)
+    return jnp.concatenate([ys1, ys2], axis=1), carry
+
+  for a, b in zip(jax.tree_util.tree_leaves(chunked(params)), jax.tree_util.tree_leaves(whole(params))):
+    np.testing.assert_allclose(a, b, **TOL)
+  weights = random_tree(whole(params), 4)
+  loss = lambda fn: lambda p: sum(jnp.sum(w * o) for w, o in zip(jax.tree_util.tree_leaves(weights),
+                                                                 jax.tree_util.tree_leaves(fn(p))))
+  for a, b in zip(jax.tree_util.tree_leaves(jax.grad(loss(chunked))(params)),
+                  jax.tree_util.tree_leaves(jax.grad(loss(whole))(params))):
+    np.testing.assert_allclose(a, b, **TOL)
+  with pytest.raises(ValueError, match="reset_carry is the carry resets restart from; it needs resets"):
+    layer.apply({"params": params}, xs, reset_carry=zeros)
