@@ -12,6 +12,7 @@ time-major [T, ..., D] with `time_major=True`.
 """
 
 import dataclasses
+import functools
 from typing import Any, Callable, ClassVar
 
 import flax.linen as nn
@@ -212,6 +213,25 @@ class Recurrent(CellOptions):
       self.learned_carry = self.param(
         "initial_carry", lambda key: self.cell.spec().zero_carry((), self.param_dtype)
       )
+
+  def initialize_carry(self, batch_shape: tuple[int, ...]) -> Carry:
+    """The carry a sequence starts from without `initial_carry`: the learned one broadcast to
+    `batch_shape` (with `learn_initial_carry`), else zeros; leaves [*batch_shape, H] in
+    param_dtype. Through apply: `layer.apply(variables, (B,), method="initialize_carry")`."""
+    learned = self.learned_carry if self.learn_initial_carry else None
+    return recurrent.initial_carry_of(type(self).__name__, self.cell.spec(), None, learned, tuple(batch_shape),
+                                      self.param_dtype)
+
+  def step(self, carry: Carry, x: Array, *, reset: Array | None = None, deterministic: bool = True) -> tuple[Carry, Array]:
+    """Advances one time step with the layer's parameters, for streaming and rollouts:
+    `(carry, x [..., D]) -> (new carry, y [..., H])`, equal to the scanned layer step by step.
+    `reset` (booleans, the batch shape of x) restarts those rows from `initialize_carry` before
+    the step (an episode's first observation). Through apply:
+    `layer.apply(variables, carry, x, method="step")`. (With recurrent_dropout in training each
+    step draws its own mask, where the scanned layer keeps one per sequence.)"""
+    fresh = lambda: self.initialize_carry(jnp.shape(x)[:-1])
+    call = functools.partial(self.__call__, deterministic=deterministic)
+    return recurrent.one_step(call, carry, x, reset, fresh, self.time_major)
 
   def __call__(
     self,

@@ -24,6 +24,7 @@ on again, as for `nnx.Dropout`.
 """
 
 import dataclasses
+import functools
 import inspect
 from typing import Any, Callable, ClassVar, Mapping
 
@@ -230,6 +231,20 @@ class Recurrent(nnx.Module):
   def params(self) -> dict[str, Array]:
     """The cell's parameters as a dict, in the layout of `gru_jax.cells`."""
     return _cell_params(self)
+
+  def initialize_carry(self, batch_shape: tuple[int, ...]) -> Carry:
+    """The carry a sequence starts from without `initial_carry`: the learned one broadcast to
+    `batch_shape` (with `learn_initial_carry`), else zeros; leaves [*batch_shape, H] in param_dtype."""
+    learned = self.initial_carry.get_value() if self.learn_initial_carry else None
+    return recurrent.initial_carry_of(type(self).__name__, self.spec, None, learned, tuple(batch_shape), self.param_dtype)
+
+  def step(self, carry: Carry, x: Array, *, reset: Array | None = None, deterministic: bool | None = None,
+           rngs: nnx.Rngs | None = None) -> tuple[Carry, Array]:
+    """Advances one time step, as the linen layers' `step`: `(carry, x [..., D]) -> (new carry,
+    y [..., H])`, equal to this layer step by step; `reset` restarts rows from `initialize_carry`."""
+    fresh = lambda: self.initialize_carry(jnp.shape(x)[:-1])
+    call = functools.partial(self.__call__, deterministic=deterministic, rngs=rngs)
+    return recurrent.one_step(call, carry, x, reset, fresh, self.options.time_major)
 
   def __call__(self, xs: Array, *, seq_lengths: Array | None = None, initial_carry: Carry | None = None,
                return_carry: bool = False, reverse: bool = False, deterministic: bool | None = None,

@@ -251,6 +251,25 @@ def initial_carry_of(owner, spec, initial_carry, learned_carry, batch_shape, dty
   return zeros
 
 
+def one_step(call, carry: Carry, x: Array, reset: Array | None, fresh_carry, time_major: bool) -> tuple[Carry, Array]:
+  """A layer's streaming step through its scanned call: `x` [..., D] as a sequence of one step,
+  `carry` as its initial carry, `reset` ([...] booleans) restarting rows from `fresh_carry()`.
+  Returns (new carry, y [..., H]). `call(xs, initial_carry=, return_carry=True, **resets)` is the
+  layer's own call, so the step has its parameters and equations."""
+  x = jnp.asarray(x)
+  if x.ndim < 1:
+    raise ValueError(f"step: x must have shape [..., D]; got {x.shape}")
+  insert = 0 if time_major else x.ndim - 1
+  extra = {}
+  if reset is not None:
+    reset = jnp.asarray(reset)
+    if reset.shape != x.shape[:-1]:
+      raise ValueError(f"step: reset must have the batch shape {x.shape[:-1]} of x; got {reset.shape}")
+    extra = dict(resets=jnp.expand_dims(reset, 0 if time_major else reset.ndim), reset_carry=fresh_carry())
+  ys, carry = call(jnp.expand_dims(x, insert), initial_carry=carry, return_carry=True, **extra)
+  return carry, jnp.squeeze(ys, insert)
+
+
 def run(
   spec: specs.CellSpec,
   params: dict[str, Array],

@@ -177,3 +177,35 @@ def test_a_stream_cut_into_chunks_equals_the_whole_with_reset_carry(cell, option
     np.testing.assert_allclose(a, b, **TOL)
   with pytest.raises(ValueError, match="reset_carry is the carry resets restart from; it needs resets"):
     layer.apply({"params": params}, xs, reset_carry=zeros)
+
+
+@pytest.mark.parametrize("cell,options", [("gru", {}), ("lstm", {"learn_initial_carry": True}), ("mingru", {"parallel": True}),
+                                          ("fgr_lstm", {"time_major": True})])
+def test_the_step_call_equals_the_scanned_layer_step_by_step(cell, options):
+  layer = models.make_layer(cell, H, **options)
+  time_major = options.get("time_major", False)
+  xs = jnp.asarray(np.random.default_rng(5).normal(size=(B, T, D)), jnp.float32)
+  xs_in = jnp.swapaxes(xs, 0, 1) if time_major else xs
+  variables = random_tree(layer.init(jax.random.key(0), xs_in), 1)
+  resets = jnp.asarray(RESETS)
+  want, want_carry = layer.apply(variables, xs_in, resets=resets.T if time_major else resets, return_carry=True)
+  want = jnp.swapaxes(want, 0, 1) if time_major else want
+  carry = layer.apply(variables, (B,), method="initialize_carry")
+  step = jax.jit(lambda c, x, r: layer.apply(variables, c, x, reset=r, method="step"))
+  for t in range(T):
+    carry, y = step(carry, xs[:, t], resets[:, t])
+    np.testing.assert_allclose(y, want[:, t], **TOL)
+  for a, b in zip(jax.tree_util.tree_leaves(carry), jax.tree_util.tree_leaves(want_carry)):
+    np.testing.assert_allclose(a, b, **TOL)
+
+
+def test_nnx_step_and_initialize_carry():
+  layer = gj.nnx.LSTM(D, H, rngs=nnx.Rngs(0), learn_initial_carry=True)
+  linen, variables = gj.interop.to_linen(layer)
+  assert all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(layer.initialize_carry((B,))),
+             jax.tree_util.tree_leaves(linen.apply(variables, (B,), method="initialize_carry"))))
+  xs = jnp.asarray(np.random.default_rng(6).normal(size=(B, T, D)), jnp.float32)
+  carry, y = layer.step(layer.initialize_carry((B,)), xs[:, 0], reset=jnp.ones((B,), bool))
+  np.testing.assert_allclose(y, layer(xs[:, :1])[:, 0], **TOL)
+  with pytest.raises(ValueError, match=r"step: reset must have the batch shape \(3,\) of x; got \(3, 1\)"):
+    layer.step(carry, xs[:, 0], reset=jnp.ones((B, 1), bool))
