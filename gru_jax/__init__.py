@@ -4,7 +4,7 @@ Every cell of the registry (`gru_jax.specs.SPECS`) is exported as its linen cell
 (`GRUCell`, `GRU`, ...; `gru_jax.layers`); `gru_jax.nnx` holds the NNX ones under the same names.
 """
 
-from gru_jax import cells, interop, layers, nnx, parallel, recurrent, scan, specs
+from gru_jax import cells, interop, layers, nnx, parallel, recurrent, scan, specs, streams
 from gru_jax.layers import (
   Bidirectional,
   CellOptions,
@@ -23,5 +23,5 @@ __version__ = "0.1.0"
 
 __all__ = [
   *_CELL_EXPORTS, "OptimizedLSTMCell", "SimpleCell", "Bidirectional", "Stacked", "Scanned", "Recurrent", "RecurrentCell",
-  "CellOptions", "cells", "interop", "layers", "parallel", "nnx", "recurrent", "scan", "specs",
+  "CellOptions", "cells", "interop", "layers", "parallel", "nnx", "recurrent", "scan", "specs", "streams",
 ]

@@ -244,6 +244,7 @@ class Recurrent(CellOptions):
     deterministic: bool = True,
     resets: Array | None = None,
     reset_carry: Carry | None = None,
+    return_carries: bool = False,
   ) -> Array | tuple[Array, Carry]:
     """Runs the cell over the time axis of `xs`.
 
@@ -267,29 +268,32 @@ class Recurrent(CellOptions):
       reset_carry: the carry resets restart from, where that is not the initial carry (streams
         cut into chunks: `initial_carry` the state stored at the chunk's start, `reset_carry`
         zeros, as a fresh episode starts). Leaves [..., H].
+      return_carries: also return the carry after every step (leaves [..., T, H], or [T, ..., H];
+        past a sequence's length its final carry), e.g. to store states in a replay buffer. Runs
+        the autodiff or parallel path.
 
     Returns:
-      ys [..., T, H] (or [T, ..., H]), and the final carry if `return_carry`.
+      ys [..., T, H] (or [T, ..., H]); (ys, final carry) with `return_carry`; the every-step
+      carries last when `return_carries`.
     """
-    return _scan_cell(self, self.cell, xs, seq_lengths, initial_carry, return_carry, reverse, deterministic, resets,
-                      reset_carry)
+    return _scan_cell(self, self.cell, xs, return_carry, deterministic, seq_lengths=seq_lengths,
+                      initial_carry=initial_carry, reverse=reverse, resets=resets, reset_carry=reset_carry,
+                      return_carries=return_carries)
 
 
-def _scan_cell(layer, cell, xs, seq_lengths, initial_carry, return_carry, reverse, deterministic, resets=None,
-               reset_carry=None):
+def _scan_cell(layer, cell, xs, return_carry, deterministic, **run_kwargs):
   """The body of the scanned layers' call: `cell` (whose scope is the layer's) over time with
-  `recurrent.run`."""
+  `recurrent.run` (`run_kwargs`: seq_lengths, initial_carry, reverse, resets, ...)."""
   owner = type(layer).__name__
   options = layer.layer_options()
   params = cell.declare_params(recurrent.in_features(owner, xs, options.time_major))
   dropout_key = layer.make_rng("dropout") if options.recurrent_dropout and not deterministic else None
   zoneout_key = layer.make_rng("dropout") if options.zoneout and not deterministic else None
-  ys, carry = recurrent.run(
-    cell.spec(), params, xs, options, seq_lengths=seq_lengths, initial_carry=initial_carry,
-    learned_carry=layer.learned_carry if layer.learn_initial_carry else None, reverse=reverse, resets=resets,
-    reset_carry=reset_carry, dropout_key=dropout_key, zoneout_key=zoneout_key, owner=owner,
+  ys, carry, *carries = recurrent.run(
+    cell.spec(), params, xs, options, learned_carry=layer.learned_carry if layer.learn_initial_carry else None,
+    dropout_key=dropout_key, zoneout_key=zoneout_key, owner=owner, **run_kwargs,
   )
-  return (ys, carry) if return_carry else ys
+  return recurrent.outputs(ys, carry, carries[0] if carries else None, return_carry)
 
 
 class Scanned(nn.Module):
@@ -335,10 +339,11 @@ class Scanned(nn.Module):
       self.learned_carry = self.param("initial_carry", lambda key: self.cell.spec().zero_carry((), self.cell.param_dtype))
 
   def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, reverse=False, deterministic=True,
-               resets=None, reset_carry=None):
+               resets=None, reset_carry=None, return_carries=False):
     """As `Recurrent.__call__`."""
-    return _scan_cell(self, self.step_cell, xs, seq_lengths, initial_carry, return_carry, reverse, deterministic, resets,
-                      reset_carry)
+    return _scan_cell(self, self.step_cell, xs, return_carry, deterministic, seq_lengths=seq_lengths,
+                      initial_carry=initial_carry, reverse=reverse, resets=resets, reset_carry=reset_carry,
+                      return_carries=return_carries)
 
 
 _LINEN_LAYER_NOTE = """The linen layer of `gru_jax.specs.{spec}`: `{cell}` run over time (`Recurrent`); its cell

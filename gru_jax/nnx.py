@@ -249,7 +249,7 @@ class Recurrent(nnx.Module):
   def __call__(self, xs: Array, *, seq_lengths: Array | None = None, initial_carry: Carry | None = None,
                return_carry: bool = False, reverse: bool = False, deterministic: bool | None = None,
                rngs: nnx.Rngs | None = None, resets: Array | None = None,
-               reset_carry: Carry | None = None) -> Array | tuple[Array, Carry]:
+               reset_carry: Carry | None = None, return_carries: bool = False) -> Array | tuple[Array, Carry]:
     """Runs the cell over the time axis of `xs`; arguments and results as the linen layers'
     (`gru_jax.layers.Recurrent.__call__`). `rngs` overrides the dropout stream given at
     construction; `deterministic` overrides the attribute."""
@@ -263,12 +263,12 @@ class Recurrent(nnx.Module):
     dropout_key = stream() if stochastic and self.options.recurrent_dropout else None
     zoneout_key = stream() if stochastic and self.options.zoneout else None
     learned = self.initial_carry.get_value() if self.learn_initial_carry else None
-    ys, carry = recurrent.run(
+    ys, carry, *carries = recurrent.run(
       self.spec, self.params(), xs, self.options, seq_lengths=seq_lengths, initial_carry=initial_carry,
-      learned_carry=learned, reverse=reverse, resets=resets, reset_carry=reset_carry,
+      learned_carry=learned, reverse=reverse, resets=resets, reset_carry=reset_carry, return_carries=return_carries,
       dropout_key=dropout_key, zoneout_key=zoneout_key, owner=owner,
     )
-    return (ys, carry) if return_carry else ys
+    return recurrent.outputs(ys, carry, carries[0] if carries else None, return_carry)
 
 
 # The NNX layers by registry name ("gru" -> GRU), one per spec; each also a name of this module.

@@ -251,6 +251,14 @@ def initial_carry_of(owner, spec, initial_carry, learned_carry, batch_shape, dty
   return zeros
 
 
+def outputs(ys: Array, carry: Carry, carries: Carry | None, return_carry: bool) -> Any:
+  """A layer's call's result: ys; (ys, carry) with `return_carry`; (ys, carries) or (ys, carry,
+  carries) when the every-step carries were asked for."""
+  head = (ys, carry) if return_carry else (ys,)
+  out = head if carries is None else head + (carries,)
+  return out[0] if len(out) == 1 else out
+
+
 def one_step(call, carry: Carry, x: Array, reset: Array | None, fresh_carry, time_major: bool) -> tuple[Carry, Array]:
   """A layer's streaming step through its scanned call: `x` [..., D] as a sequence of one step,
   `carry` as its initial carry, `reset` ([...] booleans) restarting rows from `fresh_carry()`.
@@ -282,6 +290,7 @@ def run(
   reverse: bool = False,
   resets: Array | None = None,
   reset_carry: Carry | None = None,
+  return_carries: bool = False,
   dropout_key: Array | None = None,
   zoneout_key: Array | None = None,
   owner: str | None = None,
@@ -305,13 +314,17 @@ def run(
     reset_carry: the carry resets restart from, when it is not the initial carry: e.g. zeros (or
       `spec.zero_carry`) when `initial_carry` is a state carried over from an earlier chunk of the
       same stream. Leaves [..., H], checked as initial_carry.
+    return_carries: also return the carry after every step, leaves [..., T, H] (or [T, ..., H]),
+      past a sequence's length its final carry: states to store for later chunks (a replay
+      buffer). It runs the parallel or the autodiff path, not the fused one.
     dropout_key: the key of the recurrent-dropout mask; None turns recurrent dropout off
       (evaluation).
     zoneout_key: the key of the zoneout draws; None uses zoneout's expectation (evaluation).
     owner: the name used in error messages (the spec's cell name by default).
 
   Returns:
-    (ys [..., T, H] (or [T, ..., H]), final carry with leaves [..., H]).
+    (ys [..., T, H] (or [T, ..., H]), final carry with leaves [..., H]), and the carries when
+    `return_carries`.
   """
   owner = owner or spec.cell_name
   xs_TxBxD, batch_shape = to_time_major(owner, xs, options.time_major)
@@ -342,7 +355,7 @@ def run(
     keep = jax.random.bernoulli(dropout_key, 1.0 - options.recurrent_dropout, (batch, spec.features))
     hidden_mask = keep.astype(dtype) / (1.0 - options.recurrent_dropout)
     step = functools.partial(step, hidden_mask=hidden_mask)
-  split = _split(spec, options, params, dtype, hidden_mask)
+  split = None if return_carries else _split(spec, options, params, dtype, hidden_mask)
   kernel = _pallas_scan(owner, spec, options, split, batch, dtype) if split is not None else None
   parallel = scan_lib.default_parallel() if options.parallel is None else options.parallel
   all_steps = spec.parallel_fn(options.custom_vjp) if parallel and not options.zoneout else None
@@ -356,17 +369,22 @@ def run(
     step, xp = _zoneout(spec, options.zoneout, step, xp, num_steps, zoneout_key, dtype)
     if split is not None:
       split = split._replace(gates=_zoned_gates(split.gates, spec.hidden_fn()), with_aux=True)
-  carry, ys_TxBxH = scan_lib.scan(
+  outputs = scan_lib.scan(
     step, carry, xp, seq_lengths=lengths, reverse=reverse,
     unroll=scan_lib.default_unroll() if options.unroll is None else options.unroll, remat=options.remat,
     split=split, parallel=None if all_steps is None else functools.partial(all_steps, params), kernel=kernel,
-    resets=resets, reset_carry=reset_carry,
+    resets=resets, reset_carry=reset_carry, return_carries=return_carries,
   )
+  carry, ys_TxBxH = outputs[:2]
 
-  ys_TxBxH = ys_TxBxH.reshape((num_steps,) + batch_shape + (spec.features,))
-  ys = ys_TxBxH if options.time_major else jnp.moveaxis(ys_TxBxH, 0, -2)
+  def layout(x_TxBxH):
+    x = x_TxBxH.reshape((num_steps,) + batch_shape + (spec.features,))
+    return x if options.time_major else jnp.moveaxis(x, 0, -2)
+
   carry = jax.tree_util.tree_map(lambda c: c.reshape(batch_shape + (spec.features,)), carry)
-  return ys, carry
+  if return_carries:
+    return layout(ys_TxBxH), carry, jax.tree_util.tree_map(layout, outputs[2])
+  return layout(ys_TxBxH), carry
 
 
 def zone(keep, new, old):

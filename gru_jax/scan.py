@@ -58,7 +58,8 @@ def scan(
   kernel: Callable | None = None,
   resets: Array | None = None,
   reset_carry: Carry | None = None,
-) -> tuple[Carry, Array]:
+  return_carries: bool = False,
+) -> tuple[Carry, Array] | tuple[Carry, Array, Carry]:
   """Runs `step` over the leading (time) axis of `xp_TxBxG`.
 
   Args:
@@ -93,10 +94,15 @@ def scan(
       step, which starts from the initial carry: the same as running every episode on its own.
       The parallel scans restart there (a reset zeroes that step's coefficient on the carry); the
       `kernel` is not used with resets.
+    return_carries: also return the carry after every step (leaves [T, B, H], aligned with the
+      inputs; past a sequence's length its final carry). Runs the parallel or the autodiff path
+      (the fused one keeps no carries).
 
   Returns:
-    (final carry, ys [T, B, H]).
+    (final carry, ys [T, B, H]), and the carries when `return_carries`.
   """
+  if return_carries and (split is not None or kernel is not None):
+    raise ValueError("scan: return_carries runs the parallel or the autodiff path; got a split or a kernel")
   num_steps = jax.tree_util.tree_leaves(xp_TxBxG)[0].shape[0]
   if reverse:
     flip = (lambda x: x[::-1]) if seq_lengths is None else (lambda x: reverse_padded(x, seq_lengths))
@@ -109,8 +115,9 @@ def scan(
       resets = resets[::-1] if seq_lengths is None else reverse_padded(resets, seq_lengths)
     resets_TxBx1 = resets[..., None]
     kernel = None
+  carries = None
   if parallel is not None:
-    carry, ys = _parallel(parallel, carry, xp_TxBxG, seq_lengths, valid, resets_TxBx1, reset_carry)
+    carry, ys, carries = _parallel(parallel, carry, xp_TxBxG, seq_lengths, valid, resets_TxBx1, reset_carry)
   elif kernel is not None:
     carry, ys = kernel(carry, xp_TxBxG, valid)
   elif split is not None:
@@ -119,10 +126,11 @@ def scan(
     carry, ys = fused.scan(*split[:4], carry, xp, valid, unroll=unroll, remat=remat, gate_params=split.gate_params,
                            hidden_mask=split.hidden_mask, aux=aux, resets_TxBx1=resets_TxBx1, reset_carry=reset_carry)
   else:
-    carry, ys = _autodiff_scan(step, carry, xp_TxBxG, valid, resets_TxBx1, reset_carry, unroll=unroll, remat=remat)
-  if reverse:
-    ys = ys[::-1] if seq_lengths is None else reverse_padded(ys, seq_lengths)
-  return carry, ys
+    carry, (ys, carries) = _autodiff_scan(step, carry, xp_TxBxG, valid, resets_TxBx1, reset_carry, unroll=unroll,
+                                          remat=remat, keep_carries=return_carries)
+  if reverse:  # flip is its own inverse
+    ys, carries = flip(ys), jax.tree_util.tree_map(flip, carries)
+  return (carry, ys, carries) if return_carries else (carry, ys)
 
 
 def _parallel(all_steps, carry, xp_TxBxG, seq_lengths, valid_TxBx1, resets_TxBx1, reset_carry):
@@ -131,24 +139,26 @@ def _parallel(all_steps, carry, xp_TxBxG, seq_lengths, valid_TxBx1, resets_TxBx1
   else:
     carries, ys = all_steps(carry, xp_TxBxG, resets=resets_TxBx1, reset_carry=reset_carry)
   if seq_lengths is None:
-    return jax.tree_util.tree_map(lambda c: c[-1], carries), ys
+    return jax.tree_util.tree_map(lambda c: c[-1], carries), ys, carries
   num_steps = ys.shape[0]
   last = jnp.clip(seq_lengths - 1, 0, num_steps - 1)[None, :, None]
   started = (seq_lengths > 0)[:, None]
   final = jax.tree_util.tree_map(
     lambda cs, c0: jnp.where(started, jnp.take_along_axis(cs, last, axis=0)[0], c0), carries, carry
   )
-  return final, jnp.where(valid_TxBx1, ys, jnp.zeros_like(ys))
+  carries = jax.tree_util.tree_map(lambda cs, f: jnp.where(valid_TxBx1, cs, f[None]), carries, final)  # past it: the final carry
+  return final, jnp.where(valid_TxBx1, ys, jnp.zeros_like(ys)), carries
 
 
-def _autodiff_scan(step, carry, xp_TxBxG, valid_TxBx1, resets_TxBx1, reset_carry, *, unroll, remat):
+def _autodiff_scan(step, carry, xp_TxBxG, valid_TxBx1, resets_TxBx1, reset_carry, *, unroll, remat, keep_carries=False):
   body = jax.checkpoint(step, prevent_cse=False) if remat else step
   initial = carry if reset_carry is None else reset_carry
 
   def masked(carry, inputs):
     xp, valid, reset_t = inputs
     new_carry, y = body(fused.reset(reset_t, initial, carry), xp)
-    return fused.apply_mask(valid, new_carry, carry, y)
+    new_carry, y = fused.apply_mask(valid, new_carry, carry, y)
+    return new_carry, (y, new_carry if keep_carries else None)
 
   return jax.lax.scan(masked, carry, (xp_TxBxG, valid_TxBx1, resets_TxBx1), unroll=unroll)
 

@@ -209,3 +209,28 @@ def test_nnx_step_and_initialize_carry():
   np.testing.assert_allclose(y, layer(xs[:, :1])[:, 0], **TOL)
   with pytest.raises(ValueError, match=r"step: reset must have the batch shape \(3,\) of x; got \(3, 1\)"):
     layer.step(carry, xs[:, 0], reset=jnp.ones((B, 1), bool))
+
+
+@pytest.mark.parametrize("cell,options,reverse", [("gru", {}, False), ("lstm", {}, True), ("minlstm", {"parallel": True}, True)])
+def test_return_carries_are_every_steps_carry(cell, options, reverse):
+  layer = models.make_layer(cell, H, **options)
+  xs = jnp.asarray(np.random.default_rng(7).normal(size=(B, T, D)), jnp.float32)
+  variables = random_tree(layer.init(jax.random.key(0), xs), 1)
+  lengths, resets = jnp.asarray(LENGTHS), jnp.asarray(RESETS)
+  ys, carry, carries = layer.apply(variables, xs, seq_lengths=lengths, resets=resets, reverse=reverse, return_carry=True,
+                                   return_carries=True)
+  np.testing.assert_allclose(ys, layer.apply(variables, xs, seq_lengths=lengths, resets=resets, reverse=reverse), **TOL)
+  # the step-by-step carries of each row, its final one past its length (and, reversed, before its first step)
+  step = lambda c, x, r: layer.apply(variables, c, x, reset=r, method="step")
+  for b in range(B):
+    order = list(range(int(LENGTHS[b])))[::-1] if reverse else list(range(int(LENGTHS[b])))
+    c = layer.apply(variables, (1,), method="initialize_carry")
+    for k, t in enumerate(order):
+      starts = (k == 0) or (RESETS[b, t + 1] if reverse else RESETS[b, t])
+      c, _ = step(c, xs[b : b + 1, t], jnp.asarray([bool(starts)]))
+      for got, want in zip(jax.tree_util.tree_leaves(carries), jax.tree_util.tree_leaves(c)):
+        np.testing.assert_allclose(got[b : b + 1, t], want, **TOL)
+    for t in range(int(LENGTHS[b]), T):
+      for got, want in zip(jax.tree_util.tree_leaves(carries), jax.tree_util.tree_leaves(carry)):
+        np.testing.assert_allclose(got[b, t], want[b], **TOL)
+  assert len(layer.apply(variables, xs, return_carries=True)) == 2  # (ys, carries)
