@@ -381,7 +381,7 @@ def wait_for_checkpoint(workdir, process, timeout=120):
   raise AssertionError("no checkpoint appeared")
 
 
-LONG = ["--config.train.num_steps=4000", "--config.train.checkpoint_every=100", "--config.train.log_every=100",
+LONG = ["--config.train.num_steps=2000", "--config.train.checkpoint_every=100", "--config.train.log_every=100",
         "--config.train.eval_every=0"]
 
 
