@@ -243,10 +243,12 @@ def test_chung2014_table_sets_the_paper_beside_our_seeds(tmp_path):
   folder = tmp_path / "jsb_chorales" / "final"
   folder.mkdir(parents=True)
   rows = [{"cell": cell, "model.features": study.UNITS[cell], "status": "done", "metric": "nll", "params": params,
-           "train": 8.0 + 0.1 * seed, "test": test + 0.01 * seed}
+           "train": 8.0 + 0.1 * seed, "test": test + 0.01 * seed, "train.num_steps": 20000, "task.window": 0,
+           "steps": 20000 if (cell, seed) == ("rnn", 1) else 9000}
           for cell, params, test in (("rnn", 27788, 8.6), ("gru", 22766, 8.5), ("peephole_lstm", 21364, 8.5))
           for seed in range(1, 6)]
-  rows.append({"cell": "gru", "model.features": 46, "status": "failed", "metric": "", "params": "", "train": "", "test": ""})
+  rows.append({"cell": "gru", "model.features": 46, "status": "failed", "metric": "", "params": "", "train": "", "test": "",
+               "train.num_steps": 20000, "task.window": 0, "steps": ""})
   with open(folder / "results.csv", "w", newline="") as f:
     writer = csv.DictWriter(f, list(rows[0]))
     writer.writeheader()
@@ -261,6 +263,8 @@ def test_chung2014_table_sets_the_paper_beside_our_seeds(tmp_path):
   assert "GRU better than tanh" in ordering and "GRU vs LSTM: not resolved" in ordering and "- nottingham" not in table
   assert "| jsb_chorales | 229 (13,807) | 76 (4,602) | 77 (4,725) | jsb_chorales.npz, " in table  # the splits as scored
   assert "| nottingham | 692 (" in table  # two of its published 694 training pieces are also in valid or test
+  assert ("- jsb_chorales: reduced budget: 1 of 15 final runs ended at the 20,000-step cap, not by early stopping; "
+          "trained on whole pieces") in table and "- nottingham:" not in table.split("Budgets")[1]
 
 
 def test_greff2017_searches_each_variant_then_runs_its_best_draw_with_fresh_seeds(tmp_path):

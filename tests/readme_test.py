@@ -127,6 +127,9 @@ ORDERINGS = [
   ("chung2014/jsb_chorales/final", "cell=peephole_lstm, opt.learning_rate=0.000595, model.features=36 better than cell=gru", "0.0032"),
   ("chung2014/jsb_chorales/final", "cell=gru, opt.learning_rate=0.000257, model.features=46 better than cell=rnn", "0.00037"),
   ("chung2014/jsb_chorales/final", "cell=peephole_lstm, opt.learning_rate=0.000595, model.features=36 better than cell=rnn", "1.5e-05"),
+  ("chung2014/nottingham/final", "cell=rnn, opt.learning_rate=0.000676, model.features=100 vs cell=peephole_lstm", "0.85"),
+  ("chung2014/nottingham/final", "cell=rnn, opt.learning_rate=0.000676, model.features=100 vs cell=gru", "0.44"),
+  ("chung2014/nottingham/final", "cell=peephole_lstm, opt.learning_rate=0.00175, model.features=36 vs cell=gru", "0.74"),
 ]
 
 

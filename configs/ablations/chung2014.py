@@ -137,7 +137,7 @@ def table(root: str) -> str:
 
   lines = ["| data set | cell | params: recurrent layer / all (paper's) | seeds | train NLL, paper | train NLL, ours | "
            "test NLL, paper | test NLL, ours |", "|---|---|---|---|---|---|---|---|"]
-  orderings = []
+  orderings, budgets = [], []
   for task, paper in PAPER.items():
     path = os.path.join(root, task, "final", "results.csv")
     rows = [r for r in ablation.read_csv(path) if r["status"] == "done"] if os.path.exists(path) else []
@@ -157,11 +157,25 @@ def table(root: str) -> str:
     found = ablation.orderings(tests, higher_is_better=False)
     if found:
       orderings.append(f"- {task}: " + "; ".join(found))
+    if rows:
+      budgets.append(_budget(task, rows))
   lines += ["", "Mean ± sample std [95% Student's t interval] over the final seeds; train and test NLL per frame "
             "(nats, summed over the keys) at the parameters best on valid. Orderings of our test NLL "
             "(Welch's t-test, two-sided at 5%):", ""]
   lines += orderings or ["- none yet"]
+  lines += ["", "Budgets (a set whose runs the step cap ended, not early stopping, is a reduced budget):", ""]
+  lines += budgets or ["- none yet"]
   return "\n".join(lines + ["", data_table()]) + "\n"
+
+
+def _budget(task: str, rows: list[dict]) -> str:
+  """How the final runs of a set ended: at the step cap (a reduced budget) or by early stopping."""
+  cap = int(float(rows[0]["train.num_steps"]))
+  capped = sum(int(r["steps"]) >= cap for r in rows)
+  window = int(float(rows[0].get("task.window") or 0))
+  how = (f"reduced budget: {capped} of {len(rows)} final runs ended at the {cap:,}-step cap, not by early stopping"
+         if capped else f"early stopping ended all {len(rows)} final runs before the {cap:,}-step cap")
+  return f"- {task}: {how}; trained on " + (f"random {window}-frame windows" if window else "whole pieces")
 
 
 def data_table() -> str:

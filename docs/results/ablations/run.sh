@@ -31,7 +31,18 @@ publish chung2014-jsb_chorales-rnn-glorot chung2014/jsb_chorales/rnn_glorot
 python -m experiments.ablate --config=configs/ablations/chung2014.py --config.tasks=nottingham \
   --workdir=runs/chung2014-nottingham-search --records=docs/results/ablations/chung2014/nottingham/search/runs --jobs=2
 publish chung2014-nottingham-search chung2014/nottingham/search
+# ... and its final seeds (2026-12-04, 2-core CPU, from a clone of commit b4b3e24, the same sweep and task
+# as this file's commit): 15 runs in 3 programs of 5 vmapped seeds, about 1 h 35 min with 2 jobs.
+python -m experiments.ablate --config=configs/ablations/chung2014.py --config.tasks=nottingham --config.phase=final \
+  --config.search_dir=docs/results/ablations/chung2014/nottingham/search --workdir=runs/chung2014-nottingham \
+  --records=docs/results/ablations/chung2014/nottingham/final/runs --jobs=2
+publish chung2014-nottingham chung2014/nottingham/final
 python -m experiments.study_table --config=configs/ablations/chung2014.py --root=docs/results/ablations/chung2014  # table.md, the README's table
+# Greff et al. 2017 on JSB Chorales: the search phase, started 2026-12-04 (2-core CPU, from a clone of
+# commit 76d7b50, the same study file as this one's commit); its finished runs' records carry it
+# across sessions; the final phase follows.
+python -m experiments.ablate --config=configs/ablations/greff2017.py --workdir=runs/greff2017-search \
+  --records=docs/results/ablations/greff2017/search/runs --jobs=1
 # Chung et al. 2014 on music21's chorales (2026-11-26, 2-core CPU; the study file at commit be83621, run
 # before the four published sets were shipped: `git show be83621:configs/ablations/chung2014.py` is it):
 python -m experiments.ablate --config=configs/ablations/chung2014.py --workdir=runs/chung2014-search --jobs=2
