@@ -229,10 +229,13 @@ def sequence_sharded(all_steps, axis: str, mesh=None):
   starts from, end(c) = A c + B; A and B come from two runs from c = 0 and c = 1 (any linear
   recurrence, whatever its coefficients). The (A, B) of every stretch are all-gathered, each device
   folds those before it into its starting state, and runs its stretch again from there, which also
-  gives the outputs of cells whose output is not the carry (the SRU). T must divide evenly.
+  gives the outputs of cells whose output is not the carry (the SRU). T must divide evenly. With
+  `resets` ([T, B, 1], split like xp) a stretch restarts from `reset_carry` (default h0, the whole
+  sequence's initial carry, on every device); its end stays affine in its start (A is 0 where a
+  reset came after it), so the same fold applies.
   """
 
-  def run(params, h0, xp):
+  def run(params, h0, xp, resets=None, reset_carry=None):
     mesh_ = jax.sharding.get_abstract_mesh() if mesh is None else mesh
     if axis not in mesh_.axis_names:
       raise ValueError(f"sequence_axis={axis!r} is not an axis of the mesh {dict(mesh_.shape)}; set one with jax.set_mesh")
@@ -242,8 +245,10 @@ def sequence_sharded(all_steps, axis: str, mesh=None):
       raise ValueError(f"sequence_axis={axis!r}: T={num_steps} steps must be divisible by its {shards} devices")
     spec = jax.sharding.PartitionSpec
 
-    def local(params, h0, xp):
-      end = lambda c: jax.tree_util.tree_map(lambda cs: cs[-1], all_steps(params, c, xp)[0])
+    def local(params, h0, xp, *restart):
+      steps = lambda c: all_steps(params, c, xp) if not restart else all_steps(params, c, xp, resets=restart[0],
+                                                                               reset_carry=restart[1])
+      end = lambda c: jax.tree_util.tree_map(lambda cs: cs[-1], steps(c)[0])
       zero = end(jax.tree_util.tree_map(jnp.zeros_like, h0))
       one = end(jax.tree_util.tree_map(jnp.ones_like, h0))
       a_all = jax.lax.all_gather(jax.tree_util.tree_map(jnp.subtract, one, zero), axis)  # [shards, ...]
@@ -255,10 +260,11 @@ def sequence_sharded(all_steps, axis: str, mesh=None):
         return jax.tree_util.tree_map(lambda s, c_: jnp.where(j < index, s, c_), step, c)
 
       start = jax.lax.fori_loop(0, shards, fold, h0)
-      return all_steps(params, start, xp)
+      return steps(start)
 
-    sharded = jax.shard_map(local, mesh=mesh, in_specs=(spec(), spec(), spec(axis)), out_specs=(spec(axis), spec(axis)),
-                            check_vma=False)
-    return sharded(params, h0, xp)
+    restart = () if resets is None else (resets, h0 if reset_carry is None else reset_carry)
+    in_specs = (spec(), spec(), spec(axis)) + ((spec(axis), spec()) if restart else ())
+    sharded = jax.shard_map(local, mesh=mesh, in_specs=in_specs, out_specs=(spec(axis), spec(axis)), check_vma=False)
+    return sharded(params, h0, xp, *restart)
 
   return run

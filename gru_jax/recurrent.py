@@ -344,8 +344,6 @@ def run(
       raise ValueError(f"{owner}: reset_carry is the carry resets restart from; it needs resets")
     check_carry(owner, reset_carry, spec.zero_carry(batch_shape, dtype), name="reset_carry")
     reset_carry = jax.tree_util.tree_map(lambda c: jnp.asarray(c).astype(dtype).reshape(batch, spec.features), reset_carry)
-  if resets is not None and options.sequence_axis is not None:
-    raise ValueError(f"{owner}: resets with sequence_axis (time split over devices) is not supported yet")
   if resets is not None and options.kernel.startswith("pallas"):
     raise ValueError(f"{owner}: resets with kernel={options.kernel!r} is not supported yet; use kernel='auto' or 'xla'")
 

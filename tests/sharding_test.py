@@ -115,7 +115,9 @@ for plain in (gj.MinGRU(6, parallel=True), gj.MinLSTM(6, parallel=True), gj.SRU(
   variables = plain.init(jax.random.key(0), xs)
   variables = jax.tree_util.tree_map(lambda p: p + 0.2 * jax.random.normal(jax.random.key(1), p.shape), variables)
   h0 = jnp.asarray(rng.normal(size=(3, 6)), jnp.float32)
-  variants = ({}, {"seq_lengths": lengths}, {"seq_lengths": lengths, "reverse": True}, {"initial_carry": h0})
+  resets = jnp.asarray(rng.random((3, 16)) < 0.2).at[0, 5].set(True)  # a reset inside a device's stretch, and maybe at one's start
+  variants = ({}, {"seq_lengths": lengths}, {"seq_lengths": lengths, "reverse": True}, {"initial_carry": h0},
+              {"resets": resets, "initial_carry": h0})
   for kwargs in variants if isinstance(plain, gj.MinGRU) else variants[2:]:  # every variant for one cell
     loss = lambda layer: lambda v: jnp.sum(jnp.sin(layer.apply(v, xs, **kwargs)))
     with jax.set_mesh(mesh):
