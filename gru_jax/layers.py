@@ -374,18 +374,19 @@ class Bidirectional(nn.Module):
   backward_rnn: nn.Module
   merge: str = "concat"
 
-  def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, deterministic=True, resets=None):
-    """Like the layers' call; initial_carry and the returned carry are (forward, backward). With
-    `resets`, each episode runs forward and backward as if alone."""
+  def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, deterministic=True, resets=None,
+               reset_carry=None):
+    """Like the layers' call; initial_carry, reset_carry and the returned carry are (forward,
+    backward). With `resets`, each episode runs forward and backward as if alone."""
     merge = merges.check_merge(self.merge)
     carry_f, carry_b = (None, None) if initial_carry is None else initial_carry
-    extra = {} if resets is None else {"resets": resets}
+    extra_f, extra_b = recurrent.reset_kwargs("Bidirectional", resets, reset_carry, 2)
     ys_f, carry_f = self.forward_rnn(
-      xs, seq_lengths=seq_lengths, initial_carry=carry_f, return_carry=True, deterministic=deterministic, **extra
+      xs, seq_lengths=seq_lengths, initial_carry=carry_f, return_carry=True, deterministic=deterministic, **extra_f
     )
     ys_b, carry_b = self.backward_rnn(
       xs, seq_lengths=seq_lengths, initial_carry=carry_b, return_carry=True, reverse=True, deterministic=deterministic,
-      **extra,
+      **extra_b,
     )
     ys = merge(ys_f, ys_b)
     return (ys, (carry_f, carry_b)) if return_carry else ys
@@ -411,11 +412,13 @@ class Stacked(nn.Module):
   residual: bool = False
 
   @nn.compact
-  def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, deterministic=True, resets=None):
+  def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, deterministic=True, resets=None,
+               reset_carry=None):
     """Runs the stack.
 
     Args:
       xs, seq_lengths, resets: as for the layers (every layer resets where `resets` is True).
+      reset_carry: None, or one carry per layer (as initial_carry) that its resets restart from.
       initial_carry: None, or a sequence of one carry per layer (a (forward, backward) pair per
         layer when bidirectional).
       return_carry: also return the final carries, in the same structure.
@@ -429,15 +432,15 @@ class Stacked(nn.Module):
         f"Stacked: initial_carry must hold one carry per layer ({self.num_layers}); got {len(initial_carry)}"
       )
     carries = []
+    per_layer = recurrent.reset_kwargs("Stacked", resets, reset_carry, self.num_layers)
     for i in range(self.num_layers):
       if self.bidirectional:
         layer = Bidirectional(self.layer.clone(parent=None), self.layer.clone(parent=None), name=f"layer_{i}")
       else:
         layer = self.layer.clone(parent=self, name=f"layer_{i}")
       carry = None if initial_carry is None else initial_carry[i]
-      extra = {} if resets is None else {"resets": resets}
       ys, carry = layer(xs, seq_lengths=seq_lengths, initial_carry=carry, return_carry=True, deterministic=deterministic,
-                        **extra)
+                        **per_layer[i])
       carries.append(carry)
       if self.residual and ys.shape == xs.shape:
         ys = ys + xs

@@ -289,13 +289,13 @@ class Bidirectional(nnx.Module):
     self.forward_rnn, self.backward_rnn, self.merge = forward_rnn, backward_rnn, merge
 
   def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, deterministic=None, rngs=None,
-               resets=None):
-    """Like the layers' call; initial_carry and the returned carry are (forward, backward)."""
+               resets=None, reset_carry=None):
+    """Like the layers' call; initial_carry, reset_carry and the returned carry are (forward, backward)."""
     carry_f, carry_b = (None, None) if initial_carry is None else initial_carry
-    common = dict(seq_lengths=seq_lengths, return_carry=True, deterministic=deterministic, rngs=rngs,
-                  **({} if resets is None else {"resets": resets}))
-    ys_f, carry_f = self.forward_rnn(xs, initial_carry=carry_f, **common)
-    ys_b, carry_b = self.backward_rnn(xs, initial_carry=carry_b, reverse=True, **common)
+    extra_f, extra_b = recurrent.reset_kwargs("Bidirectional", resets, reset_carry, 2)
+    common = dict(seq_lengths=seq_lengths, return_carry=True, deterministic=deterministic, rngs=rngs)
+    ys_f, carry_f = self.forward_rnn(xs, initial_carry=carry_f, **common, **extra_f)
+    ys_b, carry_b = self.backward_rnn(xs, initial_carry=carry_b, reverse=True, **common, **extra_b)
     ys = merges.check_merge(self.merge)(ys_f, ys_b)
     return (ys, (carry_f, carry_b)) if return_carry else ys
 
@@ -331,19 +331,19 @@ class Stacked(nnx.Module):
     self.dropout = nnx.Dropout(dropout, rngs=_dropout_stream(rngs, dropout > 0.0))
 
   def __call__(self, xs, *, seq_lengths=None, initial_carry=None, return_carry=False, deterministic=None, rngs=None,
-               resets=None):
-    """Runs the stack; initial_carry and the returned carries hold one carry per layer; every layer
-    resets where `resets` is True."""
+               resets=None, reset_carry=None):
+    """Runs the stack; initial_carry, reset_carry and the returned carries hold one carry per layer;
+    every layer resets where `resets` is True."""
     if initial_carry is not None and len(initial_carry) != self.num_layers:
       raise ValueError(
         f"Stacked: initial_carry must hold one carry per layer ({self.num_layers}); got {len(initial_carry)}"
       )
     carries = []
+    per_layer = recurrent.reset_kwargs("Stacked", resets, reset_carry, self.num_layers)
     for i in range(self.num_layers):
       carry = None if initial_carry is None else initial_carry[i]
-      extra = {} if resets is None else {"resets": resets}
       ys, carry = getattr(self, f"layer_{i}")(xs, seq_lengths=seq_lengths, initial_carry=carry, return_carry=True,
-                                             deterministic=deterministic, rngs=rngs, **extra)
+                                             deterministic=deterministic, rngs=rngs, **per_layer[i])
       carries.append(carry)
       if self.residual and ys.shape == xs.shape:
         ys = ys + xs

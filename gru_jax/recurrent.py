@@ -259,6 +259,18 @@ def outputs(ys: Array, carry: Carry, carries: Carry | None, return_carry: bool) 
   return out[0] if len(out) == 1 else out
 
 
+def reset_kwargs(owner: str, resets, reset_carry, parts: int) -> list[dict]:
+  """The resets keywords of each of `parts` sub-modules: the same resets, and each its own reset
+  carry (`reset_carry` holds one per part, or is None)."""
+  if reset_carry is not None and len(reset_carry) != parts:
+    raise ValueError(f"{owner}: reset_carry must hold one carry per layer or direction ({parts}); got {len(reset_carry)}")
+  if resets is None:
+    if reset_carry is not None:
+      raise ValueError(f"{owner}: reset_carry is the carry resets restart from; it needs resets")
+    return [{} for _ in range(parts)]
+  return [{"resets": resets, **({} if reset_carry is None else {"reset_carry": reset_carry[i]})} for i in range(parts)]
+
+
 def one_step(call, carry: Carry, x: Array, reset: Array | None, fresh_carry, time_major: bool) -> tuple[Carry, Array]:
   """A layer's streaming step through its scanned call: `x` [..., D] as a sequence of one step,
   `carry` as its initial carry, `reset` ([...] booleans) restarting rows from `fresh_carry()`.

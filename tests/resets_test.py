@@ -234,3 +234,17 @@ def test_return_carries_are_every_steps_carry(cell, options, reverse):
       for got, want in zip(jax.tree_util.tree_leaves(carries), jax.tree_util.tree_leaves(carry)):
         np.testing.assert_allclose(got[b, t], want[b], **TOL)
   assert len(layer.apply(variables, xs, return_carries=True)) == 2  # (ys, carries)
+
+
+def test_a_stack_cut_into_chunks_takes_one_reset_carry_per_layer():
+  stack = gj.Stacked(gj.GRU(H), num_layers=2)
+  xs = jnp.asarray(np.random.default_rng(8).normal(size=(B, T, D)), jnp.float32)
+  variables = random_tree(stack.init(jax.random.key(0), xs), 1)
+  resets = jnp.asarray(RESETS)
+  whole = stack.apply(variables, xs, resets=resets)
+  ys1, carry = stack.apply(variables, xs[:, :4], resets=resets[:, :4], return_carry=True)
+  zeros = tuple(jnp.zeros((B, H)) for _ in range(2))
+  ys2 = stack.apply(variables, xs[:, 4:], resets=resets[:, 4:], initial_carry=carry, reset_carry=zeros)
+  np.testing.assert_allclose(jnp.concatenate([ys1, ys2], axis=1), whole, **TOL)
+  with pytest.raises(ValueError, match=r"Stacked: reset_carry must hold one carry per layer or direction \(2\); got 1"):
+    stack.apply(variables, xs, resets=resets, reset_carry=zeros[:1])
