@@ -81,16 +81,16 @@ def scan(
       (blocks, per-step inputs not differentiated)) and the loop runs in
       `gru_jax.fused.scan` with its hand-written backward pass.
       Without it, autodiff differentiates `lax.scan` over `step` (the readable reference).
-    parallel: optional `(carry, xp_TxBxG, resets=None, reset_carry=None) -> (carries [T, ...], ys)` computing every
-      step at once (a parallel scan, `gru_jax.parallel`), for cells whose recurrence is linear in
+    parallel: optional `(carry, xp_TxBxG, resets=None, reset_carry=None) -> (carries [T, ...], ys)`
+      computing every step at once (a parallel scan, `gru_jax.parallel`), for cells whose recurrence is linear in
       the carry; it replaces the loop over `step`. Lengths are applied after it: the final carry
       is the one at each sequence's last valid step, outputs past it are zeros (valid because
       step t depends on steps <= t only).
     kernel: optional `(carry, xp_TxBxG, valid [T, B, 1] or None) -> (carry, ys)` computing what
       the fused path with `split` computes (the Pallas GRU kernel); it replaces that path.
     resets: optional [T, B] booleans: where True, the carry is reset to `reset_carry` (default:
-      the initial `carry`) before that step (a new episode starts there; purejaxrl's `done` that arrives with an
-      episode's first observation). With `reverse`, each episode runs backward from its own last
+      the initial `carry`) before that step (a new episode starts there; purejaxrl's `done` that
+      arrives with an episode's first observation). With `reverse`, each episode runs backward from its own last
       step, which starts from the initial carry: the same as running every episode on its own.
       The parallel scans restart there (a reset zeroes that step's coefficient on the carry); the
       `kernel` is not used with resets.

@@ -218,9 +218,9 @@ def test_chung2014_search_then_final_reads_the_picked_rates(tmp_path):
   with pytest.raises(ValueError, match="run the search phase first"):
     ablation.expand(study.sweep, config)
   rows = [{"task": p["task"], "cell": p["cell"], "opt.learning_rate": p["opt.learning_rate"], "status": "done",
-           "valid": 9.0 - i * 0.01} for i, p in enumerate(points)]
+           "metric": "nll", "valid": 9.0 - i * 0.01} for i, p in enumerate(points)]
   with open(tmp_path / "results.csv", "w", newline="") as f:
-    writer = csv.DictWriter(f, ["task", "cell", "opt.learning_rate", "status", "valid"])
+    writer = csv.DictWriter(f, ["task", "cell", "opt.learning_rate", "status", "metric", "valid"])
     writer.writeheader()
     writer.writerows(rows)
   final = ablation.expand(study.sweep, config)
@@ -287,7 +287,8 @@ def test_greff2017_searches_each_variant_then_runs_its_best_draw_with_fresh_seed
   with pytest.raises(ValueError, match="run the search phase first"):
     ablation.expand(study.sweep, config)
   rows = [{"cell": p["cell"], "model.features": p["model.features"], "opt.learning_rate": p["opt.learning_rate"],
-           "status": "done", "valid": "nan" if i % 12 == 11 else 9.0 - (i % 12) * 0.01} for i, p in enumerate(points)]
+           "status": "done", "metric": "nll", "valid": "nan" if i % 12 == 11 else 9.0 - (i % 12) * 0.01}
+          for i, p in enumerate(points)]
   with open(tmp_path / "results.csv", "w", newline="") as f:
     writer = csv.DictWriter(f, list(rows[0]))
     writer.writeheader()
@@ -404,3 +405,12 @@ def test_workers_stop_when_the_runner_is_killed(tmp_path):
   while time.time() < deadline and alive():
     time.sleep(0.5)
   assert not alive(), "workers outlived the runner"
+
+
+def test_best_valid_skips_unfinished_and_non_finite_runs_and_follows_the_metric():
+  row = lambda cell, valid, metric="nll", status="done": {"cell": cell, "valid": valid, "status": status, "metric": metric,
+                                                          "higher_is_better": ablation.HIGHER_IS_BETTER[metric]}
+  rows = [row("a", 8.0), row("a", float("nan")), row("a", 7.0, status="failed"), row("a", 7.5), row("b", None),
+          row("c", 0.8, "accuracy"), row("c", 0.9, "accuracy")]
+  best = ablation.best_valid(rows, lambda r: r["cell"])
+  assert set(best) == {"a", "c"} and best["a"]["valid"] == 7.5 and best["c"]["valid"] == 0.9

@@ -33,3 +33,10 @@ def test_mean_std_ci_formats_the_interval():
   low, high = stats.interval(values)
   assert stats.mean_std_ci(values) == f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f} [{low:.2f}, {high:.2f}]"
   assert stats.mean_std_ci([8.123], digits=1) == "8.1 (1 seed)" and stats.mean_std_ci([]) == "not run yet"
+
+
+def test_verdict_says_which_way_a_resolved_difference_goes():
+  a, b = [1.0, 1.2, 0.9, 1.1], [2.0, 2.5, 1.8, 2.2, 2.4]
+  assert stats.verdict(a, b, higher_is_better=False)[0] == "better"
+  assert stats.verdict(a, b, higher_is_better=True)[0] == "worse"
+  assert stats.verdict(a, [x + 0.01 for x in a], higher_is_better=False)[0] == "not resolved"

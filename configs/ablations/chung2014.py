@@ -31,7 +31,6 @@ Not as in the paper (the README lists these beside the results):
 - RMSProp as optax's (decay 0.9, eps 1e-8), 5 seeds.
 """
 
-import csv
 import os
 import zlib
 
@@ -86,17 +85,10 @@ def learning_rates(study, cell: str, task: str) -> list[float]:
 
 def picked_rates(search_dir: str) -> dict[tuple[str, str], float]:
   """(task, cell) -> the learning rate with the best (lowest) valid NLL in the search's results."""
-  path = os.path.join(search_dir, "results.csv")
-  if not os.path.exists(path):
-    raise ValueError(f"search_dir: {path} does not exist; run the search phase first (see configs/ablations/chung2014.py)")
-  best: dict[tuple[str, str], tuple[float, float]] = {}
-  with open(path) as f:
-    for row in csv.DictReader(f):
-      if row["status"] == "done" and row["valid"]:
-        key, valid, rate = (row["task"], row["cell"]), float(row["valid"]), float(row["opt.learning_rate"])
-        if key not in best or valid < best[key][0]:
-          best[key] = (valid, rate)
-  return {key: rate for key, (_, rate) in best.items()}
+  from gru_jax.lab import ablation  # pylint: disable=g-import-not-at-top  (the lab extra)
+
+  picks = ablation.search_picks(search_dir, lambda row: (row["task"], row["cell"]))
+  return {key: float(row["opt.learning_rate"]) for key, row in picks.items()}
 
 
 def sweep(study, add):

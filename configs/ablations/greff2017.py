@@ -32,7 +32,6 @@ Not as in the paper (the README lists these beside the results):
 - 88 keys, every frame predicted, the first from a zero input frame (as our chung2014 study).
 """
 
-import csv
 import math
 import os
 import zlib
@@ -91,17 +90,10 @@ def draws(study, cell: str) -> list[tuple[int, float]]:
 
 def picked(search_dir: str) -> dict[str, tuple[int, float]]:
   """variant -> (hidden size, learning rate) of its best (lowest) valid NLL in the search's results."""
-  path = os.path.join(search_dir, "results.csv")
-  if not os.path.exists(path):
-    raise ValueError(f"search_dir: {path} does not exist; run the search phase first (see configs/ablations/greff2017.py)")
-  best: dict[str, tuple[float, int, float]] = {}
-  with open(path) as f:
-    for row in csv.DictReader(f):
-      if row["status"] == "done" and row["valid"] and math.isfinite(float(row["valid"])):
-        valid = float(row["valid"])
-        if row["cell"] not in best or valid < best[row["cell"]][0]:
-          best[row["cell"]] = (valid, int(row["model.features"]), float(row["opt.learning_rate"]))
-  return {cell: (hidden, rate) for cell, (_, hidden, rate) in best.items()}
+  from gru_jax.lab import ablation  # pylint: disable=g-import-not-at-top  (the lab extra)
+
+  picks = ablation.search_picks(search_dir, lambda row: row["cell"])
+  return {cell: (int(row["model.features"]), float(row["opt.learning_rate"])) for cell, row in picks.items()}
 
 
 def sweep(study, add):
@@ -133,10 +125,8 @@ def _against_vanilla(values: list[float], vanilla: list[float]) -> str:
 
   if len(values) < 2 or len(vanilla) < 2:
     return "—"
-  t, p = stats.welch(values, vanilla)
-  if not math.isfinite(p) or p >= stats.ALPHA:
-    return f"not resolved (t = {t:.2f}, p = {p:.2g})"
-  return f"{'worse' if np.mean(values) > np.mean(vanilla) else 'better'} (t = {t:.2f}, p = {p:.2g})"
+  found, t, p = stats.verdict(values, vanilla, higher_is_better=False)
+  return f"{found} (t = {t:.2f}, p = {p:.2g})"
 
 
 def table(root: str) -> str:
@@ -148,12 +138,13 @@ def table(root: str) -> str:
   read = lambda phase: ([r for r in ablation.read_csv(os.path.join(root, phase, "results.csv")) if r["status"] == "done"]
                         if os.path.exists(os.path.join(root, phase, "results.csv")) else [])
   search, final = read("search"), read("final")
+  picks = ablation.best_valid(search, lambda row: row["cell"])
   tests = {cell: [r["test"] for r in final if r["cell"] == cell] for cell in VARIANTS}
   lines = ["| variant | trials | best valid draw: hidden, rate (valid NLL) | params | seeds | train NLL | test NLL | "
            "test vs V (Welch) | paper, vs V |", "|---|---|---|---|---|---|---|---|---|"]
   for cell, name in VARIANTS.items():
     trials = [r for r in search if r["cell"] == cell]
-    best = min(trials, key=lambda r: r["valid"]) if trials else None
+    best = picks.get(cell)
     draw = f"{int(best['model.features'])}, {float(best['opt.learning_rate']):.3g} ({best['valid']:.2f})" if best else "—"
     mine = [r for r in final if r["cell"] == cell]
     params = f"{mine[0]['params']:,}" if mine else "—"

@@ -280,6 +280,28 @@ def read_csv(path: str) -> list[dict]:
   return rows
 
 
+def best_valid(rows: list[dict], key: Callable[[dict], Any]) -> dict[Any, dict]:
+  """`key(row)` -> the finished row with the best finite valid metric among `rows` (`read_csv`'s),
+  lower or higher as its metric is better: a search's pick per cell (and data set)."""
+  best: dict[Any, dict] = {}
+  for row in rows:
+    if row["status"] != "done" or row["valid"] is None or not math.isfinite(row["valid"]):
+      continue
+    sign = -1.0 if row["higher_is_better"] else 1.0
+    k = key(row)
+    if k not in best or sign * row["valid"] < sign * best[k]["valid"]:
+      best[k] = row
+  return best
+
+
+def search_picks(search_dir: str, key: Callable[[dict], Any]) -> dict[Any, dict]:
+  """`best_valid` of `search_dir`/results.csv; a ValueError naming search_dir when there is none."""
+  path = os.path.join(search_dir, "results.csv")
+  if not os.path.exists(path):
+    raise ValueError(f"search_dir: {path} does not exist; run the search phase first (see the study file's docstring)")
+  return best_valid(read_csv(path), key)
+
+
 def group_key(row: dict) -> tuple:
   """The fields a row is averaged over seeds within: everything swept except the seed."""
   return tuple((k, row[k]) for k in row if k not in RESULT_COLUMNS and k not in ("seed", "higher_is_better"))

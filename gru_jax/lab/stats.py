@@ -31,14 +31,22 @@ def welch(a, b) -> tuple[float, float]:
   return float(result.statistic), float(result.pvalue)
 
 
+def verdict(a, b, higher_is_better: bool, alpha: float = ALPHA) -> tuple[str, float, float]:
+  """("better", "worse" or "not resolved", t, p): `a` against `b` by Welch's test at `alpha`;
+  better is lower unless `higher_is_better`."""
+  t, p = welch(a, b)
+  if not math.isfinite(p) or p >= alpha:
+    return "not resolved", t, p
+  return ("better" if (np.mean(a) > np.mean(b)) == higher_is_better else "worse"), t, p
+
+
 def ordering(name_a: str, a, name_b: str, b, higher_is_better: bool, alpha: float = ALPHA) -> str:
   """"A better than B (p = ...)" when Welch's test resolves the difference at `alpha`, else
   "A vs B: not resolved (p = ...)"; better is lower unless `higher_is_better`."""
-  t, p = welch(a, b)
-  if not math.isfinite(p) or p >= alpha:
+  found, t, p = verdict(a, b, higher_is_better, alpha)
+  if found == "not resolved":
     return f"{name_a} vs {name_b}: not resolved (Welch's t = {t:.2f}, p = {p:.2g})"
-  a_better = (np.mean(a) > np.mean(b)) == higher_is_better
-  first, second = (name_a, name_b) if a_better else (name_b, name_a)
+  first, second = (name_a, name_b) if found == "better" else (name_b, name_a)
   return f"{first} better than {second} (Welch's t = {abs(t):.2f}, p = {p:.2g})"
 
 

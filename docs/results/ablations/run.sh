@@ -32,7 +32,8 @@ python -m experiments.ablate --config=configs/ablations/chung2014.py --config.ta
   --workdir=runs/chung2014-nottingham-search --records=docs/results/ablations/chung2014/nottingham/search/runs --jobs=2
 publish chung2014-nottingham-search chung2014/nottingham/search
 # ... and its final seeds (2026-12-04, 2-core CPU, from a clone of commit b4b3e24, the same sweep and task
-# as this file's commit): 15 runs in 3 programs of 5 vmapped seeds, about 1 h 35 min with 2 jobs.
+# as this file's commit): 15 runs in 3 programs of 5 vmapped seeds; results.csv's wall_time_s: 2,776-2,934 s a
+# program, the LSTM's after the other two, so about 1 h 36 min with 2 jobs.
 python -m experiments.ablate --config=configs/ablations/chung2014.py --config.tasks=nottingham --config.phase=final \
   --config.search_dir=docs/results/ablations/chung2014/nottingham/search --workdir=runs/chung2014-nottingham \
   --records=docs/results/ablations/chung2014/nottingham/final/runs --jobs=2
